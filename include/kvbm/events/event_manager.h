@@ -1,0 +1,126 @@
+// EventManager: turns what block pools report (EventSink) into published KV event batches (DESIGN.md §5).
+//
+// The pools call on_stored / on_removed / on_cleared after releasing their locks; each call becomes one
+// KvEvent (one BlockStored per register call) and is appended to a bounded FIFO queue. One publisher
+// thread takes events in batches — as soon as `max_batch_events` are waiting, or `max_batch_delay` after
+// the first event of a batch arrived, whichever is first — encodes each batch once (encode_event_batch)
+// and hands it to every EventPublisher in order.
+//
+// Drop policy: when the queue holds `queue_capacity` events, a new event pushes out the OLDEST queued
+// one (a router would rather miss history than the present); every event dropped that way, or reported
+// after shutdown(), is counted in stats().dropped.
+//
+// Thread-safety: every method may be called from any thread. Publishers are called only from the
+// publisher thread, never under the manager's lock or a pool's lock, so a publisher may call back into
+// a pool or block. The manager owns its publishers.
+#pragma once
+
+#include <absl/base/thread_annotations.h>
+#include <absl/status/statusor.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "kvbm/core/event_sink.h"
+#include "kvbm/core/mutex.h"
+#include "kvbm/events/event_publisher.h"
+#include "kvbm/events/kv_event.h"
+
+namespace kvbm {
+
+struct EventManagerOptions {
+  std::size_t queue_capacity = 65536;              // events, > 0; the oldest is dropped beyond this
+  std::size_t max_batch_events = 256;              // events per published batch, > 0
+  std::chrono::milliseconds max_batch_delay{10};   // how long a batch may wait to fill, >= 0
+  std::optional<std::int64_t> data_parallel_rank;  // the batch's third item; >= 0 when set
+};
+
+// Counters since creation. sent + dropped + (queued or in flight) = every event reported.
+struct EventManagerStats {
+  std::uint64_t sent = 0;            // events in batches handed to every publisher
+  std::uint64_t dropped = 0;         // events pushed out of a full queue, or reported after shutdown
+  std::uint64_t batches = 0;         // batches published
+  std::uint64_t publish_errors = 0;  // publish() calls that returned an error (one per publisher per batch)
+};
+
+// An in-process publisher: calls a function with every batch (on the publisher thread).
+class CallbackPublisher final : public EventPublisher {
+ public:
+  using Callback = std::function<void(const EventBatch&)>;
+  explicit CallbackPublisher(Callback callback, std::string name = "callback")
+      : callback_(std::move(callback)), name_(std::move(name)) {}
+  [[nodiscard]] std::string_view name() const override { return name_; }
+  [[nodiscard]] absl::Status publish(const EventBatch& batch, std::string_view payload) override;
+
+ private:
+  Callback callback_;
+  std::string name_;
+};
+
+class EventManager final : public EventSink {
+ public:
+  // InvalidArgument naming the field for bad options, or for a null publisher. Starts the publisher
+  // thread. Publishers may be empty (events are then counted as sent and discarded).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<EventManager>> create(
+      EventManagerOptions options, std::vector<std::unique_ptr<EventPublisher>> publishers);
+  // shutdown(): flushes what is queued, then joins the publisher thread.
+  ~EventManager() override;
+  EventManager(const EventManager&) = delete;
+  EventManager& operator=(const EventManager&) = delete;
+
+  // EventSink. Never block on publishing: they only enqueue.
+  void on_stored(BlocksStored event) override;
+  void on_removed(BlocksRemoved event) override;
+  void on_cleared(CacheLevel level) override;
+
+  // Enqueues an event as is (for callers that build KvEvents themselves, e.g. trace replay).
+  void enqueue(KvEvent event);
+
+  // Returns once every event enqueued before the call has been published or dropped. Publishes what is
+  // queued now, without waiting for max_batch_delay.
+  void flush();
+  // Stops accepting events (later ones count as dropped), publishes everything queued, joins the thread.
+  // Idempotent.
+  void shutdown();
+
+  [[nodiscard]] EventManagerStats stats() const;
+  [[nodiscard]] const EventManagerOptions& options() const { return options_; }
+  // The i-th publisher given to create(). REQUIRES: i < num_publishers().
+  [[nodiscard]] EventPublisher& publisher(std::size_t i) { return *publishers_[i]; }
+  [[nodiscard]] std::size_t num_publishers() const { return publishers_.size(); }
+
+ private:
+  EventManager(EventManagerOptions options, std::vector<std::unique_ptr<EventPublisher>> publishers);
+  void run();
+
+  const EventManagerOptions options_;
+  const std::vector<std::unique_ptr<EventPublisher>> publishers_;  // used by the publisher thread only
+
+  mutable Mutex mu_;
+  std::condition_variable_any work_cv_;  // publisher thread waits: events, flush or stop
+  std::condition_variable_any done_cv_;  // flush() waits: progress
+  std::deque<KvEvent> queue_ ABSL_GUARDED_BY(mu_);
+  // Events ever accepted into the queue. They leave it only from the front (taken for a batch or
+  // dropped), so the front's accept index is accepted_ - queue_.size().
+  std::uint64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  // The batch being published, if any: the accept index of its first event.
+  bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  std::uint64_t in_flight_begin_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t flush_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  EventManagerStats stats_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+  Mutex shutdown_mu_;  // serializes shutdown() callers around the join
+};
+
+}  // namespace kvbm

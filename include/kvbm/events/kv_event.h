@@ -1,0 +1,46 @@
+// The KV cache events of specs/kv-events-wire-format.md (vLLM-compatible), as C++ values.
+//
+// Publishers encode EventBatch values to the wire (msgpack map form); subscribers decode both the map
+// form and the older positional-array form into them; the router index consumes them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace kvbm {
+
+struct BlockStoredEvent {
+  std::vector<std::uint64_t> block_hashes;          // kvbm sequence hashes (each names a whole prefix)
+  std::optional<std::uint64_t> parent_block_hash;   // parent of block_hashes[0]
+  std::vector<std::uint32_t> token_ids;             // tokens of exactly these blocks (may be empty)
+  std::uint32_t block_size = 0;
+  std::optional<std::int64_t> lora_id;              // kvbm always publishes nil
+  std::optional<std::string> medium;                // "GPU" | "CPU" | "DISK" | "REMOTE"
+  std::optional<std::string> lora_name;
+  friend bool operator==(const BlockStoredEvent&, const BlockStoredEvent&) = default;
+};
+
+struct BlockRemovedEvent {
+  std::vector<std::uint64_t> block_hashes;
+  std::optional<std::string> medium;
+  friend bool operator==(const BlockRemovedEvent&, const BlockRemovedEvent&) = default;
+};
+
+struct AllBlocksClearedEvent {
+  friend bool operator==(const AllBlocksClearedEvent&, const AllBlocksClearedEvent&) = default;
+};
+
+using KvEvent = std::variant<BlockStoredEvent, BlockRemovedEvent, AllBlocksClearedEvent>;
+
+// One published batch: `[timestamp, events, data_parallel_rank]` on the wire.
+struct EventBatch {
+  double timestamp = 0;  // seconds since the Unix epoch
+  std::vector<KvEvent> events;
+  std::optional<std::int64_t> data_parallel_rank;
+  friend bool operator==(const EventBatch&, const EventBatch&) = default;
+};
+
+}  // namespace kvbm

@@ -1,0 +1,99 @@
+// KvBlockManager: the facade an inference engine calls (DESIGN.md §2 "manager").
+//
+// Owns the tiers — G1 (device memory, or system memory on a machine without a GPU), optional G2 (host
+// memory) and G3 (local disk) — each a Storage + Layout + BlockPool, the TransferEngine that copies
+// between them and the OffloadManager that moves blocks down in the background and back up on demand.
+//
+// Typical request cycle:
+//   auto seq = kvbm->make_sequence(prompt_tokens, salt);
+//   auto hits = kvbm->match_and_onboard(seq->sequence_hashes());   // cached prefix, made resident in G1
+//   auto fresh = kvbm->allocate(seq->num_full_blocks() - hits->size());
+//   ... compute KV into fresh[i].chunk(layer, outer); fresh[i].apply(seq->block(hits->size() + i)) ...
+//   auto registered = kvbm->register_blocks(*fresh);   // now matchable; copied down to G2/G3 in the background
+//   kvbm->release(std::move(*registered)); kvbm->release(std::move(*hits));
+//
+// Thread-safety: every method may be called concurrently. Handles must not outlive the manager
+// (a debug build aborts when they do).
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kvbm/core/event_sink.h"
+#include "kvbm/core/token_block_sequence.h"
+#include "kvbm/manager/kvbm_config.h"
+#include "kvbm/offload/offload_manager.h"
+#include "kvbm/offload/tier.h"
+#include "kvbm/transfer/transfer_engine.h"
+
+namespace kvbm {
+
+class KvBlockManager {
+ public:
+  // Validates `config` and allocates every tier up front (a G3 directory without room is an error here).
+  // `events` (not owned, may be null) must outlive the manager.
+  // `io` replaces the disk I/O backend (tests inject faults through it); null = io_uring or POSIX.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
+                                                                              EventSink* events = nullptr,
+                                                                              std::shared_ptr<IoBackend> io = nullptr);
+  // Cancels queued offloads, finishes those in flight, joins every thread.
+  ~KvBlockManager();
+  KvBlockManager(const KvBlockManager&) = delete;
+  KvBlockManager& operator=(const KvBlockManager&) = delete;
+
+  [[nodiscard]] const KvbmConfig& config() const { return config_; }
+  [[nodiscard]] const ModelConfig& model() const { return config_.model; }
+  [[nodiscard]] std::uint32_t page_size() const { return config_.model.page_size; }
+
+  // A new token sequence for this manager's page size.
+  [[nodiscard]] absl::StatusOr<TokenBlockSequence> make_sequence(std::span<const std::uint32_t> tokens,
+                                                                 SaltHash salt = SaltHash{0}) const;
+
+  // `count` fresh G1 blocks (all or nothing). With write-back G1 → G2, blocks evicted to make room are
+  // copied to G2 before this returns.
+  [[nodiscard]] absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t count);
+  // Registers Complete G1 blocks (see BlockPool::register_blocks); with write-through they are queued
+  // for G2 (and G3).
+  [[nodiscard]] absl::StatusOr<std::vector<G1Block>> register_blocks(std::span<G1MutableBlock> blocks);
+  // The longest prefix of `hashes` cached in any tier: G1 first, then G2, then G3, contiguous.
+  [[nodiscard]] MatchResult match(std::span<const SequenceHash> hashes);
+  // Only G1.
+  [[nodiscard]] std::vector<G1Block> match_g1(std::span<const SequenceHash> hashes) { return tiers_.g1->pool->match(hashes); }
+  // Copies a match's G2/G3 blocks into G1 in the background; wait() yields G1 blocks for the prefix.
+  [[nodiscard]] std::shared_ptr<OnboardOperation> onboard(MatchResult match);
+  // match + onboard + wait.
+  [[nodiscard]] absl::StatusOr<std::vector<G1Block>> match_and_onboard(std::span<const SequenceHash> hashes);
+
+  std::size_t touch(std::span<const SequenceHash> hashes) { return tiers_.g1->pool->touch(hashes); }
+  void release(std::vector<G1Block>&& blocks) { tiers_.g1->pool->release(std::move(blocks)); }
+  // Drops every registration in every tier once background copies are done. FailedPrecondition while
+  // blocks are held.
+  [[nodiscard]] absl::Status reset();
+  // Waits until queued offloads and onboardings are done (tests, replay, orderly shutdown).
+  void flush();
+
+  [[nodiscard]] PoolStatus status() const { return tiers_.g1->pool->status(); }
+  // Status of one tier; all zero for a tier that is not configured.
+  [[nodiscard]] PoolStatus status(CacheLevel level) const;
+  [[nodiscard]] bool has_tier(CacheLevel level) const;
+  [[nodiscard]] OffloadStats offload_stats() const;
+  [[nodiscard]] TransferStats transfer_stats() const;
+
+  [[nodiscard]] G1Pool& g1() { return *tiers_.g1->pool; }
+  [[nodiscard]] const Layout& g1_layout() const { return *tiers_.g1->layout; }
+  [[nodiscard]] const TierMemory& g1_memory() const { return *tiers_.g1->memory; }
+  [[nodiscard]] TierStack& tiers() { return tiers_; }
+
+ private:
+  explicit KvBlockManager(const KvbmConfig& config) : config_(config) {}
+
+  KvbmConfig config_;
+  TierStack tiers_;
+  std::unique_ptr<TransferEngine> engine_;    // when G2 exists
+  std::unique_ptr<OffloadManager> offload_;   // when G2 exists; declared last: stopped first
+};
+
+}  // namespace kvbm

@@ -1,0 +1,99 @@
+// KvbmConfig: everything a KvBlockManager is built from (DESIGN.md §7).
+//
+// Settable in code, loadable from a TOML file, and overridable by KVBM_* environment variables.
+// Precedence, lowest first: built-in defaults < TOML file < environment < values set in code (or CLI
+// flags) after loading. validate() checks everything once, at construction of the manager; every error
+// names the key and the allowed range.
+//
+// Keys are `section.name` (model.*, g1.*, g2.*, g3.*, offload.*) plus top-level `keep_tokens`; the
+// environment variable of a key is KVBM_ + the key upper-cased with '.' → '_' (KVBM_G2_BYTES).
+// config_keys() lists every key with its type, allowed values and meaning; the README's reference is
+// checked against it by a test.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvbm/core/model_config.h"
+#include "kvbm/layout/layout.h"
+#include "kvbm/offload/offload_config.h"
+#include "kvbm/core/types.h"
+#include "kvbm/pool/eviction_policy.h"
+
+namespace kvbm {
+
+struct LayoutConfig {
+  LayoutKind kind = LayoutKind::kFullyContiguous;  // fully_contiguous | layer_separate
+  bool outer_contiguous = false;                  // layer_separate only: [outer][block] instead of [block][outer]
+  std::uint64_t alignment = 1;                    // fully_contiguous only: block stride alignment (power of two)
+};
+
+// Where a memory tier's bytes live. G3 is always a DiskFile.
+enum class MemoryKind : std::uint8_t {
+  kSystem,  // pageable system memory (G1 on a machine without a GPU; G2 by default)
+  kPinned,  // page-locked host memory (CUDA builds): faster host ↔ device copies
+  kDevice,  // GPU memory (CUDA builds)
+};
+
+// One tier's capacity, layout, storage options and eviction policy. Capacity is given either in blocks
+// or in bytes (rounded down to whole blocks of the model). G1 must have one of the two; G2 and G3 are
+// enabled by setting one, and absent while both are 0.
+struct TierConfig {
+  std::uint64_t num_blocks = 0;
+  std::uint64_t bytes = 0;
+  LayoutConfig layout;
+  EvictionPolicyKind eviction = EvictionPolicyKind::kLru;
+  MemoryKind memory = MemoryKind::kSystem;  // g1, g2
+  bool zero_fill = false;                   // pre-fault and zero the tier's memory at start-up
+  bool huge_pages = false;                  // ask for transparent huge pages
+  std::string directory;                    // g3: where the file lives; empty = system temp dir
+  bool direct_io = true;                    // g3: O_DIRECT (falls back when the file system refuses)
+  bool unlink_after_open = false;           // g3: leave no file behind, even after a crash
+
+  [[nodiscard]] bool enabled() const { return num_blocks != 0 || bytes != 0; }
+};
+
+struct KvbmConfig {
+  ModelConfig model;
+  TierConfig g1{.num_blocks = 1024};
+  TierConfig g2;
+  TierConfig g3;
+  OffloadConfig offload;
+  bool keep_tokens = true;  // keep token ids per G1 block (Stored events carry them; append needs them)
+
+  // Everything checked; InvalidArgument naming the key and the allowed range.
+  [[nodiscard]] absl::Status validate() const;
+  // A tier's capacity in blocks after resolving bytes (0 for a disabled tier). REQUIRES: validate() is OK.
+  [[nodiscard]] std::uint32_t tier_blocks(CacheLevel level) const;
+  [[nodiscard]] std::uint32_t g1_blocks() const { return tier_blocks(CacheLevel::kG1); }
+  [[nodiscard]] const TierConfig& tier(CacheLevel level) const;
+
+  // Parses TOML text over the defaults. Unknown keys are errors (they are usually typos).
+  [[nodiscard]] static absl::StatusOr<KvbmConfig> from_toml(std::string_view text);
+  [[nodiscard]] static absl::StatusOr<KvbmConfig> from_toml_file(const std::string& path);
+  // Applies KVBM_* variables found by `getenv` (std::getenv by default) over this config.
+  [[nodiscard]] absl::Status apply_env(const std::function<const char*(const char*)>& getenv = nullptr);
+  // Sets one key from its text form, as an environment variable or CLI flag would give it.
+  [[nodiscard]] absl::Status set(std::string_view key, std::string_view value);
+  // The resolved configuration as TOML.
+  [[nodiscard]] std::string to_toml() const;
+};
+
+// One configuration key, for references and tooling.
+struct ConfigKey {
+  std::string key;          // "g1.bytes"
+  std::string env;          // "KVBM_G1_BYTES"
+  std::string type;         // "integer", "size", "bool", "enum", "string"
+  std::string allowed;      // "[1, 1024]", "lru | priority_lru | lineage", ...
+  std::string description;
+};
+[[nodiscard]] const std::vector<ConfigKey>& config_keys();
+// The reference table of every key (Markdown), as README.md carries it between its config-keys markers.
+[[nodiscard]] std::string config_reference_markdown();
+
+}  // namespace kvbm

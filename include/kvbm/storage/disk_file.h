@@ -1,0 +1,68 @@
+// DiskFile: the storage of a G3 (local disk) tier — one file in a configured directory.
+//
+// Regions are laid back to back in the file, each starting on a 4 KiB boundary. The CPU cannot address
+// the bytes (host_region() is empty): transfers read and write them through an IoBackend, using fd()
+// and region_offset(). Space is reserved up front with fallocate (ftruncate where the file system does
+// not support it), and a directory without room for the whole tier is an error at construction — never
+// later, mid-offload. The file is opened O_DIRECT unless the file system refuses it (then buffered I/O,
+// direct_io() says which), mode 0600, and removed when the DiskFile is destroyed (or right after opening
+// with unlink_after_open, so a crash leaves nothing behind).
+//
+// Thread-safety: immutable after construction; concurrent I/O on distinct byte ranges is safe.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvbm/storage/storage.h"
+
+namespace kvbm {
+
+class DiskFile final : public Storage {
+ public:
+  static constexpr std::uint64_t kAlignment = 4096;
+
+  struct Options {
+    std::string directory;           // empty: the system temp dir ($TMPDIR, else /tmp)
+    bool direct_io = true;           // try O_DIRECT first
+    bool unlink_after_open = false;  // remove the directory entry immediately; the fd keeps the data
+    std::string name_prefix = "kvbm-g3";
+  };
+
+  // InvalidArgument for bad sizes or a directory that is not a writable directory; ResourceExhausted
+  // naming the directory, the bytes wanted and the bytes free when the space cannot be reserved.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DiskFile>> create(std::vector<std::uint64_t> region_sizes,
+                                                                        Options options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DiskFile>> for_layout(const Layout& layout, Options options);
+  ~DiskFile() override;
+  DiskFile(const DiskFile&) = delete;
+  DiskFile& operator=(const DiskFile&) = delete;
+
+  StorageKind kind() const override { return StorageKind::kDisk; }
+  std::size_t num_regions() const override { return region_sizes_.size(); }
+  std::uint64_t region_size(std::size_t index) const override { return region_sizes_[index]; }
+  std::span<std::byte> host_region(std::size_t) const override { return {}; }
+
+  [[nodiscard]] int fd() const { return fd_; }
+  // File offset of region `index` (a multiple of kAlignment).
+  [[nodiscard]] std::uint64_t region_offset(std::size_t index) const { return region_offsets_[index]; }
+  [[nodiscard]] bool direct_io() const { return direct_io_; }
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::uint64_t file_bytes() const { return file_bytes_; }
+
+ private:
+  DiskFile() = default;
+  int fd_ = -1;
+  bool direct_io_ = false;
+  bool unlinked_ = false;
+  std::string path_;
+  std::uint64_t file_bytes_ = 0;
+  std::vector<std::uint64_t> region_sizes_;
+  std::vector<std::uint64_t> region_offsets_;
+};
+
+}  // namespace kvbm

@@ -1,0 +1,250 @@
+#include "kvbm/manager/kv_block_manager.h"
+
+#include <absl/strings/ascii.h>
+#include <absl/strings/str_cat.h>
+
+#include <algorithm>
+
+#include "kvbm/storage/cuda_memory.h"
+#include "kvbm/storage/disk_file.h"
+
+namespace kvbm {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Layout>> make_layout(const ModelConfig& model, std::uint32_t blocks,
+                                                    const LayoutConfig& config) {
+  if (config.kind == LayoutKind::kLayerSeparate) {
+    auto layout = LayerSeparateLayout::create(model, blocks, config.outer_contiguous);
+    if (!layout.ok()) return layout.status();
+    return std::unique_ptr<Layout>(*std::move(layout));
+  }
+  auto layout = FullyContiguousLayout::create(model, blocks, FullyContiguousLayout::Options{config.alignment, 0});
+  if (!layout.ok()) return layout.status();
+  return std::unique_ptr<Layout>(*std::move(layout));
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> make_memory(const std::string& tier, const TierConfig& config,
+                                                     const Layout& layout) {
+  absl::StatusOr<std::unique_ptr<Storage>> storage;
+  switch (config.memory) {
+    case MemoryKind::kSystem: {
+      SystemMemory::Options options;
+      options.zero_fill = config.zero_fill;
+      options.huge_pages = config.huge_pages;
+      auto memory = SystemMemory::for_layout(layout, options);
+      if (!memory.ok()) return absl::Status(memory.status().code(), absl::StrCat(tier, ": ", memory.status().message()));
+      return std::unique_ptr<Storage>(*std::move(memory));
+    }
+    case MemoryKind::kPinned:
+      storage = make_pinned_memory(layout.region_sizes());
+      break;
+    case MemoryKind::kDevice:
+      storage = make_device_memory(layout.region_sizes());
+      break;
+  }
+  if (!storage.ok()) return absl::Status(storage.status().code(), absl::StrCat(tier, ": ", storage.status().message()));
+  return storage;
+}
+
+// Builds one tier: layout, storage, memory binding, pool (and checksums for disk).
+template <CacheLevel L>
+absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, EventSink* events) {
+  const std::string name = absl::AsciiStrToLower(std::string(cache_level_name(L)));
+  const TierConfig& tc = config.tier(L);
+  const std::uint32_t blocks = config.tier_blocks(L);
+  auto tier = std::make_unique<Tier<L>>();
+
+  LayoutConfig layout_config = tc.layout;
+  if (L == CacheLevel::kG3) layout_config.alignment = std::max<std::uint64_t>(layout_config.alignment, DiskFile::kAlignment);
+  auto layout = make_layout(config.model, blocks, layout_config);
+  if (!layout.ok()) return absl::Status(layout.status().code(), absl::StrCat(name, ": ", layout.status().message()));
+  tier->layout = *std::move(layout);
+
+  if constexpr (L == CacheLevel::kG3) {
+    DiskFile::Options options;
+    options.directory = tc.directory;
+    options.direct_io = tc.direct_io;
+    options.unlink_after_open = tc.unlink_after_open;
+    auto disk = DiskFile::for_layout(*tier->layout, options);
+    if (!disk.ok()) return absl::Status(disk.status().code(), absl::StrCat("g3: ", disk.status().message()));
+    tier->storage = *std::move(disk);
+    tier->checksums = std::make_unique<BlockChecksums>(blocks);
+  } else {
+    auto storage = make_memory(name, tc, *tier->layout);
+    if (!storage.ok()) return storage.status();
+    tier->storage = *std::move(storage);
+  }
+
+  auto memory = TierMemory::bind(tier->layout.get(), tier->storage.get());
+  if (!memory.ok()) return memory.status();
+  tier->memory = std::make_unique<TierMemory>(*std::move(memory));
+
+  BlockPoolConfig pool_config;
+  pool_config.num_blocks = blocks;
+  pool_config.page_size = config.model.page_size;
+  pool_config.eviction = tc.eviction;
+  // Token ids are kept in G1 (events, building blocks token by token). Lower tiers receive whole blocks
+  // and keep them too only when asked, since they may hold millions of blocks.
+  pool_config.keep_tokens = config.keep_tokens && L == CacheLevel::kG1;
+  pool_config.events = events;
+  pool_config.memory = tier->memory.get();
+  auto pool = BlockPool<L>::create(pool_config);
+  if (!pool.ok()) return pool.status();
+  tier->pool = *std::move(pool);
+  return tier;
+}
+
+template <CacheLevel L>
+PoolStatus tier_status(const std::unique_ptr<Tier<L>>& tier) {
+  return tier ? tier->pool->status() : PoolStatus{};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, EventSink* events,
+                                                                      std::shared_ptr<IoBackend> io) {
+  if (absl::Status s = config.validate(); !s.ok()) return s;
+  std::unique_ptr<KvBlockManager> m(new KvBlockManager(config));
+
+  auto g1 = make_tier<CacheLevel::kG1>(config, events);
+  if (!g1.ok()) return g1.status();
+  m->tiers_.g1 = *std::move(g1);
+  if (config.offload.onboard_direct && config.g3.enabled() && !m->tiers_.g1->memory->host_addressable()) {
+    return absl::InvalidArgumentError(
+        "offload.onboard_direct needs a host-addressable G1 (system or pinned memory): disk cannot be read straight "
+        "into device memory; set it to false to onboard through G2");
+  }
+  if (config.g2.enabled()) {
+    auto g2 = make_tier<CacheLevel::kG2>(config, events);
+    if (!g2.ok()) return g2.status();
+    m->tiers_.g2 = *std::move(g2);
+  }
+  if (config.g3.enabled()) {
+    auto g3 = make_tier<CacheLevel::kG3>(config, events);
+    if (!g3.ok()) return g3.status();
+    m->tiers_.g3 = *std::move(g3);
+  }
+  if (m->tiers_.g2) {
+    TransferEngine::Options options;
+    options.threads = config.offload.transfer_threads;
+    options.io = std::move(io);
+    auto engine = TransferEngine::create(options);
+    if (!engine.ok()) return engine.status();
+    m->engine_ = *std::move(engine);
+    m->offload_ = std::make_unique<OffloadManager>(&m->tiers_, m->engine_.get(), config.offload);
+  }
+  return m;
+}
+
+KvBlockManager::~KvBlockManager() {
+  if (offload_) offload_->shutdown(/*drain=*/false);
+}
+
+absl::StatusOr<TokenBlockSequence> KvBlockManager::make_sequence(std::span<const std::uint32_t> tokens,
+                                                                 SaltHash salt) const {
+  return TokenBlockSequence::create(config_.model.page_size, salt, tokens);
+}
+
+absl::StatusOr<std::vector<G1MutableBlock>> KvBlockManager::allocate(std::size_t count) {
+  if (!offload_ || config_.offload.g1_to_g2 != OffloadMode::kWriteBack) return tiers_.g1->pool->allocate(count);
+  std::vector<EvictedBlock> evicted;
+  auto blocks = tiers_.g1->pool->allocate(count, &evicted);
+  if (blocks.ok() && !evicted.empty()) offload_->write_back_g1(evicted);
+  return blocks;
+}
+
+absl::StatusOr<std::vector<G1Block>> KvBlockManager::register_blocks(std::span<G1MutableBlock> blocks) {
+  auto registered = tiers_.g1->pool->register_blocks(blocks);
+  if (registered.ok() && offload_) {
+    std::vector<SequenceHash> hashes;
+    hashes.reserve(registered->size());
+    for (const G1Block& b : *registered) hashes.push_back(b.sequence_hash());
+    offload_->record_sightings(hashes);
+    offload_->on_g1_registered(*registered);
+  }
+  return registered;
+}
+
+MatchResult KvBlockManager::match(std::span<const SequenceHash> hashes) {
+  MatchResult result;
+  result.g1 = tiers_.g1->pool->match(hashes);
+  std::size_t matched = result.g1.size();
+  if (tiers_.g2 && matched < hashes.size()) {
+    result.g2 = tiers_.g2->pool->match(hashes.subspan(matched));
+    matched += result.g2.size();
+  }
+  if (tiers_.g3 && matched < hashes.size()) {
+    result.g3 = tiers_.g3->pool->match(hashes.subspan(matched));
+    matched += result.g3.size();
+  }
+  if (offload_ && matched > 0) offload_->record_sightings(hashes.first(matched));
+  return result;
+}
+
+std::shared_ptr<OnboardOperation> KvBlockManager::onboard(MatchResult match) {
+  if (!offload_) {
+    auto op = std::make_shared<OnboardOperation>();
+    op->finish(std::move(match.g1), 0.0);
+    return op;
+  }
+  return offload_->onboard(std::move(match));
+}
+
+absl::StatusOr<std::vector<G1Block>> KvBlockManager::match_and_onboard(std::span<const SequenceHash> hashes) {
+  return onboard(match(hashes))->wait();
+}
+
+absl::Status KvBlockManager::reset() {
+  if (offload_) offload_->flush();
+  // Check every tier first so that a failure leaves all of them as they were.
+  for (PoolStatus s : {status(CacheLevel::kG1), status(CacheLevel::kG2), status(CacheLevel::kG3)}) {
+    if (s.active + s.owned > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("reset while ", s.active + s.owned, " block(s) are held; release them first"));
+    }
+  }
+  if (absl::Status s = tiers_.g1->pool->reset(); !s.ok()) return s;
+  if (tiers_.g2) {
+    if (absl::Status s = tiers_.g2->pool->reset(); !s.ok()) return s;
+  }
+  if (tiers_.g3) {
+    if (absl::Status s = tiers_.g3->pool->reset(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void KvBlockManager::flush() {
+  if (offload_) offload_->flush();
+}
+
+PoolStatus KvBlockManager::status(CacheLevel level) const {
+  switch (level) {
+    case CacheLevel::kG1:
+      return tier_status(tiers_.g1);
+    case CacheLevel::kG2:
+      return tier_status(tiers_.g2);
+    case CacheLevel::kG3:
+      return tier_status(tiers_.g3);
+    default:
+      return PoolStatus{};
+  }
+}
+
+bool KvBlockManager::has_tier(CacheLevel level) const {
+  switch (level) {
+    case CacheLevel::kG1:
+      return true;
+    case CacheLevel::kG2:
+      return tiers_.g2 != nullptr;
+    case CacheLevel::kG3:
+      return tiers_.g3 != nullptr;
+    default:
+      return false;
+  }
+}
+
+OffloadStats KvBlockManager::offload_stats() const { return offload_ ? offload_->stats() : OffloadStats{}; }
+
+TransferStats KvBlockManager::transfer_stats() const { return engine_ ? engine_->stats() : TransferStats{}; }
+
+}  // namespace kvbm

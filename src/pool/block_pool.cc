@@ -1,0 +1,382 @@
+// PoolCore: the untyped state of one tier's block pool. See include/kvbm/pool/block_pool.h for the
+// contract and the slot state machine.
+#include "kvbm/pool/block_pool.h"
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/strings/str_cat.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "kvbm/core/model_config.h"
+#include "kvbm/core/mutex.h"
+#include "pool/pool_internal.h"
+
+namespace kvbm::detail {
+namespace {
+
+enum class SlotState : std::uint8_t { kFree, kOwned, kRegistered };
+
+constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
+
+// One slot's bookkeeping. Registered slots are active when refcount > 0 and inactive otherwise.
+struct Slot {
+  SequenceHash sequence_hash{};
+  BlockHash block_hash{};
+  SequenceHash parent_hash{};
+  std::uint32_t refcount = 0;  // ImmutableBlock references
+  std::uint8_t priority = kDefaultRetentionPriority;
+  SlotState state = SlotState::kFree;
+  bool has_parent = false;
+};
+
+}  // namespace
+
+class PoolCore {
+ public:
+  explicit PoolCore(const BlockPoolConfig& config)
+      : config_(config),
+        label_(cache_level_name(config.level)),
+        track_lineage_(make_eviction_policy(config.eviction, 1)->uses_lineage()),
+        tokens_(config.keep_tokens ? std::size_t{config.num_blocks} * config.page_size : 0),
+        row_has_tokens_(config.num_blocks, 0),
+        registered_(config.num_blocks),
+        slots_(config.num_blocks),
+        policy_(make_eviction_policy(config.eviction, config.num_blocks)) {
+    MutexLock lock(&mu_);
+    free_list_.reserve(config.num_blocks);
+    // Stack order: slot 0 is handed out first.
+    for (std::uint32_t i = config.num_blocks; i > 0; --i) free_list_.push_back(i - 1);
+    registry_.reserve(config.num_blocks);
+  }
+
+  ~PoolCore() {
+    MutexLock lock(&mu_);
+    if (owned_ + active_ > 0) {
+      std::fprintf(stderr, "kvbm: %s block pool destroyed while %u block(s) are still held by handles\n",
+                   label_.c_str(), owned_ + active_);
+#ifndef NDEBUG
+      std::abort();  // DESIGN.md §6: handles must not outlive their manager
+#endif
+    }
+  }
+
+  const BlockPoolConfig& config() const { return config_; }
+
+  absl::StatusOr<std::vector<BlockId>> allocate(std::size_t count, std::vector<EvictedBlock>* evicted) {
+    std::vector<BlockId> ids;
+    BlocksRemoved removed{config_.level, {}};
+    {
+      MutexLock lock(&mu_);
+      const std::size_t available = free_list_.size() + policy_->size();
+      if (count > available) {
+        return absl::ResourceExhaustedError(absl::StrCat("pool ", label_, ": cannot allocate ", count, " block(s): ",
+                                                         free_list_.size(), " free + ", policy_->size(),
+                                                         " evictable of ", config_.num_blocks));
+      }
+      ids.reserve(count);
+      while (ids.size() < count && !free_list_.empty()) {
+        const std::uint32_t id = free_list_.back();
+        free_list_.pop_back();
+        slots_[id].state = SlotState::kOwned;
+        ids.push_back(BlockId{id});
+      }
+      while (ids.size() < count) {
+        const std::uint32_t id = policy_->evict()->value();  // available ≥ count guarantees a victim
+        --inactive_;
+        if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
+        if (evicted != nullptr) evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
+        unregister(id);
+        slots_[id].state = SlotState::kOwned;
+        ids.push_back(BlockId{id});
+      }
+      owned_ += static_cast<std::uint32_t>(count);
+    }
+    if (!removed.block_hashes.empty()) config_.events->on_removed(std::move(removed));
+    return ids;
+  }
+
+  absl::StatusOr<std::vector<BlockId>> register_blocks(std::span<const RegisterRequest> requests) {
+    std::vector<BlockId> out;
+    out.reserve(requests.size());
+    BlocksStored stored{config_.level, {}, std::nullopt, {}, config_.page_size};
+    bool stored_without_tokens = false;  // token_ids must cover every stored block or be empty
+    {
+      MutexLock lock(&mu_);
+      // Validate everything first: registration is all or nothing.
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        const RegisterRequest& r = requests[i];
+        if (r.owner == nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("pool ", label_, ": register_blocks: block #", i, " is an empty (moved-from) handle"));
+        }
+        if (r.owner != this) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("pool ", label_, ": register_blocks: block #", i, " belongs to another pool"));
+        }
+        if (r.state != MutableState::kComplete) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("pool ", label_, ": register_blocks: block #", i, " is ",
+                           r.state == MutableState::kReset ? "Reset" : "Partial", " (", r.num_tokens, "/",
+                           config_.page_size, " tokens); only Complete blocks can be registered"));
+        }
+      }
+      for (const RegisterRequest& r : requests) {
+        const std::uint32_t id = r.id.value();
+        auto [it, inserted] = registry_.try_emplace(r.identity.sequence_hash.value(), id);
+        if (!inserted) {
+          // De-duplication: hand out the block already registered; the duplicate slot becomes free.
+          const std::uint32_t existing = it->second;
+          retain_locked(existing);
+          slots_[id].state = SlotState::kFree;
+          free_list_.push_back(id);
+          --owned_;
+          out.push_back(BlockId{existing});
+          continue;
+        }
+        Slot& s = slots_[id];
+        s.sequence_hash = r.identity.sequence_hash;
+        s.block_hash = r.identity.block_hash;
+        s.has_parent = r.identity.parent.has_value();
+        s.parent_hash = r.identity.parent.value_or(SequenceHash{0});
+        s.refcount = 1;
+        s.priority = r.priority;
+        s.state = SlotState::kRegistered;
+        registered_[id] = RegisteredInfo{r.identity, r.priority};
+        if (s.has_parent && track_lineage_) add_cached_child(s.parent_hash);
+        --owned_;
+        ++active_;
+        out.push_back(r.id);
+        if (config_.events != nullptr) {
+          if (stored.block_hashes.empty() && s.has_parent) stored.parent_hash = s.parent_hash;
+          stored.block_hashes.push_back(s.sequence_hash);
+          if (row_has_tokens_[id] != 0) {
+            const auto row = token_row(id);
+            stored.token_ids.insert(stored.token_ids.end(), row.begin(), row.end());
+          } else {
+            stored_without_tokens = true;
+          }
+        }
+      }
+    }
+    if (stored_without_tokens) stored.token_ids.clear();
+    if (!stored.block_hashes.empty()) config_.events->on_stored(std::move(stored));
+    return out;
+  }
+
+  std::vector<BlockId> match(std::span<const SequenceHash> hashes) {
+    std::vector<BlockId> out;
+    out.reserve(hashes.size());
+    MutexLock lock(&mu_);
+    for (SequenceHash h : hashes) {
+      auto it = registry_.find(h.value());
+      if (it == registry_.end()) break;
+      retain_locked(it->second);
+      out.push_back(BlockId{it->second});
+    }
+    return out;
+  }
+
+  std::optional<BlockId> find(SequenceHash hash) {
+    MutexLock lock(&mu_);
+    auto it = registry_.find(hash.value());
+    if (it == registry_.end()) return std::nullopt;
+    retain_locked(it->second);
+    return BlockId{it->second};
+  }
+
+  bool contains(SequenceHash hash) const {
+    MutexLock lock(&mu_);
+    return registry_.contains(hash.value());
+  }
+
+  std::size_t touch(std::span<const SequenceHash> hashes) {
+    std::size_t found = 0;
+    MutexLock lock(&mu_);
+    for (SequenceHash h : hashes) {
+      auto it = registry_.find(h.value());
+      if (it == registry_.end()) continue;
+      ++found;
+      if (slots_[it->second].refcount == 0) policy_->touch(BlockId{it->second});
+    }
+    return found;
+  }
+
+  absl::Status reset() {
+    {
+      MutexLock lock(&mu_);
+      if (owned_ + active_ > 0) {
+        return absl::FailedPreconditionError(absl::StrCat("pool ", label_, ": reset while ", owned_ + active_,
+                                                          " block(s) are held (", active_, " registered, ", owned_,
+                                                          " being filled); release them first"));
+      }
+      registry_.clear();
+      cached_children_.clear();
+      policy_ = make_eviction_policy(config_.eviction, config_.num_blocks);
+      free_list_.clear();
+      for (std::uint32_t i = config_.num_blocks; i > 0; --i) {
+        slots_[i - 1] = Slot{};
+        free_list_.push_back(i - 1);
+      }
+      inactive_ = 0;
+    }
+    if (config_.events != nullptr) config_.events->on_cleared(config_.level);
+    return absl::OkStatus();
+  }
+
+  PoolStatus status() const {
+    MutexLock lock(&mu_);
+    return PoolStatus{active_, inactive_, static_cast<std::uint32_t>(free_list_.size()), owned_};
+  }
+
+  void release_owned(BlockId id) {
+    MutexLock lock(&mu_);
+    slots_[id.value()].state = SlotState::kFree;
+    free_list_.push_back(id.value());
+    --owned_;
+  }
+
+  void retain(BlockId id) {
+    MutexLock lock(&mu_);
+    retain_locked(id.value());
+  }
+
+  void release_registered(std::span<const BlockId> ids) {
+    MutexLock lock(&mu_);
+    for (BlockId id : ids) {
+      Slot& s = slots_[id.value()];
+      if (--s.refcount != 0) continue;
+      --active_;
+      ++inactive_;
+      const bool is_leaf = !track_lineage_ || !cached_children_.contains(s.sequence_hash.value());
+      policy_->insert(id, InactiveBlockInfo{s.priority, is_leaf});
+    }
+  }
+
+  // Token rows are owned by whoever owns the slot (a MutableBlock while filling; read-only while
+  // registered), so they need no lock: the pool mutex orders every hand-over of a slot.
+  std::span<std::uint32_t> token_row(std::uint32_t id) {
+    if (tokens_.empty()) return {};
+    return std::span<std::uint32_t>(tokens_).subspan(std::size_t{id} * config_.page_size, config_.page_size);
+  }
+  std::vector<std::uint8_t>& row_has_tokens() { return row_has_tokens_; }
+  // Identity and priority of a registered slot: written once at registration (under the lock), then
+  // read by holders of the block, who obtained their handle under the same lock.
+  const RegisteredInfo& registered_info(std::uint32_t id) const { return registered_[id]; }
+
+ private:
+  void retain_locked(std::uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Slot& s = slots_[id];
+    if (s.refcount++ == 0) {
+      policy_->erase(BlockId{id});
+      --inactive_;
+      ++active_;
+    }
+  }
+
+  // Cached children are counted by the parent's sequence hash, not its slot: a parent evicted while a
+  // child stayed, then registered again, must find that child still counted (it is not a leaf).
+  void add_cached_child(SequenceHash parent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (cached_children_[parent.value()]++ != 0) return;
+    auto p = registry_.find(parent.value());
+    if (p != registry_.end() && slots_[p->second].refcount == 0) policy_->set_leaf(BlockId{p->second}, false);
+  }
+  void remove_cached_child(SequenceHash parent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto c = cached_children_.find(parent.value());
+    if (--c->second != 0) return;
+    cached_children_.erase(c);
+    auto p = registry_.find(parent.value());
+    if (p != registry_.end() && slots_[p->second].refcount == 0) policy_->set_leaf(BlockId{p->second}, true);
+  }
+
+  // Drops the registration of an evicted slot: registry entry and its parent's child count.
+  void unregister(std::uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Slot& s = slots_[id];
+    registry_.erase(s.sequence_hash.value());
+    if (s.has_parent && track_lineage_) remove_cached_child(s.parent_hash);
+    s = Slot{};
+  }
+
+  const BlockPoolConfig config_;
+  const std::string label_;
+  const bool track_lineage_;
+  std::vector<std::uint32_t> tokens_;
+  std::vector<std::uint8_t> row_has_tokens_;
+  std::vector<RegisteredInfo> registered_;
+
+  mutable Mutex mu_;
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::uint32_t> free_list_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::uint64_t, std::uint32_t> registry_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<EvictionPolicy> policy_ ABSL_GUARDED_BY(mu_);
+  std::uint32_t active_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint32_t inactive_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint32_t owned_ ABSL_GUARDED_BY(mu_) = 0;
+  // parent sequence hash → registered blocks naming it as their parent (only non-zero counts kept).
+  absl::flat_hash_map<std::uint64_t, std::uint32_t> cached_children_ ABSL_GUARDED_BY(mu_);
+};
+
+void PoolCoreDeleter::operator()(PoolCore* core) const { delete core; }
+
+absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
+  const std::string where = absl::StrCat("BlockPoolConfig (", std::string(cache_level_name(config.level)), ")");
+  if (config.num_blocks == 0 || config.num_blocks == kNoSlot) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".num_blocks must be in [1, ", kNoSlot - 1, "], got ", config.num_blocks));
+  }
+  if (config.page_size == 0 || config.page_size > ModelConfig::kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".page_size must be in [1, ", ModelConfig::kMaxPageSize, "], got ", config.page_size));
+  }
+  constexpr std::uint64_t kMaxTokenArena = std::uint64_t{1} << 32;
+  if (config.keep_tokens && std::uint64_t{config.num_blocks} * config.page_size > kMaxTokenArena) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": keep_tokens needs num_blocks × page_size ≤ 2^32 tokens, got ",
+                                                   std::uint64_t{config.num_blocks} * config.page_size,
+                                                   "; set keep_tokens = false for a pool this large"));
+  }
+  if (config.memory != nullptr) {
+    const Layout& layout = config.memory->layout();
+    if (layout.num_blocks() != config.num_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".num_blocks is ", config.num_blocks,
+                                                     " but its memory layout holds ", layout.num_blocks()));
+    }
+    if (layout.model().page_size != config.page_size) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".page_size is ", config.page_size,
+                                                     " but its memory layout has page_size ",
+                                                     layout.model().page_size));
+    }
+  }
+  return PoolCorePtr(new PoolCore(config));
+}
+
+absl::StatusOr<std::vector<BlockId>> allocate(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
+  return core->allocate(count, evicted);
+}
+absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests) {
+  return core->register_blocks(requests);
+}
+std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes) { return core->match(hashes); }
+std::optional<BlockId> find(PoolCore* core, SequenceHash hash) { return core->find(hash); }
+bool contains(const PoolCore* core, SequenceHash hash) { return core->contains(hash); }
+std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes) { return core->touch(hashes); }
+absl::Status reset(PoolCore* core) { return core->reset(); }
+PoolStatus status(const PoolCore* core) { return core->status(); }
+void release_registered_batch(PoolCore* core, std::span<const BlockId> ids) { core->release_registered(ids); }
+const BlockPoolConfig& config(const PoolCore* core) { return core->config(); }
+
+void release_owned(PoolCore* core, BlockId id) { core->release_owned(id); }
+void retain_registered(PoolCore* core, BlockId id) { core->retain(id); }
+void release_registered(PoolCore* core, BlockId id) { core->release_registered(std::span<const BlockId>(&id, 1)); }
+std::span<std::uint32_t> token_row(PoolCore* core, BlockId id) { return core->token_row(id.value()); }
+const TierMemory* tier_memory(const PoolCore* core) { return core->config().memory; }
+std::uint32_t page_size(const PoolCore* core) { return core->config().page_size; }
+std::span<const std::uint32_t> registered_tokens(const PoolCore* core, BlockId id) {
+  if (core == nullptr) return {};
+  auto* c = const_cast<PoolCore*>(core);
+  if (c->row_has_tokens()[id.value()] == 0) return {};
+  return c->token_row(id.value());
+}
+const RegisteredInfo& registered_info(const PoolCore* core, BlockId id) { return core->registered_info(id.value()); }
+void set_row_has_tokens(PoolCore* core, BlockId id, bool has) { core->row_has_tokens()[id.value()] = has ? 1 : 0; }
+
+}  // namespace kvbm::detail

@@ -1,0 +1,488 @@
+// The replay engines (see kvbm/replay/replay.h for the semantics they follow).
+#include "kvbm/replay/replay.h"
+
+#include <absl/container/flat_hash_set.h>
+#include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_format.h>
+#include <absl/strings/str_join.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kvbm/manager/kv_block_manager.h"
+#include "kvbm/pool/block_pool.h"
+
+namespace kvbm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::uint64_t splitmix64(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t stream_seed(SequenceHash hash, std::uint32_t chunk_index) {
+  return hash.value() ^ (std::uint64_t{chunk_index} * 0xd6e8feb86659fd93ull);
+}
+
+// A progress bar with ETA on stderr, redrawn at most ten times a second.
+class ProgressBar {
+ public:
+  ProgressBar(bool enabled, std::uint64_t total) : enabled_(enabled), total_(total), start_(Clock::now()) {}
+  void update(std::uint64_t done, bool force = false) {
+    if (!enabled_) return;
+    const auto now = Clock::now();
+    if (!force && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    std::string line;
+    if (total_ > 0) {
+      const double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(frac * kWidth);
+      const double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+      line = absl::StrFormat("\r[%s%s] %5.1f%% %d/%d requests  %.1fs elapsed  ETA %.1fs ", std::string(filled, '#'),
+                             std::string(kWidth - filled, '.'), frac * 100, done, total_, elapsed, eta);
+    } else {
+      line = absl::StrFormat("\r%d requests  %.1fs elapsed ", done, elapsed);
+    }
+    std::fputs(line.c_str(), stderr);
+    drawn_ = true;
+  }
+  void finish(std::uint64_t done) {
+    if (!enabled_) return;
+    update(done, true);
+    if (drawn_) std::fputs("\n", stderr);
+  }
+
+ private:
+  bool enabled_;
+  std::uint64_t total_;
+  Clock::time_point start_;
+  Clock::time_point last_{};
+  bool drawn_ = false;
+};
+
+// G1 as a bare pool of identities (metadata only).
+class MetadataCache {
+ public:
+  explicit MetadataCache(G1Pool& pool) : pool_(pool) {}
+  bool contains(SequenceHash h) const { return pool_.contains(h); }
+  std::optional<G1Block> find(SequenceHash h) { return pool_.find(h); }
+  absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t n) { return pool_.allocate(n); }
+  absl::StatusOr<std::vector<G1Block>> register_blocks(std::span<G1MutableBlock> blocks) {
+    return pool_.register_blocks(blocks);
+  }
+  PoolStatus status() const { return pool_.status(); }
+  void fill(G1MutableBlock&, SequenceHash) {}
+
+ private:
+  G1Pool& pool_;
+};
+
+// G1 of a KvBlockManager: allocation and registration go through the manager (write-back, write-through).
+class ManagerCache {
+ public:
+  explicit ManagerCache(KvBlockManager& kv) : kv_(kv), model_(kv.model()) {}
+  bool contains(SequenceHash h) const { return kv_.g1().contains(h); }
+  std::optional<G1Block> find(SequenceHash h) { return kv_.g1().find(h); }
+  absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t n) { return kv_.allocate(n); }
+  absl::StatusOr<std::vector<G1Block>> register_blocks(std::span<G1MutableBlock> blocks) {
+    return kv_.register_blocks(blocks);
+  }
+  PoolStatus status() const { return kv_.status(); }
+  void fill(G1MutableBlock& block, SequenceHash h) {
+    for (std::uint32_t layer = 0; layer < model_.num_layers; ++layer) {
+      for (std::uint32_t outer = 0; outer < model_.outer_dim; ++outer) {
+        fill_chunk_bytes(h, layer * model_.outer_dim + outer, block.chunk(layer, outer));
+      }
+    }
+  }
+
+ private:
+  KvBlockManager& kv_;
+  ModelConfig model_;
+};
+
+BlockIdentity identity_at(std::span<const SequenceHash> hashes, std::size_t i) {
+  BlockIdentity id{BlockHash{hashes[i].value()}, hashes[i], std::nullopt};
+  if (i > 0) id.parent = hashes[i - 1];
+  return id;
+}
+
+// Step 3 of the sequential semantics for hashes[k..]: appends the blocks it holds to `held` and returns
+// how many misses were left uncached because every slot was held.
+template <typename Cache>
+absl::StatusOr<std::uint64_t> cache_suffix(Cache& cache, std::span<const SequenceHash> hashes, std::size_t k,
+                                           bool k_known_uncached, std::vector<G1Block>& held,
+                                           std::vector<std::uint64_t>& scratch) {
+  const std::size_t n = hashes.size();
+  if (k >= n) return 0;
+  // Batch when no block of the suffix is cached and the suffix has no repeated hash: then taking n-k
+  // blocks at once evicts exactly the blocks n-k single allocations would, in the same order.
+  // k_known_uncached: the match that produced k stopped at hashes[k], so it need not be looked up again.
+  bool batch = true;
+  for (std::size_t i = k_known_uncached ? k + 1 : k; i < n && batch; ++i) batch = !cache.contains(hashes[i]);
+  if (batch && n - k > 1) {
+    scratch.clear();
+    for (std::size_t i = k; i < n; ++i) scratch.push_back(hashes[i].value());
+    std::sort(scratch.begin(), scratch.end());
+    batch = std::adjacent_find(scratch.begin(), scratch.end()) == scratch.end();
+  }
+  if (batch) {
+    std::size_t count = n - k;
+    auto blocks = cache.allocate(count);
+    while (!blocks.ok()) {
+      if (!absl::IsResourceExhausted(blocks.status())) return blocks.status();
+      const PoolStatus st = cache.status();
+      // Every slot held: the first single allocation that fails stops caching, so the request caches
+      // exactly as many misses as there are free + evictable slots.
+      count = std::min<std::size_t>(count - 1, std::size_t{st.free} + st.inactive);
+      if (count == 0) return n - k;
+      blocks = cache.allocate(count);
+    }
+    for (std::size_t j = 0; j < count; ++j) {
+      if (absl::Status s = (*blocks)[j].apply(identity_at(hashes, k + j)); !s.ok()) return s;
+      cache.fill((*blocks)[j], hashes[k + j]);
+    }
+    auto registered = cache.register_blocks(std::span<G1MutableBlock>(*blocks));
+    if (!registered.ok()) return registered.status();
+    for (G1Block& b : *registered) held.push_back(std::move(b));
+    return n - k - count;
+  }
+  for (std::size_t i = k; i < n; ++i) {
+    if (std::optional<G1Block> b = cache.find(hashes[i])) {
+      held.push_back(*std::move(b));
+      continue;
+    }
+    auto one = cache.allocate(1);
+    if (!one.ok()) {
+      if (!absl::IsResourceExhausted(one.status())) return one.status();
+      return n - i;  // every slot held: stop caching this request
+    }
+    if (absl::Status s = (*one)[0].apply(identity_at(hashes, i)); !s.ok()) return s;
+    cache.fill((*one)[0], hashes[i]);
+    auto registered = cache.register_blocks(std::span<G1MutableBlock>(*one));
+    if (!registered.ok()) return registered.status();
+    held.push_back(std::move((*registered)[0]));
+  }
+  return 0;
+}
+
+void count_request(ReplayReport& r, const TraceRequest& req, std::uint64_t hits, std::uint32_t block_tokens) {
+  const std::uint64_t n = req.blocks.size();
+  r.requests += 1;
+  r.blocks_total += n;
+  r.blocks_hit += hits;
+  r.input_tokens += req.input_tokens;
+  r.hit_tokens += std::min<std::uint64_t>(hits * block_tokens, req.input_tokens);
+  if (n > 0) {
+    r.requests_with_blocks += 1;
+    r.sum_request_hit_rate += static_cast<double>(hits) / static_cast<double>(n);
+  }
+}
+
+// Waits until the request's arrival time under --timing trace.
+class Pacer {
+ public:
+  Pacer(ReplayTiming timing, double speed) : timing_(timing), speed_(speed) {}
+  // Sleeps until the request's arrival time; returns the seconds slept.
+  double wait_for(double timestamp_ms) {
+    if (timing_ != ReplayTiming::kTrace) return 0;
+    if (!first_) {
+      first_ = timestamp_ms;
+      start_ = Clock::now();
+      return 0;
+    }
+    const double offset_ms = (timestamp_ms - *first_) / speed_;
+    if (offset_ms <= 0) return 0;
+    const auto before = Clock::now();
+    std::this_thread::sleep_until(
+        start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(offset_ms)));
+    return std::chrono::duration<double>(Clock::now() - before).count();
+  }
+
+ private:
+  ReplayTiming timing_;
+  double speed_;
+  std::optional<double> first_;
+  Clock::time_point start_;
+};
+
+absl::StatusOr<std::uint64_t> count_distinct_blocks(TraceReader& trace) {
+  if (absl::Status s = trace.rewind(); !s.ok()) return s;
+  absl::flat_hash_set<std::uint64_t> seen;
+  while (true) {
+    auto next = trace.next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    for (SequenceHash h : (*next)->blocks) seen.insert(h.value());
+  }
+  if (absl::Status s = trace.rewind(); !s.ok()) return s;
+  return seen.size();
+}
+
+absl::Status check_options(const ReplayOptions& o) {
+  if (o.block_tokens == 0) return absl::InvalidArgumentError("block_tokens must be >= 1, got 0");
+  if (o.timing == ReplayTiming::kTrace && !(o.speed > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("speed must be > 0, got ", o.speed));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReplayReport> run_metadata(TraceReader& trace, const ReplayOptions& o, std::uint64_t g1_blocks) {
+  BlockPoolConfig pc;
+  pc.num_blocks = static_cast<std::uint32_t>(g1_blocks);
+  pc.page_size = std::min<std::uint32_t>(o.block_tokens, ModelConfig::kMaxPageSize);
+  pc.eviction = o.config.g1.eviction;
+  pc.keep_tokens = false;
+  auto pool = G1Pool::create(pc);
+  if (!pool.ok()) return pool.status();
+  MetadataCache cache(**pool);
+
+  ReplayReport r;
+  r.tiers[0].enabled = true;
+  r.tiers[0].capacity_blocks = g1_blocks;
+  ProgressBar bar(o.progress, o.expected_requests);
+  Pacer pacer(o.timing, o.speed);
+  std::vector<G1Block> held;
+  std::vector<std::uint64_t> scratch;
+  const auto start = Clock::now();
+  while (true) {
+    const auto read_start = Clock::now();
+    auto next = trace.next();
+    r.trace_seconds += std::chrono::duration<double>(Clock::now() - read_start).count();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    const TraceRequest& req = **next;
+    r.paced_seconds += pacer.wait_for(req.timestamp_ms);
+    const std::span<const SequenceHash> hashes(req.blocks);
+    held = (*pool)->match(hashes);
+    held.reserve(hashes.size());
+    const std::size_t k = held.size();
+    auto uncached = cache_suffix(cache, hashes, k, /*k_known_uncached=*/true, held, scratch);
+    if (!uncached.ok()) return uncached.status();
+    r.blocks_uncached += *uncached;
+    (*pool)->release(std::move(held));
+    count_request(r, req, k, o.block_tokens);
+    r.tiers[0].hits += k;
+    bar.update(r.requests);
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  bar.finish(r.requests);
+  r.tiers[0].final_status = (*pool)->status();
+  return r;
+}
+
+bool verify_block(const G1Block& block, const ModelConfig& model) {
+  for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
+    for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
+      if (!check_chunk_bytes(block.sequence_hash(), layer * model.outer_dim + outer, block.chunk(layer, outer))) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o, const KvbmConfig& config) {
+  auto kv = KvBlockManager::create(config, o.events);
+  if (!kv.ok()) return kv.status();
+  KvBlockManager& m = **kv;
+  ManagerCache cache(m);
+  const ModelConfig model = m.model();
+
+  ReplayReport r;
+  r.data = true;
+  r.bytes_per_block = model.bytes_per_block();
+  for (int t = 0; t < 3; ++t) {
+    const auto level = static_cast<CacheLevel>(t);
+    r.tiers[t].enabled = m.has_tier(level);
+    r.tiers[t].capacity_blocks = r.tiers[t].enabled ? config.tier_blocks(level) : 0;
+    r.tiers[t].capacity_bytes = r.tiers[t].capacity_blocks * r.bytes_per_block;
+  }
+  ProgressBar bar(o.progress, o.expected_requests);
+  Pacer pacer(o.timing, o.speed);
+  std::vector<G1Block> held;
+  std::vector<std::uint64_t> scratch;
+  std::vector<double> latencies_ms;
+  const auto start = Clock::now();
+  while (true) {
+    const auto read_start = Clock::now();
+    auto next = trace.next();
+    r.trace_seconds += std::chrono::duration<double>(Clock::now() - read_start).count();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    const TraceRequest& req = **next;
+    r.paced_seconds += pacer.wait_for(req.timestamp_ms);
+    const std::span<const SequenceHash> hashes(req.blocks);
+    MatchResult match = m.match(hashes);
+    const std::size_t in_g1 = match.g1.size();
+    const std::size_t matched = match.size();
+    r.tiers[0].hits += in_g1;
+    r.tiers[1].hits += match.g2.size();
+    r.tiers[2].hits += match.g3.size();
+    if (matched == in_g1) {
+      held = std::move(match.g1);
+    } else {
+      std::shared_ptr<OnboardOperation> op = m.onboard(std::move(match));
+      auto blocks = op->wait();
+      if (!blocks.ok()) return blocks.status();
+      held = *std::move(blocks);
+      latencies_ms.push_back(op->latency_seconds() * 1e3);
+      r.onboards += 1;
+      for (std::size_t i = in_g1; i < held.size(); ++i) {
+        r.verified_blocks += 1;
+        if (!verify_block(held[i], model)) r.verification_failures += 1;
+      }
+    }
+    const std::size_t k = held.size();
+    r.onboard_truncated += matched - k;
+    auto uncached = cache_suffix(cache, hashes, k, /*k_known_uncached=*/matched == k, held, scratch);
+    if (!uncached.ok()) return uncached.status();
+    r.blocks_uncached += *uncached;
+    m.release(std::move(held));
+    held.clear();
+    if (o.flush_between) m.flush();
+    count_request(r, req, k, o.block_tokens);
+    bar.update(r.requests);
+  }
+  m.flush();
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  bar.finish(r.requests);
+  for (int t = 0; t < 3; ++t) r.tiers[t].final_status = m.status(static_cast<CacheLevel>(t));
+  r.offload = m.offload_stats();
+  r.transfers = m.transfer_stats();
+  r.onboard_p50_ms = quantile(latencies_ms, 0.5);
+  r.onboard_p99_ms = quantile(latencies_ms, 0.99);
+  r.onboard_max_ms = quantile(latencies_ms, 1.0);
+  return r;
+}
+
+}  // namespace
+
+void fill_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<std::byte> out) {
+  std::uint64_t state = stream_seed(hash, chunk_index);
+  std::size_t i = 0;
+  for (; i + 8 <= out.size(); i += 8) {
+    const std::uint64_t v = splitmix64(state);
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  if (i < out.size()) {
+    const std::uint64_t v = splitmix64(state);
+    std::memcpy(out.data() + i, &v, out.size() - i);
+  }
+}
+
+bool check_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<const std::byte> bytes) {
+  std::uint64_t state = stream_seed(hash, chunk_index);
+  std::size_t i = 0;
+  std::uint64_t diff = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    const std::uint64_t v = splitmix64(state);
+    std::uint64_t got;
+    std::memcpy(&got, bytes.data() + i, 8);
+    diff |= v ^ got;
+  }
+  if (i < bytes.size()) {
+    const std::uint64_t v = splitmix64(state);
+    std::uint64_t got = 0, want = 0;
+    std::memcpy(&got, bytes.data() + i, bytes.size() - i);
+    std::memcpy(&want, &v, bytes.size() - i);
+    diff |= want ^ got;
+  }
+  return diff == 0;
+}
+
+std::vector<std::string> model_preset_names() { return {"Llama-3.1-8B", "Llama-3.1-70B", "Qwen3-8B", "DeepSeek-V3"}; }
+
+absl::StatusOr<ModelConfig> model_preset(const std::string& name, std::uint32_t block_tokens) {
+  ModelConfig m;
+  m.page_size = block_tokens;
+  m.dtype_bytes = 2;  // bf16
+  if (name == "Llama-3.1-8B") {
+    m.num_layers = 32, m.outer_dim = 2, m.inner_dim = 8 * 128;
+  } else if (name == "Llama-3.1-70B") {
+    m.num_layers = 80, m.outer_dim = 2, m.inner_dim = 8 * 128;
+  } else if (name == "Qwen3-8B") {
+    m.num_layers = 36, m.outer_dim = 2, m.inner_dim = 8 * 128;
+  } else if (name == "DeepSeek-V3") {
+    m.num_layers = 61, m.outer_dim = 1, m.inner_dim = 576;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model must be one of ", absl::StrJoin(model_preset_names(), ", "), "; got '", name, "'"));
+  }
+  if (absl::Status s = m.validate(); !s.ok()) return s;
+  return m;
+}
+
+absl::StatusOr<ModelConfig> model_with_block_bytes(ModelConfig m, std::uint64_t bytes) {
+  if (bytes == 0) return absl::InvalidArgumentError("bytes per block must be >= 1, got 0");
+  const std::uint64_t max_row = std::uint64_t{ModelConfig::kMaxInnerDim} * ModelConfig::kMaxDtypeBytes;
+  auto rows = [&] { return std::uint64_t{m.num_layers} * m.outer_dim * m.page_size; };
+  if (rows() > bytes)
+    m.page_size =
+        static_cast<std::uint32_t>(std::max<std::uint64_t>(1, bytes / (std::uint64_t{m.num_layers} * m.outer_dim)));
+  if (rows() > bytes) m.outer_dim = 1;
+  if (rows() > bytes) m.num_layers = static_cast<std::uint32_t>(bytes);
+  const std::uint64_t row = bytes / rows();
+  if (row > max_row) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bytes per block ", bytes, " is too large for ", m.to_string(), ": at most ", max_row * rows()));
+  }
+  m.dtype_bytes = 1;
+  while (row / m.dtype_bytes > ModelConfig::kMaxInnerDim) m.dtype_bytes *= 2;
+  m.inner_dim = static_cast<std::uint32_t>(row / m.dtype_bytes);
+  if (absl::Status s = m.validate(); !s.ok()) return s;
+  return m;
+}
+
+absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions& options) {
+  if (absl::Status s = check_options(options); !s.ok()) return s;
+  KvbmConfig config = options.config;
+  config.keep_tokens = false;  // replay registers identities, not tokens
+  if (options.unlimited_g1) {
+    auto distinct = count_distinct_blocks(trace);
+    if (!distinct.ok()) return distinct.status();
+    if (*distinct >= (1ull << 31)) {
+      return absl::InvalidArgumentError(absl::StrCat("unlimited G1: the trace has ", *distinct,
+                                                     " distinct blocks, more than one pool can hold (2^31)"));
+    }
+    config.g1.num_blocks = std::max<std::uint64_t>(1, *distinct);
+    config.g1.bytes = 0;
+  }
+  absl::StatusOr<ReplayReport> report;
+  if (options.data) {
+    if (absl::Status s = config.validate(); !s.ok()) return s;
+    report = run_data(trace, options, config);
+  } else {
+    if (absl::Status s = config.model.validate(); !s.ok()) return s;
+    std::uint64_t blocks = config.g1.num_blocks;
+    if (blocks == 0 && config.g1.bytes != 0) blocks = config.g1.bytes / config.model.bytes_per_block();
+    if (blocks == 0 || blocks >= (1ull << 31)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "g1 capacity must be in [1, 2^31) blocks, got ", blocks,
+          config.g1.bytes != 0
+              ? absl::StrCat(" (", config.g1.bytes, " bytes / ", config.model.bytes_per_block(), " bytes per block)")
+              : std::string()));
+    }
+    report = run_metadata(trace, options, blocks);
+  }
+  if (!report.ok()) return report;
+  report->trace = options.trace_name;
+  report->block_tokens = options.block_tokens;
+  report->eviction = std::string(eviction_policy_name(config.g1.eviction));
+  return report;
+}
+
+}  // namespace kvbm

@@ -1,0 +1,191 @@
+// DiskFile: one preallocated file per G3 tier.
+//
+// Creation order matters for the guarantees in the header: the directory is checked and its free space
+// compared with the whole file size before anything is created, so a tier that cannot fit fails without
+// leaving a file behind; space is then reserved with fallocate so a later write cannot hit ENOSPC
+// mid-offload. O_DIRECT is tried first; a file system that refuses it (EINVAL at open) gets buffered I/O.
+#include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "kvbm/core/size.h"
+#include "kvbm/storage/disk_file.h"
+
+namespace kvbm {
+namespace {
+
+std::atomic<std::uint64_t> g_file_counter{0};
+
+std::uint64_t round_up(std::uint64_t value, std::uint64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+std::string default_directory() {
+  const char* tmpdir = std::getenv("TMPDIR");
+  if (tmpdir != nullptr && tmpdir[0] != '\0') return tmpdir;
+  return "/tmp";
+}
+
+absl::Status no_space_error(const std::string& dir, std::uint64_t wanted, std::uint64_t free_bytes) {
+  return absl::ResourceExhaustedError(absl::StrCat("G3 disk directory '", dir, "': needs ", wanted, " bytes (",
+                                                   format_size(wanted), "), ", free_bytes, " bytes free"));
+}
+
+struct FreeSpace {
+  bool known = false;  // false: the file system reports no capacity (ramfs, some FUSE and network ones)
+  std::uint64_t bytes = 0;
+};
+
+absl::StatusOr<FreeSpace> free_space(const std::string& dir) {
+  struct statvfs vfs {};
+  if (statvfs(dir.c_str(), &vfs) != 0) {
+    const int err = errno;
+    return absl::InvalidArgumentError(
+        absl::StrCat("G3 disk directory '", dir, "': cannot query free space: ", std::strerror(err)));
+  }
+  if (vfs.f_blocks == 0) return FreeSpace{};
+  const std::uint64_t frsize = vfs.f_frsize != 0 ? vfs.f_frsize : vfs.f_bsize;
+  const std::uint64_t blocks = vfs.f_bavail;
+  if (frsize != 0 && blocks > std::numeric_limits<std::uint64_t>::max() / frsize) {
+    return FreeSpace{.known = true, .bytes = std::numeric_limits<std::uint64_t>::max()};
+  }
+  return FreeSpace{.known = true, .bytes = blocks * frsize};
+}
+
+// Reserves `bytes` in `fd`: fallocate where the file system supports it, else ftruncate (which only sets
+// the size; the free-space check before it is then the only guarantee).
+absl::Status reserve(int fd, const std::string& dir, std::uint64_t bytes) {
+  // fallocate(2) rather than posix_fallocate: glibc emulates the latter with one small write per block,
+  // which O_DIRECT refuses and which would be slow on a large tier anyway.
+  int rc = 0;
+  do {
+    rc = fallocate(fd, 0, 0, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+  } while (rc == EINTR);
+  if (rc == 0) return absl::OkStatus();
+  if (rc == ENOSPC || rc == EFBIG) {
+    const absl::StatusOr<FreeSpace> free_now = free_space(dir);
+    return no_space_error(dir, bytes, free_now.ok() ? free_now->bytes : 0);
+  }
+  if (rc == EOPNOTSUPP || rc == ENOSYS) {
+    if (ftruncate(fd, static_cast<off_t>(bytes)) == 0) return absl::OkStatus();
+    const int err = errno;
+    return absl::InternalError(
+        absl::StrCat("G3 disk directory '", dir, "': cannot size file to ", bytes, " bytes: ", std::strerror(err)));
+  }
+  return absl::InternalError(
+      absl::StrCat("G3 disk directory '", dir, "': cannot reserve ", bytes, " bytes: ", std::strerror(rc)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::create(std::vector<std::uint64_t> region_sizes, Options options) {
+  if (region_sizes.empty()) return absl::InvalidArgumentError("DiskFile needs at least one region, got 0");
+  std::vector<std::uint64_t> offsets;
+  offsets.reserve(region_sizes.size());
+  std::uint64_t end = 0;
+  constexpr std::uint64_t kMaxBytes = std::uint64_t{1} << 62;
+  for (std::size_t i = 0; i < region_sizes.size(); ++i) {
+    if (region_sizes[i] == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("DiskFile region ", i, " size must be > 0, got 0"));
+    }
+    if (region_sizes[i] > kMaxBytes || end > kMaxBytes - round_up(region_sizes[i], kAlignment)) {
+      return absl::InvalidArgumentError(absl::StrCat("DiskFile region ", i, " size ", region_sizes[i],
+                                                     ": total file size must be at most 2^62 bytes"));
+    }
+    offsets.push_back(end);
+    end += round_up(region_sizes[i], kAlignment);
+  }
+  const std::uint64_t file_bytes = end;
+
+  if (options.name_prefix.empty() || options.name_prefix.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DiskFile name_prefix must be a non-empty file name without '/', got '", options.name_prefix, "'"));
+  }
+  const std::string dir = options.directory.empty() ? default_directory() : options.directory;
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0) {
+    const int err = errno;
+    return absl::InvalidArgumentError(
+        absl::StrCat("G3 disk directory '", dir, "' is not usable: ", std::strerror(err)));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("G3 disk directory '", dir, "' is not a directory"));
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    const int err = errno;
+    return absl::InvalidArgumentError(
+        absl::StrCat("G3 disk directory '", dir, "' is not writable: ", std::strerror(err)));
+  }
+  // Where the file system reports no capacity, the reservation below is the only check.
+  absl::StatusOr<FreeSpace> available = free_space(dir);
+  if (!available.ok()) return available.status();
+  if (available->known && available->bytes < file_bytes) return no_space_error(dir, file_bytes, available->bytes);
+
+  std::unique_ptr<DiskFile> file(new DiskFile());
+  file->region_sizes_ = std::move(region_sizes);
+  file->region_offsets_ = std::move(offsets);
+  file->file_bytes_ = file_bytes;
+
+  std::random_device random_device;
+  constexpr int kMaxNameAttempts = 16;
+  for (int attempt = 0; attempt < kMaxNameAttempts && file->fd_ < 0; ++attempt) {
+    const std::uint64_t random = (std::uint64_t{random_device()} << 32) | random_device();
+    std::string path = absl::StrCat(dir, dir.ends_with('/') ? "" : "/", options.name_prefix, "-", getpid(), "-",
+                                    g_file_counter.fetch_add(1, std::memory_order_relaxed), "-",
+                                    absl::Hex(random, absl::kZeroPad16), ".bin");
+    constexpr int kFlags = O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC;
+    bool direct = options.direct_io;
+    int fd = open(path.c_str(), kFlags | (direct ? O_DIRECT : 0), 0600);
+    if (fd < 0 && direct && errno == EINVAL) {
+      // The file system refuses O_DIRECT. Linux creates the file before it checks the flag, and O_EXCL
+      // guarantees that file is ours, so remove it and create it again for buffered I/O.
+      (void)unlink(path.c_str());
+      direct = false;
+      fd = open(path.c_str(), kFlags, 0600);
+    }
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EEXIST) continue;
+      return absl::InvalidArgumentError(
+          absl::StrCat("G3 disk directory '", dir, "': cannot create '", path, "': ", std::strerror(err)));
+    }
+    file->fd_ = fd;
+    file->direct_io_ = direct;
+    file->path_ = std::move(path);
+  }
+  if (file->fd_ < 0) {
+    return absl::InternalError(
+        absl::StrCat("G3 disk directory '", dir, "': no unused file name after ", kMaxNameAttempts, " attempts"));
+  }
+  // From here on the destructor closes and removes the file on every error path.
+  if (options.unlink_after_open) {
+    if (unlink(file->path_.c_str()) != 0) {
+      const int err = errno;
+      return absl::InternalError(absl::StrCat("G3 disk file '", file->path_, "': cannot unlink: ", std::strerror(err)));
+    }
+    file->unlinked_ = true;
+  }
+  if (absl::Status status = reserve(file->fd_, dir, file_bytes); !status.ok()) return status;
+  return file;
+}
+
+absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::for_layout(const Layout& layout, Options options) {
+  return create(layout.region_sizes(), std::move(options));
+}
+
+DiskFile::~DiskFile() {
+  if (fd_ >= 0) (void)close(fd_);
+  if (!unlinked_ && !path_.empty()) (void)unlink(path_.c_str());
+}
+
+}  // namespace kvbm

@@ -1,0 +1,360 @@
+// `kvbm replay`: replays a request trace (a Mooncake or token JSONL file, or the built-in generated
+// workload) through a real tier stack (or metadata only with --no-data) and reports hit rates, bytes
+// moved and latencies; `--sweep` tries several capacities of one tier. See kvbm/replay/replay.h.
+//
+// Configuration precedence, lowest first: replay's defaults (Llama-3.1-8B scaled by 1/1024, G1 1024 +
+// G2 4096 + G3 16384 blocks) < --config FILE (which replaces all the defaults but the model when it
+// names none) < flags. Bad flags exit with 2 and a message naming the flag; failed runs exit with 1.
+#include <absl/status/statusor.h>
+#include <absl/strings/ascii.h>
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvbm/core/size.h"
+#include "kvbm/events/event_manager.h"
+#include "kvbm/events/zmq_publisher.h"
+#include "kvbm/replay/generator.h"
+#include "kvbm/replay/replay.h"
+#include "kvbm/replay/sweep.h"
+#include "kvbm/replay/trace.h"
+#include "tools/commands.h"
+
+namespace kvbm::tools {
+namespace {
+
+constexpr double kDefaultScale = 1024;
+
+struct ReplayFlags {
+  std::string trace;
+  std::string format;  // "" = detect
+  std::string workload = "default";
+  std::optional<std::uint64_t> requests;
+  std::optional<std::uint64_t> seed;
+  std::optional<std::uint32_t> block_tokens;
+  bool no_data = false;
+  std::string config;
+  std::string g1_blocks, g1_bytes, g2_blocks, g2_bytes, g3_blocks, g3_bytes, g3_dir;
+  std::string layout, eviction, offload;
+  std::string model;
+  std::optional<double> scale;
+  std::string bytes_per_block;
+  std::string timing = "fast";
+  double speed = 1.0;
+  bool flush_between = false;
+  bool json = false;
+  std::string sweep;
+  std::string out_csv = "kvbm_sweep.csv";
+  std::string out_svg = "kvbm_sweep.svg";
+  std::string events;
+};
+
+// A bad flag: the message names it; exit code 2.
+struct FlagError {
+  std::string message;
+};
+
+absl::Status set_key(KvbmConfig& c, const std::string& flag, const std::string& key, const std::string& value) {
+  if (absl::Status s = c.set(key, value); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  return static_cast<bool>(f);
+}
+
+// Non-blank lines of a file: the progress bar's total for a file trace.
+std::uint64_t count_lines(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::uint64_t n = 0;
+  while (std::getline(f, line)) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Everything that can go wrong with the flags, resolved into replay options. Status = bad flag.
+absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions& trace_options,
+                           WorkloadOptions& workload) {
+  // Trace source.
+  if (!f.trace.empty()) {
+    if (f.format == "mooncake") {
+      trace_options.format = TraceFormat::kMooncake;
+    } else if (f.format == "tokens") {
+      trace_options.format = TraceFormat::kTokens;
+    } else if (f.format.empty()) {
+      auto detected = detect_trace_format(f.trace);
+      if (!detected.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", detected.status().message()));
+      trace_options.format = *detected;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--format must be mooncake or tokens, got '", f.format, "'"));
+    }
+    trace_options.block_tokens = f.block_tokens.value_or(
+        trace_options.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens : kDefaultHashBlockTokens);
+    o.block_tokens = trace_options.block_tokens;
+    o.trace_name = f.trace;
+  } else {
+    auto preset = workload_preset(f.workload);
+    if (!preset.ok()) return absl::InvalidArgumentError(absl::StrCat("--workload: ", preset.status().message()));
+    workload = *preset;
+    if (f.requests) workload.num_requests = *f.requests;
+    if (f.seed) workload.seed = *f.seed;
+    if (f.block_tokens) workload.block_tokens = *f.block_tokens;
+    if (absl::Status s = validate_workload(workload); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--requests/--seed/--block-tokens: ", s.message()));
+    }
+    o.block_tokens = workload.block_tokens != 0 ? workload.block_tokens : kDefaultHashBlockTokens;
+    o.expected_requests = workload.num_requests;
+    o.trace_name =
+        absl::StrCat("generated:", f.workload, " (", workload.num_requests, " requests, seed ", workload.seed, ")");
+  }
+  if (f.block_tokens && *f.block_tokens == 0) return absl::InvalidArgumentError("--block-tokens must be >= 1, got 0");
+
+  // Configuration: replay's defaults, or the file.
+  KvbmConfig& c = o.config;
+  const bool from_file = !f.config.empty();
+  if (from_file) {
+    auto loaded = KvbmConfig::from_toml_file(f.config);
+    if (!loaded.ok()) return absl::InvalidArgumentError(absl::StrCat("--config: ", loaded.status().message()));
+    c = *loaded;
+  } else {
+    c.g1 = TierConfig{.num_blocks = 1024};
+    c.g2 = TierConfig{.num_blocks = 4096};
+    c.g3 = TierConfig{.num_blocks = 16384};
+  }
+  // Model: a preset (default Llama-3.1-8B unless the config file gives one), page = block tokens, scaled.
+  if (!f.model.empty() || !from_file) {
+    auto m = model_preset(f.model.empty() ? "Llama-3.1-8B" : f.model, o.block_tokens);
+    if (!m.ok()) return m.status();
+    c.model = *m;
+  } else {
+    c.model.page_size = o.block_tokens;
+  }
+  if (!f.bytes_per_block.empty()) {
+    auto bytes = parse_size(f.bytes_per_block);
+    if (!bytes.ok() || *bytes == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--bytes-per-block must be a size >= 1 byte (e.g. 64KiB, 2MiB), got '", f.bytes_per_block, "'"));
+    }
+    auto m = model_with_block_bytes(c.model, *bytes);
+    if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--bytes-per-block: ", m.status().message()));
+    c.model = *m;
+  } else if (f.scale || !from_file) {
+    const double scale = f.scale.value_or(kDefaultScale);
+    if (!(scale >= 1)) return absl::InvalidArgumentError(absl::StrCat("--scale must be >= 1, got ", scale));
+    const auto target = static_cast<std::uint64_t>(static_cast<double>(c.model.bytes_per_block()) / scale);
+    auto m = model_with_block_bytes(c.model, std::max<std::uint64_t>(1, target));
+    if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--scale: ", m.status().message()));
+    c.model = *m;
+  }
+
+  // Tiers.
+  if (!f.g1_blocks.empty()) {
+    const std::string v = absl::AsciiStrToLower(f.g1_blocks);
+    if (v == "unlimited" || v == "0") {
+      o.unlimited_g1 = true;
+    } else if (absl::Status s = set_key(c, "--g1-blocks (a block count, 0 or unlimited)", "g1.num_blocks", v);
+               !s.ok()) {
+      return s;
+    }
+  }
+  struct TierFlag {
+    const std::string& value;
+    const char* flag;
+    const char* key;
+  };
+  for (const TierFlag& t :
+       {TierFlag{f.g1_bytes, "--g1-bytes", "g1.bytes"}, TierFlag{f.g2_blocks, "--g2-blocks", "g2.num_blocks"},
+        TierFlag{f.g2_bytes, "--g2-bytes", "g2.bytes"}, TierFlag{f.g3_blocks, "--g3-blocks", "g3.num_blocks"},
+        TierFlag{f.g3_bytes, "--g3-bytes", "g3.bytes"}, TierFlag{f.g3_dir, "--g3-dir", "g3.directory"}}) {
+    if (t.value.empty()) continue;
+    if (absl::Status s = set_key(c, t.flag, t.key, t.value); !s.ok()) return s;
+  }
+  if (!f.layout.empty()) {
+    for (const char* key : {"g1.layout", "g2.layout"}) {
+      if (absl::Status s = set_key(c, "--layout", key, f.layout); !s.ok()) return s;
+    }
+  }
+  if (!f.eviction.empty()) {
+    for (const char* key : {"g1.eviction", "g2.eviction", "g3.eviction"}) {
+      if (absl::Status s = set_key(c, "--eviction", key, f.eviction); !s.ok()) return s;
+    }
+  }
+  if (!f.offload.empty()) {
+    for (const char* key : {"offload.g1_to_g2", "offload.g2_to_g3"}) {
+      if (absl::Status s = set_key(c, "--offload", key, f.offload); !s.ok()) return s;
+    }
+  }
+
+  o.data = !f.no_data;
+  if (f.timing == "trace") {
+    o.timing = ReplayTiming::kTrace;
+  } else if (f.timing != "fast") {
+    return absl::InvalidArgumentError(absl::StrCat("--timing must be fast or trace, got '", f.timing, "'"));
+  }
+  if (!(f.speed > 0)) return absl::InvalidArgumentError(absl::StrCat("--speed must be > 0, got ", f.speed));
+  o.speed = f.speed;
+  o.flush_between = f.flush_between;
+  if (o.data) {
+    if (absl::Status s = c.validate(); !s.ok())
+      return absl::InvalidArgumentError(absl::StrCat("configuration: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+int run(const ReplayFlags& f) {
+  ReplayOptions options;
+  TraceOptions trace_options;
+  WorkloadOptions workload;
+  if (absl::Status s = build_options(f, options, trace_options, workload); !s.ok()) {
+    std::fprintf(stderr, "kvbm replay: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  std::optional<SweepSpec> sweep;
+  if (!f.sweep.empty()) {
+    auto spec = parse_sweep(f.sweep);
+    if (!spec.ok()) {
+      std::fprintf(stderr, "kvbm replay: %s\n", std::string(spec.status().message()).c_str());
+      return 2;
+    }
+    sweep = *spec;
+  }
+
+  std::unique_ptr<TraceReader> trace;
+  if (!f.trace.empty()) {
+    auto opened = open_trace(f.trace, trace_options);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "kvbm replay: --trace: %s\n", std::string(opened.status().message()).c_str());
+      return 2;
+    }
+    trace = *std::move(opened);
+  } else {
+    trace = generate_trace(workload);
+  }
+  options.progress = isatty(STDERR_FILENO) != 0 && !sweep;
+  if (options.progress && !f.trace.empty()) options.expected_requests = count_lines(f.trace);
+
+  std::unique_ptr<EventManager> events;
+  if (!f.events.empty()) {
+    ZmqPublisherOptions zo;
+    zo.endpoint = f.events;
+    auto pub = ZmqPublisher::create(zo);
+    if (!pub.ok()) {
+      std::fprintf(stderr, "kvbm replay: --events: %s\n", std::string(pub.status().message()).c_str());
+      return 2;
+    }
+    std::vector<std::unique_ptr<EventPublisher>> pubs;
+    pubs.push_back(*std::move(pub));
+    auto em = EventManager::create(EventManagerOptions{}, std::move(pubs));
+    if (!em.ok()) {
+      std::fprintf(stderr, "kvbm replay: --events: %s\n", std::string(em.status().message()).c_str());
+      return 1;
+    }
+    events = *std::move(em);
+    options.events = events.get();
+  }
+
+  if (sweep) {
+    auto points = run_sweep(*trace, options, *sweep);
+    if (!points.ok()) {
+      std::fprintf(stderr, "kvbm replay: %s\n", std::string(points.status().message()).c_str());
+      return 1;
+    }
+    if (!write_file(f.out_csv, sweep_csv(*sweep, *points))) {
+      std::fprintf(stderr, "kvbm replay: cannot write --out-csv %s\n", f.out_csv.c_str());
+      return 1;
+    }
+    if (!write_file(f.out_svg, sweep_svg(*sweep, *points))) {
+      std::fprintf(stderr, "kvbm replay: cannot write --out-svg %s\n", f.out_svg.c_str());
+      return 1;
+    }
+    if (f.json) {
+      std::string out = "[";
+      for (std::size_t i = 0; i < points->size(); ++i) {
+        absl::StrAppend(&out, i ? "," : "", format_report_json((*points)[i].report));
+      }
+      std::printf("%s]\n", out.c_str());
+    } else {
+      std::printf("%s", sweep_table(*sweep, *points).c_str());
+      std::printf("wrote %s and %s\n", f.out_csv.c_str(), f.out_svg.c_str());
+    }
+    for (const SweepPoint& p : *points) {
+      if (p.report.verification_failures != 0) return 1;
+    }
+    return 0;
+  }
+
+  auto report = run_replay(*trace, options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "kvbm replay: %s\n", std::string(report.status().message()).c_str());
+    return 1;
+  }
+  if (events) {
+    events->shutdown();
+    const EventManagerStats st = events->stats();
+    report->events_enabled = true;
+    report->events_sent = st.sent;
+    report->events_dropped = st.dropped;
+  }
+  std::printf("%s", f.json ? (format_report_json(*report) + "\n").c_str() : format_report_text(*report).c_str());
+  return report->verification_failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void add_replay_command(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<ReplayFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "replay",
+      "Replay a request trace through kvbm's tiers and report hit rates, bytes moved and latencies.\n"
+      "With no --trace, a generated workload (--workload, default 'default') is replayed.");
+  cmd->add_option("--trace", flags->trace, "JSONL trace file (Mooncake hash_ids or token-level)");
+  cmd->add_option("--format", flags->format, "Trace format: mooncake | tokens (default: detected)");
+  cmd->add_option("--workload", flags->workload, "Generated workload preset when no --trace is given");
+  cmd->add_option("--requests", flags->requests, "Generated workload: number of requests");
+  cmd->add_option("--seed", flags->seed, "Generated workload: seed");
+  cmd->add_option("--block-tokens", flags->block_tokens,
+                  "Tokens per block (default 512 for hash-level traces, 16 for token traces)");
+  cmd->add_flag("--no-data", flags->no_data, "Metadata only: one G1 pool of identities, no bytes (fast)");
+  cmd->add_option("--config", flags->config, "TOML configuration (see `kvbm config`); flags override it");
+  cmd->add_option("--g1-blocks", flags->g1_blocks, "G1 capacity in blocks; 0 or 'unlimited' = every distinct block");
+  cmd->add_option("--g1-bytes", flags->g1_bytes, "G1 capacity as a size (e.g. 64MiB)");
+  cmd->add_option("--g2-blocks", flags->g2_blocks, "G2 (host) capacity in blocks (0 = no G2)");
+  cmd->add_option("--g2-bytes", flags->g2_bytes, "G2 capacity as a size");
+  cmd->add_option("--g3-blocks", flags->g3_blocks, "G3 (disk) capacity in blocks (0 = no G3)");
+  cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size");
+  cmd->add_option("--g3-dir", flags->g3_dir, "Directory of the G3 file");
+  cmd->add_option("--layout", flags->layout, "G1/G2 layout: fully_contiguous | layer_separate");
+  cmd->add_option("--eviction", flags->eviction, "Eviction policy of every tier: lru | priority_lru | lineage");
+  cmd->add_option("--offload", flags->offload, "G1→G2 and G2→G3 offload: write_through | write_back | none");
+  cmd->add_option("--model", flags->model,
+                  "Bytes per block from a model: Llama-3.1-8B (default), Llama-3.1-70B, Qwen3-8B, DeepSeek-V3");
+  cmd->add_option("--scale", flags->scale,
+                  "Divide the model's bytes per block by this (default 1024; layers and page kept, "
+                  "inner_dim × dtype shrunk)");
+  cmd->add_option("--bytes-per-block", flags->bytes_per_block, "Bytes per block (e.g. 2MiB); overrides --scale");
+  cmd->add_option("--timing", flags->timing, "fast (default) | trace: honour the trace's timestamps");
+  cmd->add_option("--speed", flags->speed, "--timing trace: replay this many times faster than recorded");
+  cmd->add_flag("--flush-between", flags->flush_between, "Wait for background offloads after every request");
+  cmd->add_flag("--json", flags->json, "Print one JSON object instead of the text report");
+  cmd->add_option("--sweep", flags->sweep, "TIER=V1,V2,...: replay at several capacities (g2=1GiB,4GiB; g1=1000,2000)");
+  cmd->add_option("--out-csv", flags->out_csv, "--sweep: CSV file (default kvbm_sweep.csv)");
+  cmd->add_option("--out-svg", flags->out_svg, "--sweep: SVG chart (default kvbm_sweep.svg)");
+  cmd->add_option("--events", flags->events, "Publish KV events on this ZMQ PUB endpoint (e.g. tcp://*:5557)");
+  cmd->callback([flags, exit_code] { *exit_code = run(*flags); });
+}
+
+}  // namespace kvbm::tools

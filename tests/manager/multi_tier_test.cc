@@ -1,0 +1,341 @@
+// KvBlockManager with G1 + G2 + G3: offload, eviction cascades, onboarding, faults, concurrency.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "kvbm/manager/kv_block_manager.h"
+#include "kvbm/storage/disk_file.h"
+
+namespace kvbm {
+namespace {
+
+KvbmConfig tiered_config(std::uint32_t g1, std::uint32_t g2, std::uint32_t g3) {
+  KvbmConfig config;
+  // 2 layers × 2 × 4 tokens × 64 × 2 bytes = 2 KiB per block.
+  config.model = ModelConfig{.num_layers = 2, .outer_dim = 2, .page_size = 4, .inner_dim = 64, .dtype_bytes = 2};
+  config.g1.num_blocks = g1;
+  config.g2.num_blocks = g2;
+  config.g3.num_blocks = g3;
+  config.g3.directory = ::testing::TempDir();
+  config.offload.g3_min_frequency = 0;
+  config.offload.batch_blocks = 8;
+  return config;
+}
+
+// Deterministic bytes for a block: what its sequence hash implies.
+std::byte expected_byte(SequenceHash h, std::uint32_t layer, std::uint32_t outer, std::size_t i) {
+  std::uint64_t x = h.value() ^ (std::uint64_t{layer} << 56) ^ (std::uint64_t{outer} << 48) ^ (i * 0x9E3779B97F4A7C15ull);
+  x ^= x >> 29;
+  x *= 0xBF58476D1CE4E5B9ull;
+  return static_cast<std::byte>(x >> 32);
+}
+
+void fill(G1MutableBlock& b, SequenceHash h, const ModelConfig& m) {
+  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
+    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
+      auto bytes = b.chunk(l, o);
+      for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = expected_byte(h, l, o, i);
+    }
+  }
+}
+
+// Number of bytes that differ from what the hash implies.
+std::size_t wrong_bytes(const G1Block& b, const ModelConfig& m) {
+  std::size_t wrong = 0;
+  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
+    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
+      auto bytes = b.chunk(l, o);
+      for (std::size_t i = 0; i < bytes.size(); ++i) wrong += bytes[i] != expected_byte(b.sequence_hash(), l, o, i);
+    }
+  }
+  return wrong;
+}
+
+// Registers a request's blocks that are not cached yet (as an engine would) and releases them.
+TokenBlockSequence run_request(KvBlockManager& m, std::uint32_t first_token, std::size_t blocks) {
+  std::vector<std::uint32_t> tokens(blocks * m.page_size());
+  std::iota(tokens.begin(), tokens.end(), first_token);
+  auto seq = m.make_sequence(tokens);
+  EXPECT_TRUE(seq.ok());
+  auto hits = m.match_and_onboard(seq->sequence_hashes());
+  EXPECT_TRUE(hits.ok()) << hits.status();
+  const std::size_t have = hits.ok() ? hits->size() : 0;
+  auto fresh = m.allocate(blocks - have);
+  EXPECT_TRUE(fresh.ok()) << fresh.status();
+  for (std::size_t i = 0; i < fresh->size(); ++i) {
+    TokenBlock tb = seq->block(have + i);
+    fill((*fresh)[i], tb.sequence_hash, m.model());
+    EXPECT_TRUE((*fresh)[i].apply(tb).ok());
+  }
+  auto registered = m.register_blocks(*fresh);
+  EXPECT_TRUE(registered.ok()) << registered.status();
+  m.release(*std::move(registered));
+  if (hits.ok()) m.release(*std::move(hits));
+  return *std::move(seq);
+}
+
+TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 64));
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+
+  TokenBlockSequence first = run_request(m, 100, 4);
+  m.flush();
+  EXPECT_EQ(m.status(CacheLevel::kG2).inactive, 4u);
+  EXPECT_EQ(m.status(CacheLevel::kG3).inactive, 4u);
+
+  // Push `first` out of G1 (4 blocks), then out of G2 (8 blocks).
+  run_request(m, 1000, 4);
+  m.flush();
+  MatchResult in_g2 = m.match(first.sequence_hashes());
+  EXPECT_EQ(in_g2.g1.size(), 0u);
+  EXPECT_EQ(in_g2.g2.size(), 4u);
+  in_g2 = MatchResult{};
+  // Offload queues hold hashes, not pins: flush between requests so that G1 does not evict a block
+  // before its copy to G2 ran (that block would be skipped, by design).
+  run_request(m, 2000, 4);
+  m.flush();
+  run_request(m, 3000, 4);
+  m.flush();
+  MatchResult in_g3 = m.match(first.sequence_hashes());
+  EXPECT_EQ(in_g3.g1.size() + in_g3.g2.size(), 0u);
+  ASSERT_EQ(in_g3.g3.size(), 4u);
+
+  // Onboarding brings the prefix back into G1 byte-exact (through G2, where it is cached again).
+  auto op = m.onboard(std::move(in_g3));
+  auto blocks = op->wait();
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  ASSERT_EQ(blocks->size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ((*blocks)[i].sequence_hash(), first.sequence_hashes()[i]);
+    EXPECT_EQ(wrong_bytes((*blocks)[i], m.model()), 0u) << "block " << i;
+  }
+  EXPECT_GE(op->latency_seconds(), 0.0);
+  m.release(*std::move(blocks));
+  const OffloadStats stats = m.offload_stats();
+  EXPECT_EQ(stats.g3_to_g2, 4u);
+  EXPECT_EQ(stats.g3_to_g1, 4u);
+  EXPECT_EQ(stats.checksum_failures, 0u);
+  EXPECT_EQ(m.status(CacheLevel::kG2).inactive + m.status(CacheLevel::kG2).active, 8u);
+}
+
+TEST(MultiTierTest, OnboardDirectFromDisk) {
+  KvbmConfig config = tiered_config(4, 4, 32);
+  config.offload.onboard_direct = true;
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence first = run_request(m, 7, 3);
+  m.flush();
+  run_request(m, 500, 4);
+  m.flush();
+  run_request(m, 900, 4);
+  m.flush();
+  MatchResult match = m.match(first.sequence_hashes());
+  ASSERT_EQ(match.g3.size(), 3u);
+  auto blocks = m.onboard(std::move(match))->wait();
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_EQ(blocks->size(), 3u);
+  for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m.model()), 0u);
+  EXPECT_EQ(m.offload_stats().g3_to_g1, 3u);
+  EXPECT_EQ(m.offload_stats().g3_to_g2, 0u);
+}
+
+TEST(MultiTierTest, MixedPrefixAcrossAllTiers) {
+  auto kvbm = KvBlockManager::create(tiered_config(8, 8, 64));
+  ASSERT_TRUE(kvbm.ok());
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence seq = run_request(m, 1, 6);
+  m.flush();
+  // Evict everything from G1 and G2, then re-cache the first 2 blocks in G1 and the next 2 in G2.
+  run_request(m, 10000, 8);
+  m.flush();
+  run_request(m, 20000, 8);
+  m.flush();
+  {
+    MatchResult two = m.match(seq.sequence_hashes().first(4));
+    ASSERT_EQ(two.g3.size(), 4u);
+    auto back = m.onboard(std::move(two))->wait();  // now in G2 (staged) and G1
+    ASSERT_TRUE(back.ok());
+  }
+  MatchResult match = m.match(seq.sequence_hashes());
+  EXPECT_EQ(match.g1.size(), 4u);
+  EXPECT_EQ(match.g2.size(), 0u);
+  EXPECT_EQ(match.g3.size(), 2u);
+  EXPECT_EQ(match.size(), 6u);
+  auto blocks = m.onboard(std::move(match))->wait();
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_EQ(blocks->size(), 6u);
+  for (std::size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ((*blocks)[i].sequence_hash(), seq.sequence_hashes()[i]);
+    EXPECT_EQ(wrong_bytes((*blocks)[i], m.model()), 0u);
+  }
+}
+
+TEST(MultiTierTest, CorruptedDiskBlockIsAMissNeverWrongBytes) {
+  KvbmConfig config = tiered_config(4, 4, 32);
+  config.g3.direct_io = false;  // the test rewrites the file behind kvbm's back
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence seq = run_request(m, 42, 4);
+  m.flush();
+  run_request(m, 5000, 4);
+  m.flush();
+  run_request(m, 6000, 4);
+  m.flush();
+  MatchResult match = m.match(seq.sequence_hashes());
+  ASSERT_EQ(match.g3.size(), 4u);
+
+  // Flip a byte of the third block on disk.
+  const auto& disk = static_cast<const DiskFile&>(*m.tiers().g3->storage);
+  const RegionRef where = m.tiers().g3->layout->region_unchecked(match.g3[2].id().value(), 1, 1);
+  const std::uint64_t offset = disk.region_offset(where.region) + where.offset + 17;
+  std::byte b{};
+  ASSERT_EQ(pread(disk.fd(), &b, 1, static_cast<off_t>(offset)), 1);
+  b ^= std::byte{0x5A};
+  ASSERT_EQ(pwrite(disk.fd(), &b, 1, static_cast<off_t>(offset)), 1);
+
+  auto blocks = m.onboard(std::move(match))->wait();
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_EQ(blocks->size(), 2u) << "the prefix must end before the damaged block";
+  for (const G1Block& block : *blocks) EXPECT_EQ(wrong_bytes(block, m.model()), 0u);
+  EXPECT_EQ(m.offload_stats().checksum_failures, 1u);
+  EXPECT_EQ(m.offload_stats().onboard_truncated, 1u);
+}
+
+TEST(MultiTierTest, FailingDiskWritesNeverRegisterInG3) {
+  auto faults = std::make_shared<FaultInjectingIoBackend>(make_posix_io_backend(),
+                                                          FaultInjectingIoBackend::Faults{.write_eio = 1.0}, 7);
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 32), nullptr, faults);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  run_request(m, 1, 4);
+  m.flush();
+  EXPECT_EQ(m.status(CacheLevel::kG3).inactive, 0u);
+  EXPECT_EQ(m.status(CacheLevel::kG3).free, 32u);
+  EXPECT_EQ(m.offload_stats().transfer_failures, 4u);
+  EXPECT_EQ(faults->counts().write_eio, 4u);
+  EXPECT_EQ(m.status(CacheLevel::kG2).inactive, 4u);
+}
+
+TEST(MultiTierTest, WriteBackCopiesOnlyOnEviction) {
+  KvbmConfig config = tiered_config(4, 8, 32);
+  config.offload.g1_to_g2 = OffloadMode::kWriteBack;
+  config.offload.g2_to_g3 = OffloadMode::kNone;
+  config.g3 = TierConfig{};
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence first = run_request(m, 1, 4);
+  m.flush();
+  EXPECT_EQ(m.status(CacheLevel::kG2).inactive, 0u) << "write-back must not copy before eviction";
+  run_request(m, 100, 4);  // evicts `first` from G1
+  EXPECT_EQ(m.status(CacheLevel::kG2).inactive, 4u);
+  EXPECT_EQ(m.offload_stats().write_back_blocks, 4u);
+  MatchResult match = m.match(first.sequence_hashes());
+  ASSERT_EQ(match.g2.size(), 4u);
+  auto blocks = m.onboard(std::move(match))->wait();
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_EQ(blocks->size(), 4u);
+  for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m.model()), 0u);
+}
+
+TEST(MultiTierTest, FrequencyFilterKeepsOneOffsOffDisk) {
+  KvbmConfig config = tiered_config(8, 16, 32);
+  config.offload.g3_min_frequency = 2;
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_TRUE(kvbm.ok());
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence once = run_request(m, 1, 2);
+  m.flush();
+  EXPECT_EQ(m.status(CacheLevel::kG3).inactive, 0u);
+  EXPECT_EQ(m.offload_stats().filtered_frequency, 2u);
+  // A second request for the same prefix makes it frequent enough: now it goes to disk.
+  run_request(m, 1, 2);
+  m.flush();
+  EXPECT_EQ(m.status(CacheLevel::kG3).inactive, 2u);
+  EXPECT_TRUE(m.tiers().g3->pool->contains(once.sequence_hashes()[0]));
+}
+
+TEST(MultiTierTest, ResetClearsEveryTier) {
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 32));
+  ASSERT_TRUE(kvbm.ok());
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence seq = run_request(m, 1, 3);
+  ASSERT_TRUE(m.reset().ok());
+  EXPECT_EQ(m.match(seq.sequence_hashes()).size(), 0u);
+  EXPECT_EQ(m.status(CacheLevel::kG3).free, 32u);
+}
+
+TEST(MultiTierTest, BadTierConfigurationFailsAtConstruction) {
+  KvbmConfig config = tiered_config(4, 8, 32);
+  config.g3.directory = "/nonexistent-kvbm-dir";
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_FALSE(kvbm.ok());
+  EXPECT_THAT(std::string(kvbm.status().message()), ::testing::HasSubstr("/nonexistent-kvbm-dir"));
+
+  config = tiered_config(4, 8, 0);
+  config.g1.memory = MemoryKind::kDevice;
+  kvbm = KvBlockManager::create(config);
+  if (!kvbm.ok()) {
+    EXPECT_THAT(std::string(kvbm.status().message()), ::testing::AnyOf(::testing::HasSubstr("without CUDA"),
+                                                                       ::testing::HasSubstr("CUDA")));
+  }
+}
+
+// Offload and onboarding run while several threads allocate, register and match overlapping prefixes.
+TEST(MultiTierStressTest, ConcurrentRequestsWithOffloadAndOnboarding) {
+  KvbmConfig config = tiered_config(48, 64, 256);
+  config.offload.g3_min_frequency = 0;
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  std::atomic<std::size_t> wrong{0}, served{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 150; ++i) {
+        // 20 shared 3-block prefixes, each followed by a private tail block.
+        std::vector<std::uint32_t> tokens(4 * m.page_size());
+        const std::uint32_t prefix = rng() % 20;
+        for (std::size_t k = 0; k < 3 * m.page_size(); ++k) tokens[k] = prefix * 1000 + static_cast<std::uint32_t>(k);
+        for (std::size_t k = 3 * m.page_size(); k < tokens.size(); ++k) tokens[k] = rng();
+        auto seq = m.make_sequence(tokens);
+        auto hits = m.match_and_onboard(seq->sequence_hashes());
+        if (!hits.ok()) continue;
+        for (const G1Block& b : *hits) wrong += wrong_bytes(b, m.model());
+        served += hits->size();
+        auto fresh = m.allocate(4 - hits->size());
+        if (fresh.ok()) {
+          for (std::size_t k = 0; k < fresh->size(); ++k) {
+            TokenBlock tb = seq->block(hits->size() + k);
+            fill((*fresh)[k], tb.sequence_hash, m.model());
+            (void)(*fresh)[k].apply(tb);
+          }
+          auto registered = m.register_blocks(*fresh);
+          if (registered.ok()) m.release(*std::move(registered));
+        }
+        m.release(*std::move(hits));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  m.flush();
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_GT(served.load(), 0u);
+  for (CacheLevel level : {CacheLevel::kG1, CacheLevel::kG2, CacheLevel::kG3}) {
+    const PoolStatus s = m.status(level);
+    EXPECT_EQ(s.active, 0u) << cache_level_name(level);
+    EXPECT_EQ(s.owned, 0u) << cache_level_name(level);
+  }
+}
+
+}  // namespace
+}  // namespace kvbm
