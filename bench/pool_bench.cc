@@ -65,6 +65,7 @@ BENCHMARK_CAPTURE(run_workload, match_hit_cold, WorkloadKind::kMatchHitCold);
 BENCHMARK_CAPTURE(run_workload, match_hit_hot, WorkloadKind::kMatchHitHot);
 BENCHMARK_CAPTURE(run_workload, match_miss, WorkloadKind::kMatchMiss);
 BENCHMARK_CAPTURE(run_workload, request_cycle, WorkloadKind::kRequestCycle);
+BENCHMARK_CAPTURE(run_workload, request_cycle_zmq, WorkloadKind::kRequestCycleZmq);
 BENCHMARK_CAPTURE(run_workload, hash_token_block_sequence, WorkloadKind::kHashSequence);
 BENCHMARK_CAPTURE(run_workload, hash_xxh3_one_call, WorkloadKind::kHashXxh3OneCall);
 BENCHMARK_CAPTURE(run_workload, hash_xxh3_per_block, WorkloadKind::kHashXxh3PerBlock);

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "kvbm/core/token_block_sequence.h"
+#include "kvbm/events/event_manager.h"
+#include "kvbm/events/zmq_publisher.h"
 #include "kvbm/pool/block_pool.h"
 
 // The raw baselines call XXH3 itself, inlined, exactly as src/core/hashing.cc compiles it.
@@ -33,7 +35,7 @@ constexpr std::size_t kRequestBlocks = 16;
 constexpr std::string_view kBatchRelease = "release(vector): one lock per request";
 constexpr std::string_view kHandleRelease = "MutableBlock destructors: one lock per block (no batch API)";
 
-constexpr std::array<WorkloadInfo, 12> kWorkloads = {{
+constexpr std::array<WorkloadInfo, 13> kWorkloads = {{
     {WorkloadKind::kAllocateFree16, "allocate_free_16", "allocate+free (16)", kHandleRelease, 30.0, "465"},
     {WorkloadKind::kAllocateFree64, "allocate_free_64", "allocate+free (64)", kHandleRelease, 30.0, "465"},
     {WorkloadKind::kRegisterNew, "register_new", "register (new)", kBatchRelease, std::nullopt, ""},
@@ -42,6 +44,8 @@ constexpr std::array<WorkloadInfo, 12> kWorkloads = {{
     {WorkloadKind::kMatchHitHot, "match_hit_hot", "match hit, hot prefix", kBatchRelease, 30.0, "800-1300"},
     {WorkloadKind::kMatchMiss, "match_miss", "match miss (per hash asked)", "nothing held", std::nullopt, ""},
     {WorkloadKind::kRequestCycle, "request_cycle", "request cycle (16 blocks)", kBatchRelease, 200.0, "6200"},
+    {WorkloadKind::kRequestCycleZmq, "request_cycle_zmq", "request cycle, ZMQ events on", kBatchRelease, std::nullopt,
+     ""},
     {WorkloadKind::kHashSequence, "hash_token_block_sequence", "hash: TokenBlockSequence", "-", std::nullopt, ""},
     {WorkloadKind::kHashXxh3OneCall, "hash_xxh3_one_call", "hash: XXH3, one call", "-", std::nullopt, ""},
     {WorkloadKind::kHashXxh3PerBlock, "hash_xxh3_per_block", "hash: XXH3, per block", "-", std::nullopt, ""},
@@ -67,11 +71,13 @@ class SplitMix {
   std::uint64_t state_;
 };
 
-absl::StatusOr<std::unique_ptr<Pool>> make_pool(std::uint32_t num_blocks, bool keep_tokens) {
+absl::StatusOr<std::unique_ptr<Pool>> make_pool(std::uint32_t num_blocks, bool keep_tokens,
+                                                EventSink* events = nullptr) {
   BlockPoolConfig config;
   config.num_blocks = num_blocks;
   config.page_size = kPageSize;
   config.keep_tokens = keep_tokens;
+  config.events = events;
   return Pool::create(config);
 }
 
@@ -256,8 +262,12 @@ class RequestCycle final : public Workload {
   static constexpr std::uint32_t kPoolBlocks = std::uint32_t{1} << 17;
   static constexpr std::size_t kRing = std::size_t{1} << 20;  // fresh-token ring, power of two
 
-  explicit RequestCycle(std::unique_ptr<Pool> pool)
-      : pool_(std::move(pool)), prefix_tokens_(kPrefixes * kPrefixTokens), fresh_tokens_(kRing + kSuffixTokens) {
+  // `events` (may be null) is the pool's sink; the workload keeps it alive and destroys it after the pool.
+  explicit RequestCycle(std::unique_ptr<Pool> pool, std::unique_ptr<EventManager> events = nullptr)
+      : events_(std::move(events)),
+        pool_(std::move(pool)),
+        prefix_tokens_(kPrefixes * kPrefixTokens),
+        fresh_tokens_(kRing + kSuffixTokens) {
     SplitMix rng(5);
     // Token ids of a 150k-entry vocabulary.
     for (std::uint32_t& t : prefix_tokens_) t = static_cast<std::uint32_t>(rng.below(150000));
@@ -321,6 +331,7 @@ class RequestCycle final : public Workload {
     return std::span<const std::uint32_t>(prefix_tokens_).subspan(p * kPrefixTokens, kPrefixTokens);
   }
 
+  std::unique_ptr<EventManager> events_;  // declared before pool_: outlives it
   std::unique_ptr<Pool> pool_;
   std::vector<std::uint32_t> prefix_tokens_;
   std::vector<std::uint32_t> fresh_tokens_;
@@ -426,10 +437,24 @@ absl::StatusOr<std::unique_ptr<Workload>> make_workload(WorkloadKind kind) {
       if (kind == WorkloadKind::kMatchMiss) return std::make_unique<MatchMiss>(*std::move(pool));
       return std::make_unique<MatchHit>(*std::move(pool), *std::move(chains));
     }
-    case WorkloadKind::kRequestCycle: {
-      auto pool = make_pool(RequestCycle::kPoolBlocks, /*keep_tokens=*/true);
+    case WorkloadKind::kRequestCycle:
+    case WorkloadKind::kRequestCycleZmq: {
+      std::unique_ptr<EventManager> events;
+      if (kind == WorkloadKind::kRequestCycleZmq) {
+        // What a deployment runs: events batched on kvbm's own thread, published on loopback.
+        ZmqPublisherOptions zmq;
+        zmq.endpoint = "tcp://127.0.0.1:*";
+        auto publisher = ZmqPublisher::create(zmq);
+        if (!publisher.ok()) return publisher.status();
+        std::vector<std::unique_ptr<EventPublisher>> publishers;
+        publishers.push_back(*std::move(publisher));
+        auto manager = EventManager::create(EventManagerOptions{}, std::move(publishers));
+        if (!manager.ok()) return manager.status();
+        events = *std::move(manager);
+      }
+      auto pool = make_pool(RequestCycle::kPoolBlocks, /*keep_tokens=*/true, events.get());
       if (!pool.ok()) return pool.status();
-      auto w = std::make_unique<RequestCycle>(*std::move(pool));
+      auto w = std::make_unique<RequestCycle>(*std::move(pool), std::move(events));
       if (absl::Status s = w->populate(); !s.ok()) return s;
       return w;
     }

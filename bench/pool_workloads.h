@@ -30,6 +30,7 @@ enum class WorkloadKind : std::uint8_t {
   kMatchHitHot,       // one 16-block prefix matched over and over
   kMatchMiss,         // 16 hashes that are not registered (match stops at the first)
   kRequestCycle,      // hash 16 blocks → match (8 hits) → allocate 8 → apply → register → release 16
+  kRequestCycleZmq,   // the same with an EventManager + ZMQ publisher (loopback) as the pool's event sink
   kHashSequence,      // TokenBlockSequence over 4096 tokens, page 16
   kHashXxh3OneCall,   // baseline: one XXH3 call over the same 16 KiB
   kHashXxh3PerBlock,  // baseline: one XXH3 call per 64-byte block, no chaining

@@ -9,8 +9,8 @@
 int main() {
   kvbm::KvbmConfig config;
   config.model = {.num_layers = 4, .outer_dim = 2, .page_size = 16, .inner_dim = 128, .dtype_bytes = 2};
-  config.g1.num_blocks = 256;      // G1: system memory on a machine without a GPU
-  config.g2.bytes = 64ull << 20;   // G2: 64 MiB of host memory, filled write-through in the background
+  config.g1.num_blocks = 256;     // G1: system memory on a machine without a GPU
+  config.g2.bytes = 64ull << 20;  // G2: 64 MiB of host memory, filled write-through in the background
   auto kvbm = kvbm::KvBlockManager::create(config);
   if (!kvbm.ok()) {
     std::fprintf(stderr, "%s\n", std::string(kvbm.status().message()).c_str());

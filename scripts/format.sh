@@ -15,7 +15,7 @@ elif [[ $# -gt 0 ]]; then
 fi
 
 dirs=()
-for d in include src tests bench; do
+for d in include src tests bench python examples; do
   [[ -d "$d" ]] && dirs+=("$d")
 done
 [[ ${#dirs[@]} -eq 0 ]] && exit 0

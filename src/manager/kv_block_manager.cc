@@ -32,7 +32,8 @@ absl::StatusOr<std::unique_ptr<Storage>> make_memory(const std::string& tier, co
       options.zero_fill = config.zero_fill;
       options.huge_pages = config.huge_pages;
       auto memory = SystemMemory::for_layout(layout, options);
-      if (!memory.ok()) return absl::Status(memory.status().code(), absl::StrCat(tier, ": ", memory.status().message()));
+      if (!memory.ok())
+        return absl::Status(memory.status().code(), absl::StrCat(tier, ": ", memory.status().message()));
       return std::unique_ptr<Storage>(*std::move(memory));
     }
     case MemoryKind::kPinned:
@@ -55,7 +56,8 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
   auto tier = std::make_unique<Tier<L>>();
 
   LayoutConfig layout_config = tc.layout;
-  if (L == CacheLevel::kG3) layout_config.alignment = std::max<std::uint64_t>(layout_config.alignment, DiskFile::kAlignment);
+  if (L == CacheLevel::kG3)
+    layout_config.alignment = std::max<std::uint64_t>(layout_config.alignment, DiskFile::kAlignment);
   auto layout = make_layout(config.model, blocks, layout_config);
   if (!layout.ok()) return absl::Status(layout.status().code(), absl::StrCat(name, ": ", layout.status().message()));
   tier->layout = *std::move(layout);
@@ -102,7 +104,7 @@ PoolStatus tier_status(const std::unique_ptr<Tier<L>>& tier) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, EventSink* events,
-                                                                      std::shared_ptr<IoBackend> io) {
+                                                                       std::shared_ptr<IoBackend> io) {
   if (absl::Status s = config.validate(); !s.ok()) return s;
   std::unique_ptr<KvBlockManager> m(new KvBlockManager(config));
 

@@ -7,9 +7,9 @@
 #include <absl/strings/str_replace.h>
 
 #include <bit>
-#include <functional>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <sstream>
 
@@ -74,16 +74,15 @@ KeySpec uint_key(std::string key, std::function<Field&(KvbmConfig&)> field, std:
 }
 
 KeySpec bool_key(std::string key, std::function<bool&(KvbmConfig&)> field, std::string description) {
-  return KeySpec{ConfigKey{std::move(key), "", "bool", "true | false", std::move(description)},
-                 [field](KvbmConfig& c, const std::string& k, std::string_view value) -> absl::Status {
-                   auto v = parse_bool(k, value);
-                   if (!v.ok()) return v.status();
-                   field(c) = *v;
-                   return absl::OkStatus();
-                 },
-                 [field](const KvbmConfig& c) {
-                   return std::string(field(const_cast<KvbmConfig&>(c)) ? "true" : "false");
-                 }};
+  return KeySpec{
+      ConfigKey{std::move(key), "", "bool", "true | false", std::move(description)},
+      [field](KvbmConfig& c, const std::string& k, std::string_view value) -> absl::Status {
+        auto v = parse_bool(k, value);
+        if (!v.ok()) return v.status();
+        field(c) = *v;
+        return absl::OkStatus();
+      },
+      [field](const KvbmConfig& c) { return std::string(field(const_cast<KvbmConfig&>(c)) ? "true" : "false"); }};
 }
 
 // An enum field given by name: `names[i]` is the name of `values[i]`.
@@ -149,25 +148,28 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
       {{LayoutKind::kFullyContiguous, "fully_contiguous"}, {LayoutKind::kLayerSeparate, "layer_separate"}},
       tier == "g3" ? "G3 layout (must be fully_contiguous: one aligned I/O per block)"
                    : absl::StrCat("How ", what, " lays out block bytes")));
-  keys.push_back(bool_key(tier + ".outer_contiguous", [t](KvbmConfig& c) -> bool& { return t(c).layout.outer_contiguous; },
-                          "layer_separate: lay each layer [outer][block] instead of [block][outer]"));
-  keys.push_back(KeySpec{
-      ConfigKey{tier + ".alignment", "", "integer", absl::StrCat("power of two in [1, ", kMaxAlignment, "]"),
-                "fully_contiguous: block stride alignment in bytes (g3: raised to 4096)"},
-      [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
-        auto v = parse_uint(key, value, 1, kMaxAlignment);
-        if (!v.ok() || !std::has_single_bit(*v)) {
-          return bad_value(key, value, absl::StrCat("a power of two in [1, ", kMaxAlignment, "]"));
-        }
-        t(c).layout.alignment = *v;
-        return absl::OkStatus();
-      },
-      [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).layout.alignment); }});
+  keys.push_back(bool_key(
+      tier + ".outer_contiguous", [t](KvbmConfig& c) -> bool& { return t(c).layout.outer_contiguous; },
+      "layer_separate: lay each layer [outer][block] instead of [block][outer]"));
+  keys.push_back(
+      KeySpec{ConfigKey{tier + ".alignment", "", "integer", absl::StrCat("power of two in [1, ", kMaxAlignment, "]"),
+                        "fully_contiguous: block stride alignment in bytes (g3: raised to 4096)"},
+              [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+                auto v = parse_uint(key, value, 1, kMaxAlignment);
+                if (!v.ok() || !std::has_single_bit(*v)) {
+                  return bad_value(key, value, absl::StrCat("a power of two in [1, ", kMaxAlignment, "]"));
+                }
+                t(c).layout.alignment = *v;
+                return absl::OkStatus();
+              },
+              [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).layout.alignment); }});
   keys.push_back(enum_key<EvictionPolicyKind>(
       tier + ".eviction", [t](KvbmConfig& c) -> EvictionPolicyKind& { return t(c).eviction; },
-      {{EvictionPolicyKind::kLru, "lru"},
-       {EvictionPolicyKind::kPriorityLru, "priority_lru"},
-       {EvictionPolicyKind::kLineage, "lineage"}},
+      [] {
+        std::vector<std::pair<EvictionPolicyKind, std::string>> names;
+        for (EvictionPolicyKind k : all_eviction_policy_kinds()) names.emplace_back(k, eviction_policy_name(k));
+        return names;
+      }(),
       absl::StrCat(what, " eviction policy")));
   if (tier == "g3") {
     keys.push_back(KeySpec{ConfigKey{"g3.directory", "", "string", "a writable directory; empty = $TMPDIR or /tmp",
@@ -177,21 +179,26 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
                              return absl::OkStatus();
                            },
                            [](const KvbmConfig& c) { return quoted(c.g3.directory); }});
-    keys.push_back(bool_key("g3.direct_io", [](KvbmConfig& c) -> bool& { return c.g3.direct_io; },
-                            "Open the G3 file O_DIRECT (falls back to buffered I/O where refused)"));
-    keys.push_back(bool_key("g3.unlink_after_open", [](KvbmConfig& c) -> bool& { return c.g3.unlink_after_open; },
-                            "Remove the G3 file's name right after opening it"));
+    keys.push_back(bool_key(
+        "g3.direct_io", [](KvbmConfig& c) -> bool& { return c.g3.direct_io; },
+        "Open the G3 file O_DIRECT (falls back to buffered I/O where refused)"));
+    keys.push_back(bool_key(
+        "g3.unlink_after_open", [](KvbmConfig& c) -> bool& { return c.g3.unlink_after_open; },
+        "Remove the G3 file's name right after opening it"));
     return;
   }
   std::vector<std::pair<MemoryKind, std::string>> kinds = {{MemoryKind::kSystem, "system"},
                                                            {MemoryKind::kPinned, "pinned"}};
   if (tier == "g1") kinds.push_back({MemoryKind::kDevice, "device"});
-  keys.push_back(enum_key<MemoryKind>(tier + ".memory", [t](KvbmConfig& c) -> MemoryKind& { return t(c).memory; },
-                                      kinds, absl::StrCat("Where ", what, " bytes live (pinned/device: CUDA builds)")));
-  keys.push_back(bool_key(tier + ".zero_fill", [t](KvbmConfig& c) -> bool& { return t(c).zero_fill; },
-                          absl::StrCat("Pre-fault and zero ", what, " memory at start-up")));
-  keys.push_back(bool_key(tier + ".huge_pages", [t](KvbmConfig& c) -> bool& { return t(c).huge_pages; },
-                          absl::StrCat("Ask for transparent huge pages for ", what)));
+  keys.push_back(enum_key<MemoryKind>(
+      tier + ".memory", [t](KvbmConfig& c) -> MemoryKind& { return t(c).memory; }, kinds,
+      absl::StrCat("Where ", what, " bytes live (pinned/device: CUDA builds)")));
+  keys.push_back(bool_key(
+      tier + ".zero_fill", [t](KvbmConfig& c) -> bool& { return t(c).zero_fill; },
+      absl::StrCat("Pre-fault and zero ", what, " memory at start-up")));
+  keys.push_back(bool_key(
+      tier + ".huge_pages", [t](KvbmConfig& c) -> bool& { return t(c).huge_pages; },
+      absl::StrCat("Ask for transparent huge pages for ", what)));
 }
 
 std::vector<KeySpec> make_key_table() {
@@ -212,12 +219,15 @@ std::vector<KeySpec> make_key_table() {
   add_tier_keys(keys, "g2", &KvbmConfig::g2, "G2 (host)");
   add_tier_keys(keys, "g3", &KvbmConfig::g3, "G3 (disk)");
 
-  const std::vector<std::pair<OffloadMode, std::string>> modes = {
-      {OffloadMode::kWriteThrough, "write_through"}, {OffloadMode::kWriteBack, "write_back"}, {OffloadMode::kNone, "none"}};
-  keys.push_back(enum_key<OffloadMode>("offload.g1_to_g2", [](KvbmConfig& c) -> OffloadMode& { return c.offload.g1_to_g2; },
-                                       modes, "When G1 blocks are copied to G2"));
-  keys.push_back(enum_key<OffloadMode>("offload.g2_to_g3", [](KvbmConfig& c) -> OffloadMode& { return c.offload.g2_to_g3; },
-                                       modes, "When G2 blocks are copied to G3"));
+  const std::vector<std::pair<OffloadMode, std::string>> modes = {{OffloadMode::kWriteThrough, "write_through"},
+                                                                  {OffloadMode::kWriteBack, "write_back"},
+                                                                  {OffloadMode::kNone, "none"}};
+  keys.push_back(enum_key<OffloadMode>(
+      "offload.g1_to_g2", [](KvbmConfig& c) -> OffloadMode& { return c.offload.g1_to_g2; }, modes,
+      "When G1 blocks are copied to G2"));
+  keys.push_back(enum_key<OffloadMode>(
+      "offload.g2_to_g3", [](KvbmConfig& c) -> OffloadMode& { return c.offload.g2_to_g3; }, modes,
+      "When G2 blocks are copied to G3"));
   auto offload_u32 = [&](std::string key, std::uint32_t OffloadConfig::*field, std::uint64_t lo, std::uint64_t hi,
                          std::string description) {
     keys.push_back(uint_key<std::uint32_t>(
@@ -236,15 +246,18 @@ std::vector<KeySpec> make_key_table() {
                                    "Cap on bytes being copied at once per tier pair"},
                          [](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
                            auto v = parse_size(value);
-                           if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", v.status().message()));
+                           if (!v.ok())
+                             return absl::InvalidArgumentError(absl::StrCat(key, ": ", v.status().message()));
                            c.offload.max_bytes_in_flight = *v;
                            return absl::OkStatus();
                          },
                          [](const KvbmConfig& c) { return quoted(absl::StrCat(c.offload.max_bytes_in_flight)); }});
-  keys.push_back(bool_key("offload.onboard_direct", [](KvbmConfig& c) -> bool& { return c.offload.onboard_direct; },
-                          "Onboard G3 blocks straight into G1 instead of through G2"));
-  keys.push_back(bool_key("keep_tokens", [](KvbmConfig& c) -> bool& { return c.keep_tokens; },
-                          "Keep token ids per G1 block (events carry them; append needs them)"));
+  keys.push_back(bool_key(
+      "offload.onboard_direct", [](KvbmConfig& c) -> bool& { return c.offload.onboard_direct; },
+      "Onboard G3 blocks straight into G1 instead of through G2"));
+  keys.push_back(bool_key(
+      "keep_tokens", [](KvbmConfig& c) -> bool& { return c.keep_tokens; },
+      "Keep token ids per G1 block (events carry them; append needs them)"));
   for (KeySpec& k : keys) {
     k.doc.env = "KVBM_" + absl::AsciiStrToUpper(absl::StrReplaceAll(k.doc.key, {{".", "_"}}));
   }
@@ -293,7 +306,8 @@ const std::vector<ConfigKey>& config_keys() {
 
 std::string config_reference_markdown() {
   const KvbmConfig defaults;
-  std::string out = "| key | environment | type | allowed | default | meaning |\n| --- | --- | --- | --- | --- | --- |\n";
+  std::string out =
+      "| key | environment | type | allowed | default | meaning |\n| --- | --- | --- | --- | --- | --- |\n";
   for (const KeySpec& k : key_table()) {
     std::string allowed = absl::StrReplaceAll(k.doc.allowed, {{"|", "\\|"}});
     absl::StrAppend(&out, "| `", k.doc.key, "` | `", k.doc.env, "` | ", k.doc.type, " | ", allowed, " | `",
@@ -345,8 +359,8 @@ absl::Status validate_tier(const std::string& name, const TierConfig& t, const M
         absl::StrCat(name, " capacity must be in [1, ", kMaxTierBlocks, "] blocks, got ", blocks));
   }
   if (!std::has_single_bit(t.layout.alignment) || t.layout.alignment > kMaxAlignment) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ".alignment must be a power of two in [1, ", kMaxAlignment,
-                                                   "], got ", t.layout.alignment));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ".alignment must be a power of two in [1, ", kMaxAlignment, "], got ", t.layout.alignment));
   }
   if (t.layout.kind == LayoutKind::kCustom) {
     return absl::InvalidArgumentError(
@@ -371,8 +385,9 @@ absl::Status KvbmConfig::validate() const {
   }
   if (g3.enabled()) {
     if (!g2.enabled()) {
-      return absl::InvalidArgumentError("g3 needs a g2 tier: blocks reach disk through host memory (G1 → G2 → G3); "
-                                        "set g2.num_blocks or g2.bytes");
+      return absl::InvalidArgumentError(
+          "g3 needs a g2 tier: blocks reach disk through host memory (G1 → G2 → G3); "
+          "set g2.num_blocks or g2.bytes");
     }
     if (g3.layout.kind != LayoutKind::kFullyContiguous) {
       return absl::InvalidArgumentError("g3.layout must be fully_contiguous (one aligned I/O per block)");
@@ -409,8 +424,8 @@ absl::StatusOr<KvbmConfig> KvbmConfig::from_toml(std::string_view text) {
     const std::string top(name.str());
     if (const toml::table* table = node.as_table()) {
       if (top != "model" && top != "g1" && top != "g2" && top != "g3" && top != "offload") {
-        return absl::InvalidArgumentError(absl::StrCat("unknown configuration section [", top,
-                                                       "]; known sections: model, g1, g2, g3, offload"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown configuration section [", top, "]; known sections: model, g1, g2, g3, offload"));
       }
       for (const auto& [sub, value] : *table) visit(absl::StrCat(top, ".", std::string(sub.str())), value);
     } else {

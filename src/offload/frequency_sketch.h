@@ -35,7 +35,8 @@ class FrequencySketch {
 
   [[nodiscard]] std::uint32_t estimate(std::uint64_t hash) const {
     std::uint32_t estimate = 255;
-    for (std::uint32_t row = 0; row < kRows; ++row) estimate = std::min<std::uint32_t>(estimate, counters_[index(hash, row)]);
+    for (std::uint32_t row = 0; row < kRows; ++row)
+      estimate = std::min<std::uint32_t>(estimate, counters_[index(hash, row)]);
     return estimate;
   }
 

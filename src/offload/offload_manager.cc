@@ -103,7 +103,8 @@ template <CacheLevel L>
 std::vector<BlockCopy> copies_for(std::span<const ImmutableBlock<L>> src, std::span<const BlockId> dst) {
   std::vector<BlockCopy> out;
   out.reserve(src.size());
-  for (std::size_t i = 0; i < src.size(); ++i) out.push_back(BlockCopy{src[i].id(), dst[i], src[i].sequence_hash().value()});
+  for (std::size_t i = 0; i < src.size(); ++i)
+    out.push_back(BlockCopy{src[i].id(), dst[i], src[i].sequence_hash().value()});
   return out;
 }
 
@@ -504,9 +505,9 @@ class OffloadManager::Impl {
     // G2 part: straight up.
     std::shared_ptr<TransferCompletion> from_g2;
     if (n2 > 0) {
-      from_g2 = engine_->submit(TransferRequest{tiers_->g2->view(), g1.view(),
-                                                copies_for<CacheLevel::kG2>(std::span(match.g2).first(n2),
-                                                                            std::span(g1_ids).first(n2))});
+      from_g2 = engine_->submit(
+          TransferRequest{tiers_->g2->view(), g1.view(),
+                          copies_for<CacheLevel::kG2>(std::span(match.g2).first(n2), std::span(g1_ids).first(n2))});
     }
     // G3 part: directly, or staged through G2 (where it stays cached too).
     std::vector<bool> g3_ok(n3, false);
@@ -514,9 +515,11 @@ class OffloadManager::Impl {
     if (n3 > 0) {
       std::span<const G3Block> g3 = std::span(match.g3).first(n3);
       if (config_.onboard_direct || !tiers_->g2) {
-        const TransferResult r = engine_->submit(TransferRequest{tiers_->g3->view(), g1.view(),
-                                                                 copies_for<CacheLevel::kG3>(g3, std::span(g1_ids).subspan(n2))})
-                                     ->wait();
+        const TransferResult r =
+            engine_
+                ->submit(TransferRequest{tiers_->g3->view(), g1.view(),
+                                         copies_for<CacheLevel::kG3>(g3, std::span(g1_ids).subspan(n2))})
+                ->wait();
         for (std::size_t i = 0; i < n3; ++i) {
           g3_ok[i] = r.blocks.empty() ? r.status.ok() : r.blocks[i].ok();
           if (!g3_ok[i]) count_failure(r.blocks.empty() ? r.status : r.blocks[i]);
@@ -579,9 +582,10 @@ class OffloadManager::Impl {
     add_stat(&OffloadStats::g3_to_g2, contiguous);
     if (contiguous == 0) return;
     const TransferResult r =
-        engine_->submit(TransferRequest{g2.view(), tiers_->g1->view(),
-                                        copies_for<CacheLevel::kG2>(std::span<const G2Block>(staged).first(contiguous),
-                                                                    g1_ids.first(contiguous))})
+        engine_
+            ->submit(TransferRequest{g2.view(), tiers_->g1->view(),
+                                     copies_for<CacheLevel::kG2>(std::span<const G2Block>(staged).first(contiguous),
+                                                                 g1_ids.first(contiguous))})
             ->wait();
     std::uint64_t up = 0;
     for (std::size_t i = 0; i < contiguous; ++i) {
@@ -627,7 +631,9 @@ OffloadManager::~OffloadManager() = default;
 void OffloadManager::on_g1_registered(std::span<const G1Block> blocks) { impl_->on_g1_registered(blocks); }
 void OffloadManager::write_back_g1(std::span<const EvictedBlock> evicted) { impl_->write_back_g1(evicted); }
 void OffloadManager::record_sightings(std::span<const SequenceHash> hashes) { impl_->record_sightings(hashes); }
-std::shared_ptr<OnboardOperation> OffloadManager::onboard(MatchResult match) { return impl_->onboard(std::move(match)); }
+std::shared_ptr<OnboardOperation> OffloadManager::onboard(MatchResult match) {
+  return impl_->onboard(std::move(match));
+}
 void OffloadManager::flush() { impl_->flush(); }
 void OffloadManager::shutdown(bool drain) { impl_->shutdown(drain); }
 OffloadStats OffloadManager::stats() const { return impl_->stats(); }

@@ -24,14 +24,14 @@ std::string_view state_name(MutableState state) {
 }
 
 absl::Status wrong_state(std::string_view op, MutableState state, std::string_view wanted) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("MutableBlock::", std::string(op), ": block is ", std::string(state_name(state)), ", needs ", std::string(wanted)));
+  return absl::FailedPreconditionError(absl::StrCat("MutableBlock::", std::string(op), ": block is ",
+                                                    std::string(state_name(state)), ", needs ", std::string(wanted)));
 }
 
 }  // namespace
 
-absl::Status mutable_init(MutableState& state, std::uint32_t& num_tokens, SaltHash& salt_out,
-                          BlockIdentity& identity, SaltHash salt, std::optional<SequenceHash> parent) {
+absl::Status mutable_init(MutableState& state, std::uint32_t& num_tokens, SaltHash& salt_out, BlockIdentity& identity,
+                          SaltHash salt, std::optional<SequenceHash> parent) {
   if (state != MutableState::kReset) return wrong_state("init", state, "Reset");
   state = MutableState::kPartial;
   num_tokens = 0;
@@ -45,8 +45,8 @@ absl::Status mutable_append(PoolCore* core, BlockId id, MutableState state, std:
   if (state != MutableState::kPartial) return wrong_state("append", state, "Partial (call init first)");
   const std::uint32_t page = page_size(core);
   if (tokens.size() > page - num_tokens) {
-    return absl::OutOfRangeError(absl::StrCat("MutableBlock::append: ", tokens.size(), " token(s) do not fit: block has ",
-                                              num_tokens, " of page_size ", page));
+    return absl::OutOfRangeError(absl::StrCat("MutableBlock::append: ", tokens.size(),
+                                              " token(s) do not fit: block has ", num_tokens, " of page_size ", page));
   }
   std::span<std::uint32_t> row = token_row(core, id);
   if (row.empty()) {

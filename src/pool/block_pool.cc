@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "kvbm/core/model_config.h"
 #include "kvbm/core/mutex.h"
@@ -25,6 +26,7 @@ struct Slot {
   BlockHash block_hash{};
   SequenceHash parent_hash{};
   std::uint32_t refcount = 0;  // ImmutableBlock references
+  std::uint32_t depth = 0;     // position in its chain (for policies): parent's depth + 1, root 0
   std::uint8_t priority = kDefaultRetentionPriority;
   SlotState state = SlotState::kFree;
   bool has_parent = false;
@@ -70,8 +72,8 @@ class PoolCore {
       MutexLock lock(&mu_);
       const std::size_t available = free_list_.size() + policy_->size();
       if (count > available) {
-        return absl::ResourceExhaustedError(absl::StrCat("pool ", label_, ": cannot allocate ", count, " block(s): ",
-                                                         free_list_.size(), " free + ", policy_->size(),
+        return absl::ResourceExhaustedError(absl::StrCat("pool ", label_, ": cannot allocate ", count,
+                                                         " block(s): ", free_list_.size(), " free + ", policy_->size(),
                                                          " evictable of ", config_.num_blocks));
       }
       ids.reserve(count);
@@ -85,7 +87,8 @@ class PoolCore {
         const std::uint32_t id = policy_->evict()->value();  // available ≥ count guarantees a victim
         --inactive_;
         if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
-        if (evicted != nullptr) evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
+        if (evicted != nullptr)
+          evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
         unregister(id);
         slots_[id].state = SlotState::kOwned;
         ids.push_back(BlockId{id});
@@ -115,10 +118,10 @@ class PoolCore {
               absl::StrCat("pool ", label_, ": register_blocks: block #", i, " belongs to another pool"));
         }
         if (r.state != MutableState::kComplete) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("pool ", label_, ": register_blocks: block #", i, " is ",
-                           r.state == MutableState::kReset ? "Reset" : "Partial", " (", r.num_tokens, "/",
-                           config_.page_size, " tokens); only Complete blocks can be registered"));
+          return absl::FailedPreconditionError(absl::StrCat("pool ", label_, ": register_blocks: block #", i, " is ",
+                                                            r.state == MutableState::kReset ? "Reset" : "Partial", " (",
+                                                            r.num_tokens, "/", config_.page_size,
+                                                            " tokens); only Complete blocks can be registered"));
         }
       }
       for (const RegisterRequest& r : requests) {
@@ -141,6 +144,12 @@ class PoolCore {
         s.parent_hash = r.identity.parent.value_or(SequenceHash{0});
         s.refcount = 1;
         s.priority = r.priority;
+        s.depth = 0;
+        if (s.has_parent) {
+          // An unregistered parent (evicted, or never seen here) leaves the depth unknown: 1 is a guess.
+          auto p = registry_.find(s.parent_hash.value());
+          s.depth = p == registry_.end() ? 1 : slots_[p->second].depth + 1;
+        }
         s.state = SlotState::kRegistered;
         registered_[id] = RegisteredInfo{r.identity, r.priority};
         if (s.has_parent && track_lineage_) add_cached_child(s.parent_hash);
@@ -243,13 +252,16 @@ class PoolCore {
 
   void release_registered(std::span<const BlockId> ids) {
     MutexLock lock(&mu_);
+    // A batch is released tail first (BlockPool::release): its first block ended the request.
+    bool first = true;
     for (BlockId id : ids) {
       Slot& s = slots_[id.value()];
+      const bool is_tail = std::exchange(first, false);
       if (--s.refcount != 0) continue;
       --active_;
       ++inactive_;
       const bool is_leaf = !track_lineage_ || !cached_children_.contains(s.sequence_hash.value());
-      policy_->insert(id, InactiveBlockInfo{s.priority, is_leaf});
+      policy_->insert(id, InactiveBlockInfo{s.priority, is_leaf, is_tail, s.depth, s.sequence_hash.value()});
     }
   }
 
@@ -330,9 +342,9 @@ absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
   }
   constexpr std::uint64_t kMaxTokenArena = std::uint64_t{1} << 32;
   if (config.keep_tokens && std::uint64_t{config.num_blocks} * config.page_size > kMaxTokenArena) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": keep_tokens needs num_blocks × page_size ≤ 2^32 tokens, got ",
-                                                   std::uint64_t{config.num_blocks} * config.page_size,
-                                                   "; set keep_tokens = false for a pool this large"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": keep_tokens needs num_blocks × page_size ≤ 2^32 tokens, got ",
+        std::uint64_t{config.num_blocks} * config.page_size, "; set keep_tokens = false for a pool this large"));
   }
   if (config.memory != nullptr) {
     const Layout& layout = config.memory->layout();

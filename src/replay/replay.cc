@@ -1,6 +1,7 @@
 // The replay engines (see kvbm/replay/replay.h for the semantics they follow).
 #include "kvbm/replay/replay.h"
 
+#include <absl/container/flat_hash_map.h>
 #include <absl/container/flat_hash_set.h>
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
@@ -11,8 +12,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
+#include <set>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -284,6 +288,106 @@ absl::StatusOr<ReplayReport> run_metadata(TraceReader& trace, const ReplayOption
   return r;
 }
 
+// Belady for the sequential semantics; see optimal_block_hits.
+class OptimalCache {
+ public:
+  explicit OptimalCache(std::uint64_t capacity) : capacity_(capacity) {}
+
+  // Runs request `r` whose i-th block is next named by request next_use[i] (kNever: never). Returns hits.
+  std::uint64_t run(std::span<const SequenceHash> hashes, std::span<const std::uint64_t> next_use,
+                    std::uint64_t* uncached) {
+    const std::size_t n = hashes.size();
+    std::size_t k = 0;
+    while (k < n && blocks_.contains(hashes[k].value())) ++k;
+    held_.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t h = hashes[i].value();
+      auto it = blocks_.find(h);
+      if (it == blocks_.end()) {
+        if (i < k) continue;
+        if (blocks_.size() >= capacity_) {
+          if (evictable_.empty()) {  // every slot held: stop caching this request
+            if (uncached != nullptr) *uncached += n - i;
+            break;
+          }
+          auto victim = std::prev(evictable_.end());
+          blocks_.erase(std::get<2>(*victim));
+          evictable_.erase(victim);
+        }
+        it = blocks_.emplace(h, Entry{}).first;
+      } else if (!it->second.held) {
+        evictable_.erase(it->second.key);
+      }
+      if (!it->second.held) {
+        it->second.held = true;
+        it->second.key = Key{next_use[i], static_cast<std::uint32_t>(i), h};
+        held_.push_back(h);
+      }
+    }
+    for (std::uint64_t h : held_) {
+      Entry& e = blocks_.find(h)->second;
+      e.held = false;
+      evictable_.insert(e.key);
+    }
+    return k;
+  }
+
+ private:
+  // (next use, depth, hash): the largest is evicted first.
+  using Key = std::tuple<std::uint64_t, std::uint32_t, std::uint64_t>;
+  struct Entry {
+    bool held = false;
+    Key key{};
+  };
+  std::uint64_t capacity_;
+  absl::flat_hash_map<std::uint64_t, Entry> blocks_;
+  std::set<Key> evictable_;
+  std::vector<std::uint64_t> held_;
+};
+
+constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
+
+// next_use[r][i]: the first request after r naming requests[r][i], or kNever.
+std::vector<std::vector<std::uint64_t>> next_uses(std::span<const std::vector<SequenceHash>> requests) {
+  std::vector<std::vector<std::uint64_t>> next(requests.size());
+  absl::flat_hash_map<std::uint64_t, std::uint64_t> seen;
+  for (std::size_t r = requests.size(); r > 0; --r) {
+    const auto& req = requests[r - 1];
+    next[r - 1].resize(req.size());
+    for (std::size_t i = 0; i < req.size(); ++i) {
+      auto it = seen.find(req[i].value());
+      next[r - 1][i] = it == seen.end() ? kNever : it->second;
+    }
+    for (SequenceHash h : req) seen[h.value()] = r - 1;
+  }
+  return next;
+}
+
+absl::StatusOr<ReplayReport> run_optimal(TraceReader& trace, const ReplayOptions& o, std::uint64_t g1_blocks) {
+  std::vector<TraceRequest> requests;
+  while (true) {
+    auto next = trace.next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    requests.push_back(**std::move(next));
+  }
+  const auto start = Clock::now();
+  std::vector<std::vector<SequenceHash>> blocks;
+  blocks.reserve(requests.size());
+  for (const TraceRequest& req : requests) blocks.push_back(req.blocks);
+  ReplayReport r;
+  r.tiers[0].enabled = true;
+  r.tiers[0].capacity_blocks = g1_blocks;
+  std::vector<std::uint64_t> hits;
+  (void)optimal_block_hits(blocks, g1_blocks, &r.blocks_uncached, &hits);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    count_request(r, requests[i], hits[i], o.block_tokens);
+    r.tiers[0].hits += hits[i];
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return r;
+}
+
 bool verify_block(const G1Block& block, const ModelConfig& model) {
   for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
     for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
@@ -370,6 +474,20 @@ absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o
 }
 
 }  // namespace
+
+std::uint64_t optimal_block_hits(std::span<const std::vector<SequenceHash>> requests, std::uint64_t capacity,
+                                 std::uint64_t* uncached, std::vector<std::uint64_t>* hits_per_request) {
+  const auto next = next_uses(requests);
+  OptimalCache cache(capacity);
+  std::uint64_t total = 0;
+  if (hits_per_request != nullptr) hits_per_request->clear();
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const std::uint64_t hits = cache.run(requests[r], next[r], uncached);
+    total += hits;
+    if (hits_per_request != nullptr) hits_per_request->push_back(hits);
+  }
+  return total;
+}
 
 void fill_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<std::byte> out) {
   std::uint64_t state = stream_seed(hash, chunk_index);
@@ -462,7 +580,7 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
     config.g1.bytes = 0;
   }
   absl::StatusOr<ReplayReport> report;
-  if (options.data) {
+  if (options.data && !options.optimal) {
     if (absl::Status s = config.validate(); !s.ok()) return s;
     report = run_data(trace, options, config);
   } else {
@@ -476,12 +594,12 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
               ? absl::StrCat(" (", config.g1.bytes, " bytes / ", config.model.bytes_per_block(), " bytes per block)")
               : std::string()));
     }
-    report = run_metadata(trace, options, blocks);
+    report = options.optimal ? run_optimal(trace, options, blocks) : run_metadata(trace, options, blocks);
   }
   if (!report.ok()) return report;
   report->trace = options.trace_name;
   report->block_tokens = options.block_tokens;
-  report->eviction = std::string(eviction_policy_name(config.g1.eviction));
+  report->eviction = options.optimal ? "optimal" : std::string(eviction_policy_name(config.g1.eviction));
   return report;
 }
 

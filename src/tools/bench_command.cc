@@ -58,6 +58,8 @@ bool is_hashing(bench::WorkloadKind kind) {
 }
 
 constexpr double kHashTargetRatio = 0.8;
+// Issue 3/8: pool operations with the ZMQ publisher attached cost at most this much more than without.
+constexpr double kEventsTargetRatio = 1.2;
 
 void print_table(const PoolBenchOptions& options, const std::vector<Row>& rows) {
   std::printf("kvbm bench pool: one thread, %.2f s per workload, page size 16\n", options.seconds);
@@ -79,6 +81,14 @@ void print_table(const PoolBenchOptions& options, const std::vector<Row>& rows) 
     std::printf("  request cycle: %s\n", cycle->summary.c_str());
   }
   std::printf("  match miss: match stops at the first unregistered hash; one call per 16 hashes\n");
+  const Row* cycle_plain = find_row(rows, bench::WorkloadKind::kRequestCycle);
+  const Row* cycle_zmq = find_row(rows, bench::WorkloadKind::kRequestCycleZmq);
+  if (cycle_plain != nullptr && cycle_zmq != nullptr) {
+    std::printf(
+        "  events: request cycle with EventManager + ZMQ publisher = %.2fx the cycle without events "
+        "(target <= %.1fx)\n",
+        cycle_zmq->m.ns_per_block / cycle_plain->m.ns_per_block, kEventsTargetRatio);
+  }
 
   const Row* seq = find_row(rows, bench::WorkloadKind::kHashSequence);
   const Row* one = find_row(rows, bench::WorkloadKind::kHashXxh3OneCall);

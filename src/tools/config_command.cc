@@ -30,8 +30,7 @@ void add_config_command(CLI::App& app, int* exit_code) {
       *exit_code = 2;
       return;
     }
-    std::cout << "# resolved configuration (defaults < " << *path << " < KVBM_* environment)\n"
-              << loaded->to_toml();
+    std::cout << "# resolved configuration (defaults < " << *path << " < KVBM_* environment)\n" << loaded->to_toml();
     *exit_code = 0;
   });
 }

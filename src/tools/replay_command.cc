@@ -22,6 +22,7 @@
 #include "kvbm/core/size.h"
 #include "kvbm/events/event_manager.h"
 #include "kvbm/events/zmq_publisher.h"
+#include "kvbm/replay/compare.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/replay.h"
 #include "kvbm/replay/sweep.h"
@@ -52,6 +53,7 @@ struct ReplayFlags {
   bool flush_between = false;
   bool json = false;
   std::string sweep;
+  std::string compare;
   std::string out_csv = "kvbm_sweep.csv";
   std::string out_svg = "kvbm_sweep.svg";
   std::string events;
@@ -188,7 +190,8 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
       if (absl::Status s = set_key(c, "--layout", key, f.layout); !s.ok()) return s;
     }
   }
-  if (!f.eviction.empty()) {
+  o.optimal = f.eviction == "optimal";
+  if (!f.eviction.empty() && !o.optimal) {
     for (const char* key : {"g1.eviction", "g2.eviction", "g3.eviction"}) {
       if (absl::Status s = set_key(c, "--eviction", key, f.eviction); !s.ok()) return s;
     }
@@ -199,7 +202,7 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
     }
   }
 
-  o.data = !f.no_data;
+  o.data = !f.no_data && !o.optimal;
   if (f.timing == "trace") {
     o.timing = ReplayTiming::kTrace;
   } else if (f.timing != "fast") {
@@ -243,6 +246,28 @@ int run(const ReplayFlags& f) {
     trace = *std::move(opened);
   } else {
     trace = generate_trace(workload);
+  }
+  if (!f.compare.empty()) {
+    auto policies = parse_policy_list(f.compare);
+    if (!policies.ok()) {
+      std::fprintf(stderr, "kvbm replay: %s\n", std::string(policies.status().message()).c_str());
+      return 2;
+    }
+    if (!sweep || sweep->level != CacheLevel::kG1) {
+      std::fprintf(stderr, "kvbm replay: --compare needs --sweep g1=BLOCKS,... (metadata only)\n");
+      return 2;
+    }
+    auto c = run_comparison(*trace, options, *policies, *sweep);
+    if (!c.ok()) {
+      std::fprintf(stderr, "kvbm replay: %s\n", std::string(c.status().message()).c_str());
+      return 1;
+    }
+    if (!write_file(f.out_csv, comparison_csv(*c)) || !write_file(f.out_svg, comparison_svg(*c))) {
+      std::fprintf(stderr, "kvbm replay: cannot write %s or %s\n", f.out_csv.c_str(), f.out_svg.c_str());
+      return 1;
+    }
+    std::printf("%swrote %s and %s\n", comparison_table(*c).c_str(), f.out_csv.c_str(), f.out_svg.c_str());
+    return 0;
   }
   options.progress = isatty(STDERR_FILENO) != 0 && !sweep;
   if (options.progress && !f.trace.empty()) options.expected_requests = count_lines(f.trace);
@@ -338,7 +363,9 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size");
   cmd->add_option("--g3-dir", flags->g3_dir, "Directory of the G3 file");
   cmd->add_option("--layout", flags->layout, "G1/G2 layout: fully_contiguous | layer_separate");
-  cmd->add_option("--eviction", flags->eviction, "Eviction policy of every tier: lru | priority_lru | lineage");
+  cmd->add_option("--eviction", flags->eviction,
+                  "Eviction policy of every tier: lru | priority_lru | lineage | s3fifo | slru | lfu | "
+                  "s3fifo_prefix | slru_prefix | lfu_prefix | learned; or optimal (offline optimum, metadata only)");
   cmd->add_option("--offload", flags->offload, "G1→G2 and G2→G3 offload: write_through | write_back | none");
   cmd->add_option("--model", flags->model,
                   "Bytes per block from a model: Llama-3.1-8B (default), Llama-3.1-70B, Qwen3-8B, DeepSeek-V3");
@@ -351,6 +378,9 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_flag("--flush-between", flags->flush_between, "Wait for background offloads after every request");
   cmd->add_flag("--json", flags->json, "Print one JSON object instead of the text report");
   cmd->add_option("--sweep", flags->sweep, "TIER=V1,V2,...: replay at several capacities (g2=1GiB,4GiB; g1=1000,2000)");
+  cmd->add_option("--compare", flags->compare,
+                  "P1,P2,...: with --sweep g1=...: one table and chart of hit rate per eviction policy "
+                  "(names as --eviction, optimal included), metadata only");
   cmd->add_option("--out-csv", flags->out_csv, "--sweep: CSV file (default kvbm_sweep.csv)");
   cmd->add_option("--out-svg", flags->out_svg, "--sweep: SVG chart (default kvbm_sweep.svg)");
   cmd->add_option("--events", flags->events, "Publish KV events on this ZMQ PUB endpoint (e.g. tcp://*:5557)");

@@ -289,7 +289,8 @@ TEST(KvIndexerConcurrency, WritersAndReaders) {
   for (int r = 0; r < kReaders; ++r) {
     threads.emplace_back([&, r] {
       std::mt19937_64 rng(2000 + static_cast<std::uint64_t>(r));
-      while (!done.load()) {
+      // At least some queries per reader even when the writers finish before readers get scheduled.
+      for (int n = 0; n < 200 || !done.load(); ++n) {
         const auto& chain = chains[rng() % chains.size()];
         for (const WorkerMatch& m : index.find_matches(chain)) {
           ASSERT_LE(m.matched_blocks, chain.size());

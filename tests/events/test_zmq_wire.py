@@ -218,7 +218,9 @@ def test_late_joiner_recovers_everything_through_replay(fixture_bin, ctx):
         live_seq = int.from_bytes(recv(sub)[1], "big")
         got = replay(ctx, fx.info["replay_endpoint"], 0)
         seqs = [s for s, _ in got]
-        assert seqs == list(range(0, live_seq + 1))  # everything, contiguous, up to the live batch
+        # Everything, contiguous from 0, at least up to the live batch (a ping delayed past the drain in
+        # wait_live may make live_seq an earlier ping's number on a loaded machine).
+        assert seqs == list(range(0, len(seqs))) and seqs[-1] >= live_seq
         check_known_batches([msgpack.unpackb(p, raw=False) for _, p in got[:5]], rank=None)
         for _, p in got[5:]:
             assert msgpack.unpackb(p, raw=False)[1] == [{"type": "AllBlocksCleared"}]

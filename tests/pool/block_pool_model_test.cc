@@ -302,11 +302,19 @@ class BlockPoolModelTest : public ::testing::TestWithParam<ModelParam> {
           EXPECT_EQ(victim, model_.predicted_victim()) << "wrong victim (eviction #" << j << ")";
           break;
         case EvictionPolicyKind::kLineage:
+        case EvictionPolicyKind::kS3FifoPrefix:
+        case EvictionPolicyKind::kSlruPrefix:
+        case EvictionPolicyKind::kLfuPrefix:
           if (model_.any_inactive_leaf()) {
             if (model_.inactive() > 1 && !model_.all_inactive_are_leaves()) ++stats_.lineage_choices;
             EXPECT_TRUE(model_.is_inactive_leaf(victim)) << "lineage evicted an interior block while a leaf existed";
           }
           break;
+        case EvictionPolicyKind::kS3Fifo:
+        case EvictionPolicyKind::kSlru:
+        case EvictionPolicyKind::kLfu:
+        case EvictionPolicyKind::kLearned:
+          break;  // any inactive block (checked above) in an order of their own
       }
       EXPECT_EQ((*blocks)[from_free + j].id(), model_.entry(removed[j]).id) << "evicted slot is the one handed out";
       model_.evict(victim);
@@ -579,7 +587,9 @@ class BlockPoolModelTest : public ::testing::TestWithParam<ModelParam> {
     EXPECT_GT(stats_.matched, 1000u);
     EXPECT_GT(stats_.failed_registers, 10u);
     EXPECT_GT(stats_.resets, 5u);
-    if (GetParam().kind == EvictionPolicyKind::kLineage) EXPECT_GT(stats_.lineage_choices, 100u);
+    if (GetParam().kind == EvictionPolicyKind::kLineage || GetParam().kind == EvictionPolicyKind::kSlruPrefix) {
+      EXPECT_GT(stats_.lineage_choices, 100u);
+    }
     RecordProperty("evictions", static_cast<int>(stats_.evictions));
     RecordProperty("deduplicated", static_cast<int>(stats_.deduplicated));
     std::printf(
@@ -608,8 +618,7 @@ TEST_P(BlockPoolModelTest, RandomOperationsMatchTheModel) { run(); }
 
 std::vector<ModelParam> all_params() {
   std::vector<ModelParam> out;
-  for (EvictionPolicyKind kind :
-       {EvictionPolicyKind::kLru, EvictionPolicyKind::kPriorityLru, EvictionPolicyKind::kLineage}) {
+  for (EvictionPolicyKind kind : all_eviction_policy_kinds()) {
     for (std::uint32_t seed : {1u, 2u, 3u, 20240607u}) out.push_back({kind, seed});
   }
   return out;

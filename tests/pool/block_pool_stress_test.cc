@@ -317,8 +317,7 @@ TEST_P(BlockPoolStressTest, ConcurrentOperationsKeepInvariants) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, BlockPoolStressTest,
-                         ::testing::Values(EvictionPolicyKind::kLru, EvictionPolicyKind::kPriorityLru,
-                                           EvictionPolicyKind::kLineage),
+                         ::testing::ValuesIn(all_eviction_policy_kinds().begin(), all_eviction_policy_kinds().end()),
                          [](const auto& info) { return std::string(eviction_policy_name(info.param)); });
 
 }  // namespace

@@ -15,7 +15,7 @@ namespace kvbm {
 // Blocks registered in a tier for the first time, in chain order, by one register call.
 struct BlocksStored {
   CacheLevel level = CacheLevel::kG1;
-  std::vector<SequenceHash> block_hashes;  // sequence hashes: each names its whole prefix
+  std::vector<SequenceHash> block_hashes;   // sequence hashes: each names its whole prefix
   std::optional<SequenceHash> parent_hash;  // parent of block_hashes[0], if any
   std::vector<std::uint32_t> token_ids;     // tokens of exactly these blocks (empty when not kept)
   std::uint32_t block_size = 0;

@@ -28,9 +28,7 @@ struct ModelConfig {
   [[nodiscard]] absl::Status validate() const;
 
   // Bytes of one (layer, outer) chunk: page_size × inner_dim × dtype_bytes.
-  [[nodiscard]] std::uint64_t bytes_per_chunk() const {
-    return std::uint64_t{page_size} * inner_dim * dtype_bytes;
-  }
+  [[nodiscard]] std::uint64_t bytes_per_chunk() const { return std::uint64_t{page_size} * inner_dim * dtype_bytes; }
   // Bytes of one whole block across layers: num_layers × outer_dim × bytes_per_chunk().
   [[nodiscard]] std::uint64_t bytes_per_block() const {
     return std::uint64_t{num_layers} * outer_dim * bytes_per_chunk();

@@ -13,12 +13,12 @@
 namespace kvbm {
 
 struct BlockStoredEvent {
-  std::vector<std::uint64_t> block_hashes;          // kvbm sequence hashes (each names a whole prefix)
-  std::optional<std::uint64_t> parent_block_hash;   // parent of block_hashes[0]
-  std::vector<std::uint32_t> token_ids;             // tokens of exactly these blocks (may be empty)
+  std::vector<std::uint64_t> block_hashes;         // kvbm sequence hashes (each names a whole prefix)
+  std::optional<std::uint64_t> parent_block_hash;  // parent of block_hashes[0]
+  std::vector<std::uint32_t> token_ids;            // tokens of exactly these blocks (may be empty)
   std::uint32_t block_size = 0;
-  std::optional<std::int64_t> lora_id;              // kvbm always publishes nil
-  std::optional<std::string> medium;                // "GPU" | "CPU" | "DISK" | "REMOTE"
+  std::optional<std::int64_t> lora_id;  // kvbm always publishes nil
+  std::optional<std::string> medium;    // "GPU" | "CPU" | "DISK" | "REMOTE"
   std::optional<std::string> lora_name;
   friend bool operator==(const BlockStoredEvent&, const BlockStoredEvent&) = default;
 };

@@ -113,8 +113,8 @@ class LayerSeparateLayout final : public Layout {
   }
   std::vector<std::uint64_t> region_sizes() const override;
   RegionRef region_unchecked(std::uint32_t block, std::uint32_t layer, std::uint32_t outer) const override {
-    const std::uint64_t index = outer_contiguous_ ? std::uint64_t{outer} * num_blocks() + block
-                                                  : std::uint64_t{block} * outer_dim_ + outer;
+    const std::uint64_t index =
+        outer_contiguous_ ? std::uint64_t{outer} * num_blocks() + block : std::uint64_t{block} * outer_dim_ + outer;
     return RegionRef{layer, index * chunk_, chunk_};
   }
   [[nodiscard]] bool outer_contiguous() const { return outer_contiguous_; }

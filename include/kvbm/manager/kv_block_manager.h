@@ -61,7 +61,9 @@ class KvBlockManager {
   // The longest prefix of `hashes` cached in any tier: G1 first, then G2, then G3, contiguous.
   [[nodiscard]] MatchResult match(std::span<const SequenceHash> hashes);
   // Only G1.
-  [[nodiscard]] std::vector<G1Block> match_g1(std::span<const SequenceHash> hashes) { return tiers_.g1->pool->match(hashes); }
+  [[nodiscard]] std::vector<G1Block> match_g1(std::span<const SequenceHash> hashes) {
+    return tiers_.g1->pool->match(hashes);
+  }
   // Copies a match's G2/G3 blocks into G1 in the background; wait() yields G1 blocks for the prefix.
   [[nodiscard]] std::shared_ptr<OnboardOperation> onboard(MatchResult match);
   // match + onboard + wait.
@@ -92,8 +94,8 @@ class KvBlockManager {
 
   KvbmConfig config_;
   TierStack tiers_;
-  std::unique_ptr<TransferEngine> engine_;    // when G2 exists
-  std::unique_ptr<OffloadManager> offload_;   // when G2 exists; declared last: stopped first
+  std::unique_ptr<TransferEngine> engine_;   // when G2 exists
+  std::unique_ptr<OffloadManager> offload_;  // when G2 exists; declared last: stopped first
 };
 
 }  // namespace kvbm

@@ -20,17 +20,17 @@
 #include <vector>
 
 #include "kvbm/core/model_config.h"
+#include "kvbm/core/types.h"
 #include "kvbm/layout/layout.h"
 #include "kvbm/offload/offload_config.h"
-#include "kvbm/core/types.h"
 #include "kvbm/pool/eviction_policy.h"
 
 namespace kvbm {
 
 struct LayoutConfig {
   LayoutKind kind = LayoutKind::kFullyContiguous;  // fully_contiguous | layer_separate
-  bool outer_contiguous = false;                  // layer_separate only: [outer][block] instead of [block][outer]
-  std::uint64_t alignment = 1;                    // fully_contiguous only: block stride alignment (power of two)
+  bool outer_contiguous = false;                   // layer_separate only: [outer][block] instead of [block][outer]
+  std::uint64_t alignment = 1;                     // fully_contiguous only: block stride alignment (power of two)
 };
 
 // Where a memory tier's bytes live. G3 is always a DiskFile.
@@ -86,10 +86,10 @@ struct KvbmConfig {
 
 // One configuration key, for references and tooling.
 struct ConfigKey {
-  std::string key;          // "g1.bytes"
-  std::string env;          // "KVBM_G1_BYTES"
-  std::string type;         // "integer", "size", "bool", "enum", "string"
-  std::string allowed;      // "[1, 1024]", "lru | priority_lru | lineage", ...
+  std::string key;      // "g1.bytes"
+  std::string env;      // "KVBM_G1_BYTES"
+  std::string type;     // "integer", "size", "bool", "enum", "string"
+  std::string allowed;  // "[1, 1024]", "lru | priority_lru | lineage", ...
   std::string description;
 };
 [[nodiscard]] const std::vector<ConfigKey>& config_keys();

@@ -19,10 +19,10 @@ struct OffloadConfig {
   std::uint32_t g3_min_frequency = 2;
   // Every this many sightings, all frequency counts are halved, so old popularity fades.
   std::uint32_t frequency_decay_events = 100000;
-  std::uint32_t batch_blocks = 64;                     // blocks per transfer batch
-  std::uint64_t max_bytes_in_flight = 256ull << 20;    // per tier pair
-  std::uint32_t queue_capacity = 65536;                // queued offloads per tier pair; beyond: dropped, counted
-  bool onboard_direct = false;                         // G3 → G1 directly instead of through G2
+  std::uint32_t batch_blocks = 64;                   // blocks per transfer batch
+  std::uint64_t max_bytes_in_flight = 256ull << 20;  // per tier pair
+  std::uint32_t queue_capacity = 65536;              // queued offloads per tier pair; beyond: dropped, counted
+  bool onboard_direct = false;                       // G3 → G1 directly instead of through G2
   std::uint32_t transfer_threads = 2;
 };
 

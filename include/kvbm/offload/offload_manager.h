@@ -43,8 +43,8 @@ struct OffloadStats {
   // Blocks onboarded into G1 from each tier; G3 blocks staged into G2 on their way.
   std::uint64_t g2_to_g1 = 0, g3_to_g1 = 0, g3_to_g2 = 0;
   std::uint64_t bytes_down = 0, bytes_up = 0;
-  std::uint64_t skipped_present = 0;   // target already held the block
-  std::uint64_t skipped_evicted = 0;   // source gone before its turn
+  std::uint64_t skipped_present = 0;  // target already held the block
+  std::uint64_t skipped_evicted = 0;  // source gone before its turn
   std::uint64_t dropped_queue_full = 0;
   std::uint64_t filtered_frequency = 0;  // kept off G3 by the frequency filter
   std::uint64_t no_space = 0;            // target had no free or evictable block
@@ -52,7 +52,7 @@ struct OffloadStats {
   std::uint64_t checksum_failures = 0;   // blocks read back damaged (DataLoss): treated as misses
   std::uint64_t onboard_truncated = 0;   // onboardings cut short by a failed block or no G1 space
   std::uint64_t queue_peak_g1_g2 = 0, queue_peak_g2_g3 = 0;
-  std::uint64_t write_back_blocks = 0;   // copied down at eviction (write-back)
+  std::uint64_t write_back_blocks = 0;  // copied down at eviction (write-back)
 };
 
 // The result of one onboarding: G1 blocks for the longest prefix that could be made resident.

@@ -49,8 +49,8 @@ struct BlockPoolConfig {
   // Keep each block's token ids (page_size × 4 bytes per slot). Needed to build blocks token by token
   // and for Stored events to carry token ids; off for metadata-only pools.
   bool keep_tokens = true;
-  EventSink* events = nullptr;          // not owned; must outlive the pool; null = no events
-  const TierMemory* memory = nullptr;   // not owned; when set, handles expose their bytes
+  EventSink* events = nullptr;         // not owned; must outlive the pool; null = no events
+  const TierMemory* memory = nullptr;  // not owned; when set, handles expose their bytes
 };
 
 struct PoolStatus {
@@ -372,12 +372,12 @@ std::optional<ImmutableBlock<L>> WeakBlock<L>::upgrade() const {
 
 // ---- MutableBlock / ImmutableBlock methods (inline, tier-independent logic in block_handles.cc) ----
 namespace detail {
-absl::Status mutable_init(MutableState& state, std::uint32_t& num_tokens, SaltHash& salt_out,
-                          BlockIdentity& identity, SaltHash salt, std::optional<SequenceHash> parent);
+absl::Status mutable_init(MutableState& state, std::uint32_t& num_tokens, SaltHash& salt_out, BlockIdentity& identity,
+                          SaltHash salt, std::optional<SequenceHash> parent);
 absl::Status mutable_append(PoolCore* core, BlockId id, MutableState state, std::uint32_t& num_tokens,
                             std::span<const std::uint32_t> tokens);
-absl::Status mutable_commit(PoolCore* core, BlockId id, MutableState& state, std::uint32_t num_tokens,
-                            SaltHash salt, BlockIdentity& identity);
+absl::Status mutable_commit(PoolCore* core, BlockId id, MutableState& state, std::uint32_t num_tokens, SaltHash salt,
+                            BlockIdentity& identity);
 absl::Status mutable_apply_tokens(PoolCore* core, BlockId id, MutableState& state, std::uint32_t& num_tokens,
                                   BlockIdentity& identity, const TokenBlock& block);
 absl::Status mutable_apply_identity(PoolCore* core, BlockId id, MutableState& state, BlockIdentity& identity,

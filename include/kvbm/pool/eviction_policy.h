@@ -6,7 +6,11 @@
 // last cached child). The pool asks it for a victim when allocation runs out of free slots.
 //
 // Thread-safety: none of its own. A policy belongs to one pool and is only called under that pool's
-// lock. Every operation is O(1); memory is fixed at construction (per-slot arrays for `capacity`).
+// lock. Every operation is O(1) (amortised); memory is fixed at construction (per-slot arrays for
+// `capacity`, plus ghost histories bounded by a fraction of it). Policy state per cached block:
+//   lru 8 B · priority_lru 9 B · lineage 17 B · slru 10 B · lfu 10 B · s3fifo 19 B + ghost of capacity/2
+//   hashes (~14 B per block) · learned 19 B + ghost of 7 × capacity 6-byte entries (42 B) · a *_prefix form
+//   adds 9 B to its policy. All ≤ 64 B; see README "## Eviction policies".
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -14,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "kvbm/core/types.h"
@@ -21,23 +26,39 @@
 namespace kvbm {
 
 enum class EvictionPolicyKind : std::uint8_t {
-  kLru,          // least recently released first (default)
-  kPriorityLru,  // lowest retention priority first, LRU within a priority
-  kLineage,      // chain tails (no cached child) first, LRU among them; then LRU among the rest
+  kLru,           // least recently released first (default)
+  kPriorityLru,   // lowest retention priority first, LRU within a priority
+  kLineage,       // chain tails (no cached child) first, LRU among them; then LRU among the rest
+  kS3Fifo,        // S3-FIFO: small FIFO (10 %) filters one-hit blocks, main FIFO with reinsertion, ghost
+  kSlru,          // segmented LRU: probation (blocks used once) then protected (used again, 80 %)
+  kLfu,           // least frequently used with aging (counts halve every `capacity` insertions), LRU on ties
+  kS3FifoPrefix,  // s3fifo on chain tails only: a block with a cached child is never evicted before a leaf
+  kSlruPrefix,    // slru, same prefix rule
+  kLfuPrefix,     // lfu, same prefix rule
+  kLearned,       // per-class reuse odds learned online (depth, tail, reuse), prefix order kept; learned.cc
 };
 
-// "lru", "priority_lru", "lineage".
+// "lru", "priority_lru", "lineage", "s3fifo", "slru", "lfu", "s3fifo_prefix", "slru_prefix", "lfu_prefix",
+// "learned".
 [[nodiscard]] std::string_view eviction_policy_name(EvictionPolicyKind kind);
 // InvalidArgument listing the allowed names when `name` is not one of them.
 [[nodiscard]] absl::StatusOr<EvictionPolicyKind> parse_eviction_policy(std::string_view name);
+// Every kind, in declaration order.
+[[nodiscard]] std::span<const EvictionPolicyKind> all_eviction_policy_kinds();
 
 // Retention priority a block carries from registration: 0 (evict first) .. kMaxRetentionPriority.
 inline constexpr std::uint8_t kMaxRetentionPriority = 100;
 inline constexpr std::uint8_t kDefaultRetentionPriority = 35;
 
+// What the pool knows about a block entering the inactive set, for any policy to use or ignore.
 struct InactiveBlockInfo {
   std::uint8_t priority = kDefaultRetentionPriority;
-  bool is_leaf = true;  // no cached child depends on this block
+  bool is_leaf = true;  // no cached child depends on this block (only tracked when uses_lineage())
+  // Released first in its release batch: BlockPool::release releases a request's blocks tail first, so
+  // this is the block that ended its request.
+  bool is_tail = false;
+  std::uint32_t depth = 0;  // 0 for a chain root; parent's depth + 1 (parent registered at the time)
+  std::uint64_t sequence_hash = 0;
 };
 
 class EvictionPolicy {

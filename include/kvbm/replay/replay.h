@@ -30,6 +30,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "kvbm/core/event_sink.h"
 #include "kvbm/manager/kvbm_config.h"
@@ -60,6 +61,9 @@ struct ReplayOptions {
   bool progress = false;
   std::uint64_t expected_requests = 0;
   std::string trace_name;  // for the report
+  // Metadata mode only (forces it): replace g1.eviction by the offline optimum for the same sequential
+  // semantics — `kvbm replay --eviction optimal`. Reads the whole trace first. See optimal_block_hits.
+  bool optimal = false;
   // Data mode: receives the manager's events (not owned; must outlive the call). Null = none.
   EventSink* events = nullptr;
 };
@@ -67,6 +71,16 @@ struct ReplayOptions {
 // Replays `trace` from where it stands to its end (rewinding first only for the unlimited pre-pass).
 // InvalidArgument for bad options (naming the field); trace errors as the reader gives them.
 [[nodiscard]] absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions& options);
+
+// The offline optimum of the metadata engine (Belady): steps 1–4 above, but step 3 evicts the inactive
+// block whose next use (the next request naming its hash) is farthest in the future, deepest in its request
+// first on ties (so children go before parents: a child's next use is never before its parent's). Blocks
+// never used again go first. Returns the blocks hit; `uncached` (optional) the misses left uncached.
+// Under these semantics (every miss must be cached while a slot is evictable; hits count only as a
+// prefix) Belady is optimal among eviction choices on the traces tests/replay/optimal_test.cc enumerates.
+[[nodiscard]] std::uint64_t optimal_block_hits(std::span<const std::vector<SequenceHash>> requests,
+                                               std::uint64_t capacity, std::uint64_t* uncached = nullptr,
+                                               std::vector<std::uint64_t>* hits_per_request = nullptr);
 
 // The bytes a block with sequence hash `hash` holds in replay: a splitmix64 stream seeded by the hash
 // and the chunk index (layer × outer_dim + outer), 8 bytes per step (the tail takes the low bytes).

@@ -38,9 +38,9 @@ class Storage {
 class SystemMemory final : public Storage {
  public:
   struct Options {
-    std::size_t alignment = 4096;   // power of two ≥ 4096
-    bool zero_fill = true;          // zero the bytes up front (touches every page)
-    bool huge_pages = false;        // madvise(MADV_HUGEPAGE): transparent huge pages where the kernel allows
+    std::size_t alignment = 4096;  // power of two ≥ 4096
+    bool zero_fill = true;         // zero the bytes up front (touches every page)
+    bool huge_pages = false;       // madvise(MADV_HUGEPAGE): transparent huge pages where the kernel allows
   };
   // REQUIRES: at least one region, every size > 0. ResourceExhausted when memory cannot be had.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SystemMemory>> create(std::vector<std::uint64_t> region_sizes,

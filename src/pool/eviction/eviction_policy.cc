@@ -1,4 +1,5 @@
-// The eviction policies of DESIGN.md §3: LRU, priority-then-LRU, lineage-aware.
+// The eviction policies of DESIGN.md §3: LRU, priority-then-LRU, lineage-aware; the name registry and the
+// factory for all policies (the others live in their own files).
 #include "kvbm/pool/eviction_policy.h"
 
 #include <absl/strings/str_cat.h>
@@ -7,6 +8,7 @@
 #include <bit>
 
 #include "pool/eviction/intrusive_list.h"
+#include "pool/eviction/policies.h"
 
 namespace kvbm {
 namespace {
@@ -164,17 +166,41 @@ std::string_view eviction_policy_name(EvictionPolicyKind kind) {
       return "priority_lru";
     case EvictionPolicyKind::kLineage:
       return "lineage";
+    case EvictionPolicyKind::kS3Fifo:
+      return "s3fifo";
+    case EvictionPolicyKind::kSlru:
+      return "slru";
+    case EvictionPolicyKind::kLfu:
+      return "lfu";
+    case EvictionPolicyKind::kS3FifoPrefix:
+      return "s3fifo_prefix";
+    case EvictionPolicyKind::kSlruPrefix:
+      return "slru_prefix";
+    case EvictionPolicyKind::kLfuPrefix:
+      return "lfu_prefix";
+    case EvictionPolicyKind::kLearned:
+      return "learned";
   }
   return "unknown";
 }
 
+std::span<const EvictionPolicyKind> all_eviction_policy_kinds() {
+  static constexpr std::array kKinds = {EvictionPolicyKind::kLru,          EvictionPolicyKind::kPriorityLru,
+                                        EvictionPolicyKind::kLineage,      EvictionPolicyKind::kS3Fifo,
+                                        EvictionPolicyKind::kSlru,         EvictionPolicyKind::kLfu,
+                                        EvictionPolicyKind::kS3FifoPrefix, EvictionPolicyKind::kSlruPrefix,
+                                        EvictionPolicyKind::kLfuPrefix,    EvictionPolicyKind::kLearned};
+  return kKinds;
+}
+
 absl::StatusOr<EvictionPolicyKind> parse_eviction_policy(std::string_view name) {
-  for (EvictionPolicyKind kind :
-       {EvictionPolicyKind::kLru, EvictionPolicyKind::kPriorityLru, EvictionPolicyKind::kLineage}) {
+  std::string names;
+  for (EvictionPolicyKind kind : all_eviction_policy_kinds()) {
     if (name == eviction_policy_name(kind)) return kind;
+    absl::StrAppend(&names, names.empty() ? "" : ", ", std::string(eviction_policy_name(kind)));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("eviction policy must be one of lru, priority_lru, lineage; got '", std::string(name), "'"));
+      absl::StrCat("eviction policy must be one of ", names, "; got '", std::string(name), "'"));
 }
 
 std::unique_ptr<EvictionPolicy> make_eviction_policy(EvictionPolicyKind kind, std::uint32_t capacity) {
@@ -185,6 +211,20 @@ std::unique_ptr<EvictionPolicy> make_eviction_policy(EvictionPolicyKind kind, st
       return std::make_unique<PriorityLruPolicy>(capacity);
     case EvictionPolicyKind::kLineage:
       return std::make_unique<LineagePolicy>(capacity);
+    case EvictionPolicyKind::kS3Fifo:
+      return eviction::make_s3fifo(capacity);
+    case EvictionPolicyKind::kSlru:
+      return eviction::make_slru(capacity);
+    case EvictionPolicyKind::kLfu:
+      return eviction::make_lfu(capacity);
+    case EvictionPolicyKind::kS3FifoPrefix:
+      return eviction::make_prefix_aware(kind, eviction::make_s3fifo(capacity), capacity);
+    case EvictionPolicyKind::kSlruPrefix:
+      return eviction::make_prefix_aware(kind, eviction::make_slru(capacity), capacity);
+    case EvictionPolicyKind::kLfuPrefix:
+      return eviction::make_prefix_aware(kind, eviction::make_lfu(capacity), capacity);
+    case EvictionPolicyKind::kLearned:
+      return eviction::make_learned(capacity);
   }
   return nullptr;
 }

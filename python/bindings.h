@@ -1,0 +1,118 @@
+// Shared pieces of the `kvbm` Python module (issue 6/8): error mapping, argument conversion, and the
+// Python-side owners of kvbm handles.
+//
+// Lifetime: every Python object that holds a kvbm handle (MutableBlock, ImmutableBlock, MatchResult,
+// OnboardOperation, WeakBlock, and the NumPy/DLPack views of block memory) also holds a shared_ptr to
+// the ManagerState, so the C++ manager — and the memory the views point into — outlives them all,
+// whatever order Python drops them in.
+//
+// GIL: calls that can block (allocation with write-back, registration, onboarding waits, flush, reset,
+// replay) release it; kvbm's own threads take it only to deliver events to the Python callback.
+#pragma once
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvbm/events/event_manager.h"
+#include "kvbm/manager/kv_block_manager.h"
+
+namespace kvbm::python {
+
+namespace py = pybind11;
+
+// Raises the Python exception for a non-OK status, with kvbm's message:
+//   InvalidArgument, OutOfRange, AlreadyExists  → ValueError
+//   ResourceExhausted                           → MemoryError
+//   NotFound                                    → KeyError
+//   DataLoss, Unavailable, PermissionDenied     → OSError (IOError): the bytes or the device failed
+//   FailedPrecondition, Internal, Unknown, rest → RuntimeError
+[[noreturn]] void throw_status(const absl::Status& status);
+inline void check(const absl::Status& status) {
+  if (!status.ok()) throw_status(status);
+}
+template <typename T>
+T value_or_throw(absl::StatusOr<T>&& result) {
+  if (!result.ok()) throw_status(result.status());
+  return *std::move(result);
+}
+
+// Token ids and hashes arrive as any sequence of ints or a NumPy array (converted, not copied, when it
+// already is a C-contiguous array of that type).
+using TokenArray = py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>;
+using HashArray = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>;
+inline std::span<const std::uint32_t> token_span(const TokenArray& tokens) {
+  return {tokens.data(), static_cast<std::size_t>(tokens.size())};
+}
+std::vector<SequenceHash> to_hashes(const HashArray& hashes);
+// A salt given as None (no salt), an int (a salt hash) or str/bytes (hashed with compute_salt_hash).
+SaltHash to_salt_hash(const py::object& salt);
+// "g1" | "g2" | "g3" (case-insensitive) → CacheLevel; ValueError otherwise.
+CacheLevel to_level(const std::string& name);
+py::dict status_dict(const PoolStatus& status);
+
+// Set once the interpreter starts shutting down (atexit): kvbm's threads then stop calling into Python.
+extern std::atomic<bool> g_finalizing;
+
+// One manager and what it needs. Destroyed when the last Python object referring to it goes.
+struct ManagerState {
+  py::object on_event;                   // the callback (None when there is none); destroyed with the GIL
+  std::unique_ptr<EventManager> events;  // when on_event is set; destroyed after the manager
+  std::unique_ptr<KvBlockManager> kvbm;  // declared last: destroyed first
+  ManagerState() = default;
+  ManagerState(const ManagerState&) = delete;
+  ManagerState& operator=(const ManagerState&) = delete;
+  // Joins kvbm's threads with the GIL released (the event thread may be waiting for it).
+  ~ManagerState();
+};
+using StatePtr = std::shared_ptr<ManagerState>;
+
+// Python owners of handles. A handle of one of these is valid until released, registered or consumed.
+struct PyMutableBlock {
+  StatePtr state;
+  G1MutableBlock block;
+};
+struct PyImmutableBlock {
+  StatePtr state;
+  G1Block block;
+};
+struct PyWeakBlock {
+  StatePtr state;
+  WeakBlock<CacheLevel::kG1> weak;
+};
+// A complete block of a TokenBlockSequence, owning its tokens (the C++ TokenBlock only points into the
+// sequence).
+struct PyTokenBlock {
+  std::vector<std::uint32_t> tokens;
+  std::uint64_t block_hash = 0;
+  std::uint64_t sequence_hash = 0;
+  std::optional<std::uint64_t> parent;
+  [[nodiscard]] TokenBlock view() const {
+    return TokenBlock{tokens, BlockHash{block_hash}, SequenceHash{sequence_hash},
+                      parent ? std::optional<SequenceHash>(SequenceHash{*parent}) : std::nullopt};
+  }
+};
+PyTokenBlock to_py_block(const TokenBlock& block);
+
+py::list wrap_blocks(const StatePtr& state, std::vector<G1Block>&& blocks);
+
+void bind_config(py::module_& m);
+void bind_sequences(py::module_& m);
+void bind_blocks(py::module_& m);
+void bind_manager(py::module_& m);
+void bind_replay(py::module_& m);
+
+// Resolves a manager's configuration argument: None (defaults), a dict, a TOML path or a Config.
+KvbmConfig to_config(const py::object& config);
+
+}  // namespace kvbm::python

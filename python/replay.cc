@@ -1,0 +1,103 @@
+// kvbm.replay(): `kvbm replay` as a function returning the JSON report as a dict.
+#include <absl/strings/str_cat.h>
+
+#include "bindings.h"
+#include "kvbm/replay/generator.h"
+#include "kvbm/replay/replay.h"
+
+namespace kvbm::python {
+namespace {
+
+// One in-memory request: a list of hash ids, or a dict with "hash_ids" (Mooncake keys).
+TraceRequest to_request(const py::handle& item, std::uint32_t block_tokens, std::size_t index) {
+  TraceRequest r;
+  py::object ids;
+  if (py::isinstance<py::dict>(item)) {
+    py::dict d = py::reinterpret_borrow<py::dict>(item);
+    if (!d.contains("hash_ids")) throw py::value_error(absl::StrCat("trace[", index, "]: a dict needs \"hash_ids\""));
+    ids = d["hash_ids"];
+    if (d.contains("timestamp")) r.timestamp_ms = d["timestamp"].cast<double>();
+    if (d.contains("output_length")) r.output_tokens = d["output_length"].cast<std::uint64_t>();
+    if (d.contains("input_length")) r.input_tokens = d["input_length"].cast<std::uint64_t>();
+  } else {
+    ids = py::reinterpret_borrow<py::object>(item);
+  }
+  for (std::uint64_t id : ids.cast<std::vector<std::uint64_t>>()) r.blocks.push_back(SequenceHash{id});
+  if (r.input_tokens == 0) r.input_tokens = r.blocks.size() * std::uint64_t{block_tokens};
+  return r;
+}
+
+}  // namespace
+
+void bind_replay(py::module_& m) {
+  m.def(
+      "replay",
+      [](const py::object& trace, const py::object& config, bool data, const std::optional<std::string>& format,
+         std::optional<std::uint32_t> block_tokens, const std::string& workload, std::optional<std::uint64_t> requests,
+         std::optional<std::uint64_t> seed, bool unlimited_g1, bool flush_between) {
+        ReplayOptions options;
+        options.data = data;
+        options.config = to_config(config);
+        options.unlimited_g1 = unlimited_g1;
+        options.flush_between = flush_between;
+        if (block_tokens && *block_tokens == 0) throw py::value_error("block_tokens must be >= 1, got 0");
+
+        std::unique_ptr<TraceReader> reader;
+        if (trace.is_none()) {
+          WorkloadOptions w = value_or_throw(workload_preset(workload));
+          if (requests) w.num_requests = *requests;
+          if (seed) w.seed = *seed;
+          if (block_tokens) w.block_tokens = *block_tokens;
+          check(validate_workload(w));
+          options.block_tokens = w.block_tokens != 0 ? w.block_tokens : kDefaultHashBlockTokens;
+          options.trace_name = absl::StrCat("generated:", workload);
+          reader = generate_trace(w);
+        } else if (py::isinstance<py::str>(trace) || py::hasattr(trace, "__fspath__")) {
+          const std::string path = py::str(py::module_::import("os").attr("fspath")(trace)).cast<std::string>();
+          TraceOptions t;
+          if (!format) {
+            t.format = value_or_throw(detect_trace_format(path));
+          } else if (*format == "mooncake") {
+            t.format = TraceFormat::kMooncake;
+          } else if (*format == "tokens") {
+            t.format = TraceFormat::kTokens;
+          } else {
+            throw py::value_error(absl::StrCat("format must be 'mooncake', 'tokens' or None, got '", *format, "'"));
+          }
+          t.block_tokens = block_tokens.value_or(t.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens
+                                                                                  : kDefaultHashBlockTokens);
+          options.block_tokens = t.block_tokens;
+          options.trace_name = path;
+          reader = value_or_throw(open_trace(path, t));
+        } else {
+          options.block_tokens = block_tokens.value_or(kDefaultHashBlockTokens);
+          std::vector<TraceRequest> list;
+          std::size_t i = 0;
+          for (const py::handle item : trace) list.push_back(to_request(item, options.block_tokens, i++));
+          options.trace_name = absl::StrCat("python (", list.size(), " requests)");
+          reader = make_vector_trace(std::move(list));
+        }
+
+        absl::StatusOr<ReplayReport> report;
+        {
+          py::gil_scoped_release nogil;
+          report = run_replay(*reader, options);
+        }
+        const std::string json = format_report_json(value_or_throw(std::move(report)));
+        return py::module_::import("json").attr("loads")(json);
+      },
+      py::arg("trace") = py::none(), py::arg("config") = py::none(), py::kw_only(), py::arg("data") = true,
+      py::arg("format") = py::none(), py::arg("block_tokens") = py::none(), py::arg("workload") = "default",
+      py::arg("requests") = py::none(), py::arg("seed") = py::none(), py::arg("unlimited_g1") = false,
+      py::arg("flush_between") = false, R"doc(
+Replays a request trace through a cache and returns the report (the JSON of `kvbm replay --json`) as a dict.
+
+trace: None (a generated workload: `workload` preset, `requests`, `seed`), a JSONL path (Mooncake or token
+format, detected unless `format` says), or a list of requests, each a list of block hash ids or a dict with
+"hash_ids" (and optionally "timestamp", "input_length", "output_length"). config: tiers, model and offload
+policy (None, dict, TOML path or Config). data=False replays metadata only (one G1 pool, no bytes).
+The GIL is released while it runs.
+)doc");
+}
+
+}  // namespace kvbm::python
