@@ -40,6 +40,7 @@ class PoolCore {
       : config_(config),
         label_(cache_level_name(config.level)),
         track_lineage_(make_eviction_policy(config.eviction, 1)->uses_lineage()),
+        track_depth_(make_eviction_policy(config.eviction, 1)->uses_depth()),
         tokens_(config.keep_tokens ? std::size_t{config.num_blocks} * config.page_size : 0),
         row_has_tokens_(config.num_blocks, 0),
         registered_(config.num_blocks),
@@ -145,7 +146,7 @@ class PoolCore {
         s.refcount = 1;
         s.priority = r.priority;
         s.depth = 0;
-        if (s.has_parent) {
+        if (s.has_parent && track_depth_) {
           // An unregistered parent (evicted, or never seen here) leaves the depth unknown: 1 is a guess.
           auto p = registry_.find(s.parent_hash.value());
           s.depth = p == registry_.end() ? 1 : slots_[p->second].depth + 1;
@@ -312,6 +313,7 @@ class PoolCore {
   const BlockPoolConfig config_;
   const std::string label_;
   const bool track_lineage_;
+  const bool track_depth_;
   std::vector<std::uint32_t> tokens_;
   std::vector<std::uint8_t> row_has_tokens_;
   std::vector<RegisteredInfo> registered_;

@@ -57,7 +57,7 @@ struct InactiveBlockInfo {
   // Released first in its release batch: BlockPool::release releases a request's blocks tail first, so
   // this is the block that ended its request.
   bool is_tail = false;
-  std::uint32_t depth = 0;  // 0 for a chain root; parent's depth + 1 (parent registered at the time)
+  std::uint32_t depth = 0;  // 0 for a chain root; parent's depth + 1 (only tracked when uses_depth())
   std::uint64_t sequence_hash = 0;
 };
 
@@ -77,6 +77,8 @@ class EvictionPolicy {
   // Whether the policy reads lineage (is_leaf, set_leaf). The pool tracks cached children — one hash
   // map update per registration and eviction — only for policies that do.
   [[nodiscard]] virtual bool uses_lineage() const { return false; }
+  // Whether the policy reads InactiveBlockInfo::depth (one registry lookup per registration to track).
+  [[nodiscard]] virtual bool uses_depth() const { return false; }
   // Chooses a victim and removes it; nullopt when the set is empty.
   [[nodiscard]] virtual std::optional<BlockId> evict() = 0;
   [[nodiscard]] virtual std::size_t size() const = 0;

@@ -63,6 +63,7 @@ std::uint8_t class_of(bool tail, std::uint32_t reuse, std::uint32_t depth) {
 
 class LearnedPolicy final : public EvictionPolicy {
  public:
+  bool uses_depth() const override { return true; }
   explicit LearnedPolicy(std::uint32_t capacity)
       : capacity_(std::max<std::uint32_t>(1, capacity)),
         lists_(capacity, kClasses),
