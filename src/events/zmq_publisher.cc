@@ -174,6 +174,8 @@ void ZmqPublisher::answer_replay(std::vector<zmq::message_t>& request) {
   // [identity, b"", start_seq]; anything else is ignored (a ROUTER cannot answer a malformed peer).
   if (request.size() != 3 || request[1].size() != 0 || request[2].size() != 8) return;
   const std::uint64_t start = decode_zmq_seq(request[2].to_string_view());
+  // Counted before answering: a client that has read the end marker must see its request counted.
+  replay_requests_.fetch_add(1, std::memory_order_relaxed);
   std::vector<Buffered> answer;
   {
     MutexLock lock(&mu_);
@@ -194,7 +196,6 @@ void ZmqPublisher::answer_replay(std::vector<zmq::message_t>& request) {
   router_->send(zmq::const_buffer(nullptr, 0), zmq::send_flags::sndmore);
   router_->send(zmq::buffer(end), zmq::send_flags::sndmore);
   router_->send(zmq::const_buffer(nullptr, 0), zmq::send_flags::none);
-  replay_requests_.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace kvbm
