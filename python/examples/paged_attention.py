@@ -112,6 +112,7 @@ def run(verbose: bool = False) -> dict:
         seq = manager.make_sequence(other)
         _, kv = model.prefill(other)
         manager.release(store_blocks(manager, seq, kv, 0))
+        manager.flush()  # let write-through finish: copies pin their G1 source blocks while they run
     assert not manager.match_g1(seq_a.sequence_hashes), "request A's blocks should have left G1"
 
     # Request B: same prefix, new suffix. The prefix is found in G2 and onboarded into G1.

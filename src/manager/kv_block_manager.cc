@@ -148,9 +148,15 @@ absl::StatusOr<TokenBlockSequence> KvBlockManager::make_sequence(std::span<const
 }
 
 absl::StatusOr<std::vector<G1MutableBlock>> KvBlockManager::allocate(std::size_t count) {
-  if (!offload_ || config_.offload.g1_to_g2 != OffloadMode::kWriteBack) return tiers_.g1->pool->allocate(count);
+  const bool write_back = offload_ && config_.offload.g1_to_g2 == OffloadMode::kWriteBack;
   std::vector<EvictedBlock> evicted;
-  auto blocks = tiers_.g1->pool->allocate(count, &evicted);
+  auto blocks = tiers_.g1->pool->allocate(count, write_back ? &evicted : nullptr);
+  if (!blocks.ok() && offload_ && blocks.status().code() == absl::StatusCode::kResourceExhausted) {
+    // Background copies pin their source blocks while they read them; an engine must not see an
+    // allocation fail for that. Let them finish, then try once more.
+    offload_->flush();
+    blocks = tiers_.g1->pool->allocate(count, write_back ? &evicted : nullptr);
+  }
   if (blocks.ok() && !evicted.empty()) offload_->write_back_g1(evicted);
   return blocks;
 }

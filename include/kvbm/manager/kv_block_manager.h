@@ -53,7 +53,8 @@ class KvBlockManager {
                                                                  SaltHash salt = SaltHash{0}) const;
 
   // `count` fresh G1 blocks (all or nothing). With write-back G1 → G2, blocks evicted to make room are
-  // copied to G2 before this returns.
+  // copied to G2 before this returns. When G1 is short only because background copies pin blocks, it
+  // waits for them (OffloadManager::flush) and tries once more before returning ResourceExhausted.
   [[nodiscard]] absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t count);
   // Registers Complete G1 blocks (see BlockPool::register_blocks); with write-through they are queued
   // for G2 (and G3).

@@ -1,4 +1,4 @@
-"""pytest options for the event wire-format tests."""
+"""pytest options shared by every Python test of kvbm: where the built executables are."""
 
 import os
 
@@ -6,13 +6,10 @@ import pytest
 
 
 def pytest_addoption(parser):
+    parser.addoption("--kvbm", action="store", default=os.environ.get("KVBM_BIN"),
+                     help="path to the kvbm executable (or set KVBM_BIN)")
     parser.addoption("--fixture", action="store", default=os.environ.get("KVBM_ZMQ_FIXTURE"),
                      help="path to the kvbm_zmq_fixture executable (or set KVBM_ZMQ_FIXTURE)")
-    try:  # tests/tools/conftest.py defines it too when both folders are collected together
-        parser.addoption("--kvbm", action="store", default=os.environ.get("KVBM_BIN"),
-                         help="path to the kvbm executable (or set KVBM_BIN)")
-    except ValueError:
-        pass
 
 
 def _executable(request, option):
@@ -25,10 +22,15 @@ def _executable(request, option):
 
 
 @pytest.fixture(scope="session")
-def fixture_bin(request):
-    return _executable(request, "--fixture")
+def kvbm_bin(request):
+    return _executable(request, "--kvbm")
 
 
 @pytest.fixture(scope="session")
 def kvbm_cli(request):
     return _executable(request, "--kvbm")
+
+
+@pytest.fixture(scope="session")
+def fixture_bin(request):
+    return _executable(request, "--fixture")
