@@ -8,34 +8,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "replay/svg_chart.h"
+
 namespace kvbm {
 namespace {
 
 constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                                    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000"};
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -139,29 +118,17 @@ std::string comparison_csv(const PolicyComparison& c) {
 std::string comparison_svg(const PolicyComparison& c) {
   constexpr double kW = 800, kH = 480, kLeft = 70, kRight = 160, kTop = 40, kBottom = 60;
   const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
-  double lo = 1, hi = 1, top = 0.05;
-  for (std::size_t j = 0; j < c.capacity_blocks.size(); ++j) {
-    const double cap = static_cast<double>(std::max<std::uint64_t>(1, c.capacity_blocks[j]));
-    lo = j == 0 ? cap : std::min(lo, cap);
-    hi = j == 0 ? cap : std::max(hi, cap);
-  }
+  const svg::CapacityAxis axis(c.capacity_blocks, kLeft, pw);
+  const bool log_x = axis.log_scale();
+  auto x_of = [&](std::uint64_t blocks) { return axis.x(blocks); };
+  double top = 0.05;
   for (const auto& row : c.reports) {
     for (const ReplayReport& r : row) top = std::max(top, r.hit_rate());
   }
   top = std::min(1.0, std::ceil(top * 10) / 10);  // y axis up to the next 10 %
-  const bool log_x = hi / lo >= 8;
-  auto x_of = [&](std::uint64_t blocks) {
-    const double v = static_cast<double>(std::max<std::uint64_t>(1, blocks));
-    if (hi == lo) return kLeft + pw / 2;
-    const double f = log_x ? (std::log(v) - std::log(lo)) / (std::log(hi) - std::log(lo)) : (v - lo) / (hi - lo);
-    return kLeft + f * pw;
-  };
   auto y_of = [&](double rate) { return kTop + (1 - std::clamp(rate / top, 0.0, 1.0)) * ph; };
-  std::string out = absl::StrFormat(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n",
-      kW, kH, kW, kH, kW, kH);
+  std::string out =
+      svg::preamble(kW, kH) + absl::StrFormat("<rect width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", kW, kH);
   absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">kvbm "
                                         "replay: block hit rate by eviction policy</text>\n",
                                         kLeft + pw / 2));
@@ -177,10 +144,10 @@ std::string comparison_svg(const PolicyComparison& c) {
   }
   for (std::size_t j = 0; j < c.capacities.size(); ++j) {
     const double x = x_of(c.capacity_blocks[j]);
-    absl::StrAppend(&out,
-                    absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
-                                    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
-                                    x, kTop + ph, x, kTop + ph + 5, x, kTop + ph + 20, xml_escape(c.capacities[j])));
+    absl::StrAppend(
+        &out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
+                              "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+                              x, kTop + ph, x, kTop + ph + 5, x, kTop + ph + 20, svg::xml_escape(c.capacities[j])));
   }
   absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">g1 capacity in blocks "
                                         "(%s)</text>\n",
@@ -200,7 +167,7 @@ std::string comparison_svg(const PolicyComparison& c) {
     absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                                           "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
                                           kLeft + pw + 15, ly, kLeft + pw + 40, ly, color, kLeft + pw + 45, ly + 4,
-                                          xml_escape(c.policies[i])));
+                                          svg::xml_escape(c.policies[i])));
   }
   absl::StrAppend(&out, "</svg>\n");
   return out;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvbm/core/size.h"
+#include "replay/svg_chart.h"
 
 namespace kvbm {
 namespace {
@@ -34,29 +35,6 @@ std::string tier_key(CacheLevel level) { return absl::AsciiStrToLower(std::strin
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
 }
 
 struct Series {
@@ -187,34 +165,20 @@ std::string sweep_table(const SweepSpec& spec, const std::vector<SweepPoint>& po
 std::string sweep_svg(const SweepSpec& spec, const std::vector<SweepPoint>& points) {
   constexpr double kW = 800, kH = 480, kLeft = 70, kRight = 200, kTop = 40, kBottom = 60;
   const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
-  double lo = 1, hi = 1;
-  if (!points.empty()) {
-    lo = hi = static_cast<double>(std::max<std::uint64_t>(1, points.front().capacity_blocks));
-    for (const SweepPoint& p : points) {
-      const double c = static_cast<double>(std::max<std::uint64_t>(1, p.capacity_blocks));
-      lo = std::min(lo, c);
-      hi = std::max(hi, c);
-    }
-  }
-  const bool log_x = hi / lo >= 8;
-  auto x_of = [&](std::uint64_t cap) {
-    const double c = static_cast<double>(std::max<std::uint64_t>(1, cap));
-    if (hi == lo) return kLeft + pw / 2;
-    const double f = log_x ? (std::log(c) - std::log(lo)) / (std::log(hi) - std::log(lo)) : (c - lo) / (hi - lo);
-    return kLeft + f * pw;
-  };
+  std::vector<std::uint64_t> capacities;
+  for (const SweepPoint& p : points) capacities.push_back(p.capacity_blocks);
+  const svg::CapacityAxis axis(capacities, kLeft, pw);
+  const bool log_x = axis.log_scale();
+  auto x_of = [&](std::uint64_t cap) { return axis.x(cap); };
   auto y_of = [&](double rate) { return kTop + (1 - std::clamp(rate, 0.0, 1.0)) * ph; };
 
   const std::string tier = tier_key(spec.level);
-  std::string out = absl::StrFormat(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n",
-      kW, kH, kW, kH, kW, kH);
-  absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n",
-                                        kLeft + pw / 2,
-                                        xml_escape(absl::StrCat("kvbm replay: hit rate against ", tier, " capacity"))));
+  std::string out = svg::preamble(kW, kH) +
+                    absl::StrFormat("<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", kW, kH);
+  absl::StrAppend(
+      &out,
+      absl::StrFormat("<text x=\"%.1f\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", kLeft + pw / 2,
+                      svg::xml_escape(absl::StrCat("kvbm replay: hit rate against ", tier, " capacity"))));
   // Axes.
   absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
                                         kLeft, kTop + ph, kLeft + pw, kTop + ph));
@@ -236,12 +200,12 @@ std::string sweep_svg(const SweepSpec& spec, const std::vector<SweepPoint>& poin
     absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
                                           x, kTop + ph, x, kTop + ph + 5));
     absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x,
-                                          kTop + ph + 20, xml_escape(p.value)));
+                                          kTop + ph + 20, svg::xml_escape(p.value)));
   }
   absl::StrAppend(
       &out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", kLeft + pw / 2, kH - 15,
-                            xml_escape(absl::StrCat(tier, " capacity (", log_x ? "log scale" : "linear",
-                                                    ", blocks as resolved)"))));
+                            svg::xml_escape(absl::StrCat(tier, " capacity (", log_x ? "log scale" : "linear",
+                                                         ", blocks as resolved)"))));
   absl::StrAppend(&out, absl::StrFormat("<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 "
                                         "%.1f)\">hit rate</text>\n",
                                         kTop + ph / 2, kTop + ph / 2));
@@ -264,7 +228,7 @@ std::string sweep_svg(const SweepSpec& spec, const std::vector<SweepPoint>& poin
                                           "stroke-width=\"2\"/>\n",
                                           kLeft + pw + 15, ly, kLeft + pw + 40, ly, series[s].color));
     absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", kLeft + pw + 45, ly + 4,
-                                          xml_escape(series[s].name)));
+                                          svg::xml_escape(series[s].name)));
   }
   absl::StrAppend(&out, "</svg>\n");
   return out;
