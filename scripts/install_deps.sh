@@ -22,6 +22,12 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   # Events for Dynamo-style deployments: the NATS C client, and the server its tests start.
   libnats-dev nats-server
+  # G4 remote tier (issue 7/8): Redis through hiredis, and the redis-server its tests start; UCX for
+  # peer-to-peer block transfer, with ucx_perftest (ucx-utils) as the benchmark baseline; redis-tools
+  # carries redis-benchmark, the G4 benchmark baseline.
+  libhiredis-dev redis-server redis-tools libucx-dev ucx-utils
+  # Prometheus metrics endpoint (issue 8/8).
+  libcpp-httplib-dev
   # Python bindings (pybind11 module built by CMake).
   pybind11-dev
   # Python: bindings and tests that check hashes/events independently of the C++ code.
