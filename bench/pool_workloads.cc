@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -391,7 +392,84 @@ class Hashing final : public Workload {
   std::uint64_t sink_ = 0;
 };
 
+// make_policy_workload: see pool_workloads.h.
+class PolicyCycle final : public Workload {
+ public:
+  static constexpr std::size_t kPrefixes = 1024;
+  static constexpr std::size_t kPrefixBlocks = 8;
+  static constexpr std::uint32_t kPoolBlocks = std::uint32_t{1} << 16;
+
+  explicit PolicyCycle(std::unique_ptr<Pool> pool) : pool_(std::move(pool)), prefixes_(kPrefixes) {}
+
+  absl::Status populate() {
+    SplitMix rng(10);
+    const std::size_t filler_chains = (pool_->num_blocks() - kPrefixes * kPrefixBlocks) / kRequestBlocks;
+    if (auto hashes = register_chains(*pool_, rng, filler_chains); !hashes.ok()) return hashes.status();
+    for (auto& prefix : prefixes_) {
+      fresh_chain(rng, prefix);
+      if (absl::Status s = register_identities(*pool_, prefix); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  std::size_t blocks_per_step() const override { return kRequestBlocks; }
+
+  absl::Status step() override {
+    const auto& prefix = prefixes_[rng_.below(kPrefixes)];
+    std::array<SequenceHash, kRequestBlocks> hashes;
+    for (std::size_t i = 0; i < kPrefixBlocks; ++i) hashes[i] = prefix[i].sequence_hash;
+    std::optional<SequenceHash> parent = prefix[kPrefixBlocks - 1].sequence_hash;
+    for (std::size_t i = kPrefixBlocks; i < kRequestBlocks; ++i) {
+      const std::uint64_t h = rng_.next();
+      request_[i] = BlockIdentity{BlockHash{h}, SequenceHash{h}, parent};
+      parent = request_[i].sequence_hash;
+      hashes[i] = request_[i].sequence_hash;
+    }
+    for (std::size_t i = 0; i < kPrefixBlocks; ++i) request_[i] = prefix[i];
+    std::vector<Immutable> held = pool_->match(hashes);
+    const std::size_t hits = held.size();
+    hits_ += hits;
+    ++requests_;
+    auto fresh = pool_->allocate(kRequestBlocks - hits);
+    if (!fresh.ok()) return fresh.status();
+    for (std::size_t i = 0; i < fresh->size(); ++i) {
+      if (absl::Status s = (*fresh)[i].apply(request_[hits + i]); !s.ok()) return s;
+    }
+    auto registered = pool_->register_blocks(*fresh);
+    if (!registered.ok()) return registered.status();
+    held.insert(held.end(), std::make_move_iterator(registered->begin()), std::make_move_iterator(registered->end()));
+    pool_->release(std::move(held));
+    return absl::OkStatus();
+  }
+
+  std::string summary() const override {
+    if (requests_ == 0) return {};
+    return absl::StrFormat("%.3f hits per request", static_cast<double>(hits_) / static_cast<double>(requests_));
+  }
+
+ private:
+  std::unique_ptr<Pool> pool_;
+  std::vector<std::array<BlockIdentity, kPrefixBlocks>> prefixes_;
+  std::array<BlockIdentity, kRequestBlocks> request_;
+  SplitMix rng_{11};
+  std::uint64_t hits_ = 0;
+  std::uint64_t requests_ = 0;
+};
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<Workload>> make_policy_workload(EvictionPolicyKind policy) {
+  BlockPoolConfig config;
+  config.num_blocks = PolicyCycle::kPoolBlocks;
+  config.page_size = kPageSize;
+  config.keep_tokens = false;
+  config.eviction = policy;
+  auto pool = Pool::create(config);
+  if (!pool.ok()) return pool.status();
+  auto w = std::make_unique<PolicyCycle>(*std::move(pool));
+  if (absl::Status s = w->populate(); !s.ok()) return s;
+  return w;
+}
 
 std::span<const WorkloadInfo> all_workloads() { return kWorkloads; }
 
@@ -467,6 +545,14 @@ absl::StatusOr<std::unique_ptr<Workload>> make_workload(WorkloadKind kind) {
   return absl::InvalidArgumentError("make_workload: unknown workload kind");
 }
 
+namespace {
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+}  // namespace
+
 absl::StatusOr<Measurement> measure(Workload& workload, double seconds) {
   if (!(seconds > 0)) return absl::InvalidArgumentError(absl::StrCat("measure: seconds must be > 0, got ", seconds));
   using Clock = std::chrono::steady_clock;
@@ -487,6 +573,7 @@ absl::StatusOr<Measurement> measure(Workload& workload, double seconds) {
   std::uint64_t batch = 1;
   std::uint64_t steps = 0;
   const auto start = Clock::now();
+  const double cpu_start = thread_cpu_seconds();
   auto now = start;
   while (now - start < budget) {
     const auto before = Clock::now();
@@ -500,6 +587,7 @@ absl::StatusOr<Measurement> measure(Workload& workload, double seconds) {
   m.seconds = std::chrono::duration<double>(now - start).count();
   const double blocks = static_cast<double>(steps) * static_cast<double>(workload.blocks_per_step());
   m.ns_per_block = m.seconds * 1e9 / blocks;
+  m.cpu_ns_per_block = (thread_cpu_seconds() - cpu_start) * 1e9 / blocks;
   if (workload.bytes_per_step() > 0) {
     m.gb_per_s = static_cast<double>(steps) * static_cast<double>(workload.bytes_per_step()) / m.seconds / 1e9;
   }

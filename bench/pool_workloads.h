@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "kvbm/pool/eviction_policy.h"
+
 namespace kvbm::bench {
 
 enum class WorkloadKind : std::uint8_t {
@@ -67,8 +69,18 @@ class Workload {
 // Builds the workload and its pool (untimed set-up: registration of the cached population, pre-fill).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Workload>> make_workload(WorkloadKind kind);
 
+// Issue 5/8: what an eviction policy costs. One operation mix for every policy — a request of 16 blocks
+// matches one of 1024 popular 8-block prefixes (8 hits when cached: the pool erases them from the policy),
+// allocates the rest (each allocation evicts: the policy picks a victim), registers them and releases all
+// 16 (the policy inserts 16) — on a 65536-block pool pre-filled so that every allocation evicts. Hashes
+// are precomputed, so the pool and its policy are all that is timed. Only `policy` varies between runs.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Workload>> make_policy_workload(EvictionPolicyKind policy);
+
 struct Measurement {
   double ns_per_block = 0;
+  // The measuring thread's CPU time per block: steadier than wall time on a shared machine (it leaves
+  // out time the thread spent descheduled), for single-thread workloads.
+  double cpu_ns_per_block = 0;
   double gb_per_s = 0;  // 0 unless the workload hashes bytes
   std::uint64_t steps = 0;
   double seconds = 0;

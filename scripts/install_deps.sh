@@ -26,8 +26,8 @@ PACKAGES=(
   # peer-to-peer block transfer, with ucx_perftest (ucx-utils) as the benchmark baseline; redis-tools
   # carries redis-benchmark, the G4 benchmark baseline.
   libhiredis-dev redis-server redis-tools libucx-dev ucx-utils
-  # Prometheus metrics endpoint (issue 8/8).
-  libcpp-httplib-dev
+  # Prometheus metrics endpoint (issue 8/8); the Python client's parser checks the scrape independently.
+  libcpp-httplib-dev python3-prometheus-client
   # Python bindings (pybind11 module built by CMake).
   pybind11-dev
   # Python: bindings and tests that check hashes/events independently of the C++ code.

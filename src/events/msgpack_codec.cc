@@ -10,6 +10,7 @@
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
 
+#include <bit>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -487,7 +488,16 @@ std::string encode_event_batch(const EventBatch& batch) {
   StringSink sink{&out};
   Packer pk(sink);
   pk.pack_array(3);
-  pk.pack_double(batch.timestamp);
+  if (batch.timestamp == 18446744073709551616.0) {
+    // msgpack-c's pack_double writes a whole double ≤ double(UINT64_MAX) as uint64_t(d); 2^64 itself
+    // passes that test and the conversion is undefined (found by event_decode_fuzz). Raw float64 here.
+    const auto bits = std::bit_cast<std::uint64_t>(batch.timestamp);
+    char raw[9] = {static_cast<char>(0xcb)};
+    for (int i = 0; i < 8; ++i) raw[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+    sink.write(raw, sizeof(raw));
+  } else {
+    pk.pack_double(batch.timestamp);
+  }
   pk.pack_array(static_cast<std::uint32_t>(batch.events.size()));
   for (const KvEvent& e : batch.events) {
     std::visit([&](const auto& ev) { pack_event(pk, ev); }, e);

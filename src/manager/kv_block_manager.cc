@@ -67,8 +67,17 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
     options.directory = tc.directory;
     options.direct_io = tc.direct_io;
     options.unlink_after_open = tc.unlink_after_open;
+    if (tc.persist) {  // persistent G3: fixed file name, index in front of the data
+      options.file_name = PersistentG3::kFileName;
+      options.header_bytes = PersistentG3::header_bytes(blocks);
+    }
     auto disk = DiskFile::for_layout(*tier->layout, options);
     if (!disk.ok()) return absl::Status(disk.status().code(), absl::StrCat("g3: ", disk.status().message()));
+    if (tc.persist) {
+      auto persist = PersistentG3::open(**disk, *tier->layout);
+      if (!persist.ok()) return absl::Status(persist.status().code(), absl::StrCat("g3: ", persist.status().message()));
+      tier->persist = *std::move(persist);
+    }
     tier->storage = *std::move(disk);
     tier->checksums = std::make_unique<BlockChecksums>(blocks);
   } else {
@@ -93,6 +102,13 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
   auto pool = BlockPool<L>::create(pool_config);
   if (!pool.ok()) return pool.status();
   tier->pool = *std::move(pool);
+  if constexpr (L == CacheLevel::kG3) {
+    if (tier->persist) {
+      if (absl::Status s = tier->persist->restore(*tier->pool, *tier->checksums); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("g3: restoring the persistent index: ", s.message()));
+      }
+    }
+  }
   return tier;
 }
 
@@ -133,12 +149,22 @@ absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const Kvb
     auto engine = TransferEngine::create(options);
     if (!engine.ok()) return engine.status();
     m->engine_ = *std::move(engine);
-    m->offload_ = std::make_unique<OffloadManager>(&m->tiers_, m->engine_.get(), config.offload);
+    // G4 (issue 7/8): the remote tier under G2, when g4.endpoints is set.
+    std::unique_ptr<G4Path> g4;
+    if (config.g4.enabled()) {
+      auto path = make_redis_g4_path(config.g4, config.model, m->tiers_.g2.get(), config.offload.queue_capacity);
+      if (!path.ok()) return path.status();
+      g4 = *std::move(path);
+    }
+    m->offload_ = std::make_unique<OffloadManager>(&m->tiers_, m->engine_.get(), config.offload,
+                                                   m->metrics_->offload_observers(), std::move(g4));
   }
+  if (absl::Status s = m->metrics_->attach(*m, config.metrics); !s.ok()) return s;
   return m;
 }
 
 KvBlockManager::~KvBlockManager() {
+  metrics_->stop();  // no scrape may read the tiers while they go
   if (offload_) offload_->shutdown(/*drain=*/false);
 }
 
@@ -185,11 +211,32 @@ MatchResult KvBlockManager::match(std::span<const SequenceHash> hashes) {
     result.g3 = tiers_.g3->pool->match(hashes.subspan(matched));
     matched += result.g3.size();
   }
+  if (offload_ && matched < hashes.size() && offload_->has_g4()) {  // G4: bounded by g4.deadline_ms
+    result.g4 = offload_->match_g4(hashes.subspan(matched));
+    matched += result.g4.size();
+  }
   if (offload_ && matched > 0) offload_->record_sightings(hashes.first(matched));
+  metrics_->record_match(hashes.size(), result.g1.size(), result.g2.size(), result.g3.size(), tiers_.g2 != nullptr,
+                         tiers_.g3 != nullptr);
   return result;
 }
 
 std::shared_ptr<OnboardOperation> KvBlockManager::onboard(MatchResult match) {
+  // A match of another manager (or a hand-made one with foreign handles) would hand out that
+  // manager's slots as this one's, or copy the wrong bytes: an error, nothing copied.
+  const bool foreign =
+      std::any_of(match.g1.begin(), match.g1.end(), [&](const G1Block& b) { return !tiers_.g1->pool->owns(b); }) ||
+      std::any_of(match.g2.begin(), match.g2.end(),
+                  [&](const G2Block& b) { return !tiers_.g2 || !tiers_.g2->pool->owns(b); }) ||
+      std::any_of(match.g3.begin(), match.g3.end(),
+                  [&](const G3Block& b) { return !tiers_.g3 || !tiers_.g3->pool->owns(b); });
+  if (foreign) {
+    auto op = std::make_shared<OnboardOperation>();
+    op->finish(absl::InvalidArgumentError(
+                   "onboard: the match holds blocks of another manager (or empty handles); match with this one"),
+               0.0);
+    return op;
+  }
   if (!offload_) {
     auto op = std::make_shared<OnboardOperation>();
     op->finish(std::move(match.g1), 0.0);
@@ -217,6 +264,9 @@ absl::Status KvBlockManager::reset() {
   }
   if (tiers_.g3) {
     if (absl::Status s = tiers_.g3->pool->reset(); !s.ok()) return s;
+    if (tiers_.g3->persist) {  // a reset G3 stays empty across a restart too
+      if (absl::Status s = tiers_.g3->persist->invalidate_all(); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }
@@ -246,6 +296,8 @@ bool KvBlockManager::has_tier(CacheLevel level) const {
       return tiers_.g2 != nullptr;
     case CacheLevel::kG3:
       return tiers_.g3 != nullptr;
+    case CacheLevel::kG4:
+      return offload_ != nullptr && offload_->has_g4();
     default:
       return false;
   }

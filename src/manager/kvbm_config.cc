@@ -4,14 +4,17 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <absl/strings/str_join.h>
 #include <absl/strings/str_replace.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <sstream>
+#include <tuple>
 
 // toml++ header-only, compiled here: Debian's libtomlplusplus.so is built with exceptions, and keeping
 // the parser in this one translation unit lets parse errors be caught and turned into Status here.
@@ -56,7 +59,23 @@ absl::StatusOr<bool> parse_bool(const std::string& key, std::string_view value) 
   return bad_value(key, value, "true or false");
 }
 
-std::string quoted(std::string_view text) { return absl::StrCat("\"", std::string(text), "\""); }
+// A TOML basic string: quotes, backslashes and control characters escaped (a g3.directory may hold any).
+std::string quoted(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (byte < 0x20 || byte == 0x7f) {
+      absl::StrAppend(&out, "\\u00", absl::Hex(byte, absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
 
 // An unsigned integer field in [lo, hi].
 template <typename Field>
@@ -170,7 +189,7 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
         for (EvictionPolicyKind k : all_eviction_policy_kinds()) names.emplace_back(k, eviction_policy_name(k));
         return names;
       }(),
-      absl::StrCat(what, " eviction policy")));
+      absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU)")));
   if (tier == "g3") {
     keys.push_back(KeySpec{ConfigKey{"g3.directory", "", "string", "a writable directory; empty = $TMPDIR or /tmp",
                                      "Directory of the G3 file"},
@@ -185,6 +204,10 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
     keys.push_back(bool_key(
         "g3.unlink_after_open", [](KvbmConfig& c) -> bool& { return c.g3.unlink_after_open; },
         "Remove the G3 file's name right after opening it"));
+    // Persistent G3 (issue 8/8): the disk tier survives a restart.
+    keys.push_back(bool_key(
+        "g3.persist", [](KvbmConfig& c) -> bool& { return c.g3.persist; },
+        "Keep the G3 file (kvbm-g3-persist.bin in g3.directory) and re-index it at start-up"));
     return;
   }
   std::vector<std::pair<MemoryKind, std::string>> kinds = {{MemoryKind::kSystem, "system"},
@@ -258,6 +281,43 @@ std::vector<KeySpec> make_key_table() {
   keys.push_back(bool_key(
       "keep_tokens", [](KvbmConfig& c) -> bool& { return c.keep_tokens; },
       "Keep token ids per G1 block (events carry them; append needs them)"));
+  // Metrics (issue 8/8): Prometheus text on GET /metrics.
+  keys.push_back(uint_key<std::uint32_t>(
+      "metrics.port", [](KvbmConfig& c) -> std::uint32_t& { return c.metrics.port; }, 0, 65535,
+      "HTTP port serving Prometheus metrics on GET /metrics (0 = off)"));
+  keys.push_back(KeySpec{ConfigKey{"metrics.bind", "", "string", "an IPv4/IPv6 address or host name",
+                                   "Address the metrics server listens on"},
+                         [](KvbmConfig& c, const std::string&, std::string_view value) -> absl::Status {
+                           c.metrics.bind = std::string(value);
+                           return absl::OkStatus();
+                         },
+                         [](const KvbmConfig& c) { return quoted(c.metrics.bind); }});
+  // G4, the remote tier on Redis (issue 7/8). Off while g4.endpoints is empty; needs G2.
+  auto g4_string = [&](std::string key, std::string G4Config::*field, std::string allowed, std::string description) {
+    keys.push_back(KeySpec{ConfigKey{std::move(key), "", "string", std::move(allowed), std::move(description)},
+                           [field](KvbmConfig& c, const std::string&, std::string_view value) -> absl::Status {
+                             c.g4.*field = std::string(value);
+                             return absl::OkStatus();
+                           },
+                           [field](const KvbmConfig& c) { return quoted(c.g4.*field); }});
+  };
+  auto g4_u32 = [&](std::string key, std::uint32_t G4Config::*field, std::uint64_t lo, std::uint64_t hi,
+                    std::string description) {
+    keys.push_back(uint_key<std::uint32_t>(
+        std::move(key), [field](KvbmConfig& c) -> std::uint32_t& { return c.g4.*field; }, lo, hi,
+        std::move(description)));
+  };
+  g4_string("g4.endpoints", &G4Config::endpoints, "\"host:port,host:port\"; empty = G4 off",
+            "Redis servers of the G4 tier; keys are spread over them by jump consistent hash");
+  g4_string("g4.namespace", &G4Config::key_namespace, "1 to 128 characters, no whitespace",
+            "First part of every G4 key: separates deployments and models sharing a Redis");
+  g4_u32("g4.ttl_seconds", &G4Config::ttl_seconds, 0, 1u << 30, "Expiry of stored G4 blocks (0 = none)");
+  g4_u32("g4.deadline_ms", &G4Config::deadline_ms, 1, 60000,
+         "Longest an engine-facing G4 call (match's lookup, onboarding's fetch) waits");
+  g4_u32("g4.connect_timeout_ms", &G4Config::connect_timeout_ms, 1, 60000, "G4 connect + PING bound per attempt");
+  g4_u32("g4.io_timeout_ms", &G4Config::io_timeout_ms, 1, 600000,
+         "A G4 read or write without progress this long drops the connection (node Unavailable)");
+  g4_u32("g4.max_batch_blocks", &G4Config::max_batch_blocks, 1, 4096, "Blocks per pipelined G4 batch");
   for (KeySpec& k : keys) {
     k.doc.env = "KVBM_" + absl::AsciiStrToUpper(absl::StrReplaceAll(k.doc.key, {{".", "_"}}));
   }
@@ -276,10 +336,177 @@ const KeySpec* find_key(std::string_view key) {
   return nullptr;
 }
 
-std::string known_keys() {
-  std::string out;
-  for (const KeySpec& k : key_table()) absl::StrAppend(&out, out.empty() ? "" : ", ", k.doc.key);
-  return out;
+// Edit distance, for "did you mean" (keys are short).
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The keys an unknown `key` may have meant: the closest one when it is close, and the keys of its
+// section (all keys when the section is unknown too).
+std::string known_keys(std::string_view key = {}) {
+  const std::size_t dot = key.find('.');
+  const std::string prefix = dot == std::string_view::npos ? "" : std::string(key.substr(0, dot + 1));
+  std::string same_section;
+  std::string all;
+  const KeySpec* closest = nullptr;
+  std::size_t best = 3;  // at most 2 edits away
+  for (const KeySpec& k : key_table()) {
+    absl::StrAppend(&all, all.empty() ? "" : ", ", k.doc.key);
+    if (!prefix.empty() && k.doc.key.starts_with(prefix)) {
+      absl::StrAppend(&same_section, same_section.empty() ? "" : ", ", k.doc.key);
+    }
+    if (key.size() + 2 >= k.doc.key.size() && key.size() <= k.doc.key.size() + 2) {  // else more than 2 edits
+      if (const std::size_t d = edit_distance(key, k.doc.key); d < best) {
+        best = d;
+        closest = &k;
+      }
+    }
+  }
+  std::string out = closest != nullptr ? absl::StrCat("did you mean ", closest->doc.key, "? ") : "";
+  if (!same_section.empty()) return absl::StrCat(out, "known keys in [", prefix.substr(0, dot), "]: ", same_section);
+  return absl::StrCat(out, "known keys: ", all);
+}
+
+// Input that toml++ 3.x (Debian) cannot take safely, found by config_toml_fuzz and refused here first
+// with a parse error of the same form (TOML 1.0 allows none of it, except where noted):
+//  - a table header whose first character is not a key character or quote ("[=]", "[ .]", "[\n",
+//    "[[[g3]"): toml++ asserts (aborts) in builds with assertions;
+//  - a non-ASCII character outside string values and comments (bare keys are ASCII; e.g. "Κ = 1"), or
+//    in a quoted key: toml++ tests it with is_whitespace(), whose generated tables reach
+//    __builtin_unreachable for U+00A1..U+0499 and U+2CEE..U+30E7 (undefined behaviour in every build);
+//  - for the same reason, a non-ASCII character right after a backslash in a multi-line basic string
+//    (an invalid escape, or the first character after a line-ending backslash: valid TOML, refused);
+//  - a '}' where an array value belongs ("x = [}", "x = [1, }"): toml++ asserts, and assumes in release
+//    builds, that a value does not start with a terminator (undefined behaviour).
+// A small lexer skips strings and comments and follows arrays and inline tables, so that only real
+// headers (a '[' that starts a line at the top level) and keys are looked at.
+absl::Status prescan_toml(std::string_view text) {
+  std::size_t line = 1;
+  std::size_t line_start = 0;
+  auto error = [&](std::size_t at, std::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TOML parse error at line ", line, ", column ", at - line_start + 1, ": ", std::string(what),
+                     " (byte 0x", absl::Hex(static_cast<unsigned char>(text[at]), absl::kZeroPad2), ")"));
+  };
+  auto is_bare = [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
+  auto non_ascii = [](char c) { return static_cast<unsigned char>(c) >= 0x80; };
+  std::vector<char> nesting;    // open '[' (array) and '{' (inline table) of the current value
+  bool statement_start = true;  // only whitespace so far on this line, at the top level
+  bool expect_key = true;       // a string here would be a key
+  const std::size_t bom = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 byte order mark is allowed
+  for (std::size_t i = bom; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      line_start = i + 1;
+      statement_start = nesting.empty();
+      if (nesting.empty()) expect_key = true;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r') continue;
+    if (c == '#') {  // a comment, to the end of the line
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if (c == '"' || c == '\'') {
+      const bool multi = text.substr(i, 3) == std::string(3, c);
+      const bool basic = c == '"';
+      const bool key = expect_key;
+      i += multi ? 3 : 1;
+      for (; i < text.size(); ++i) {
+        const char s = text[i];
+        if (key && non_ascii(s)) return error(i, "a non-ASCII character in a key");
+        if (basic && s == '\\') {
+          std::size_t j = i + 1;
+          if (multi) {  // a line-ending backslash skips whitespace and newlines
+            while (j < text.size() && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n')) {
+              if (text[j] == '\n') {
+                ++line;
+                line_start = j + 1;
+              }
+              ++j;
+            }
+            if (j < text.size() && non_ascii(text[j])) {
+              return error(j, "a non-ASCII character right after a backslash in a multi-line string");
+            }
+            i = j == i + 1 ? j : j - 1;  // an escape: skip its character; else continue at the next one
+          } else {
+            i = j;
+          }
+          continue;
+        }
+        if (s == '\n') {
+          if (!multi) break;  // an unterminated string: toml++ reports it
+          ++line;
+          line_start = i + 1;
+          continue;
+        }
+        if (multi ? text.substr(i, 3) == std::string(3, c) : s == c) {
+          if (multi) {
+            i += 2;
+            while (i + 1 < text.size() && text[i + 1] == c) ++i;  // up to two quotes may end the content
+          }
+          break;
+        }
+      }
+      if (i < text.size() && text[i] == '\n') --i;  // the loop sees the newline
+      statement_start = false;
+      continue;
+    }
+    if (non_ascii(c)) return error(i, "a non-ASCII character outside a string value or comment");
+    if (statement_start && c == '[') {  // a table header: [key] or [[key]]
+      std::size_t j = i + 1;
+      if (j < text.size() && text[j] == '[') ++j;
+      while (j < text.size() && (text[j] == ' ' || text[j] == '\t')) ++j;
+      if (j < text.size() && !is_bare(text[j]) && text[j] != '"' && text[j] != '\'' && text[j] != ']') {
+        return error(j, "a table header must start with a key (letters, digits, '_', '-' or a quoted key)");
+      }
+      i = j - 1;  // the header's brackets are its own; its keys are checked as keys
+      statement_start = false;
+      expect_key = true;
+      continue;
+    }
+    statement_start = false;
+    if (!expect_key && c != '=' && c != '[' && c != '{' && c != ']' && c != '}' && c != ',') {
+      // A bare value (number, bool, date, or garbage): toml++ reads it up to a value terminator, testing
+      // every character with is_whitespace(), quotes and brackets included.
+      for (; i < text.size(); ++i) {
+        const char v = text[i];
+        if (v == ' ' || v == '\t' || v == '\r' || v == '\n' || v == ',' || v == ']' || v == '}' || v == '#') break;
+        if (non_ascii(v)) return error(i, "a non-ASCII character outside a string value or comment");
+      }
+      --i;  // the loop sees the terminator
+      continue;
+    }
+    if (c == '=') {
+      expect_key = false;
+    } else if (c == '[' && !expect_key) {
+      nesting.push_back('[');
+    } else if (c == '{') {
+      nesting.push_back('{');
+      expect_key = true;
+    } else if ((c == ']' || c == '}') && !nesting.empty()) {
+      if ((c == '}') != (nesting.back() == '{')) {
+        return error(i, c == '}' ? "'}' where an array value or ']' belongs" : "']' where an inline table needs '}'");
+      }
+      nesting.pop_back();
+      expect_key = false;
+    } else if (c == ',' && !nesting.empty()) {
+      expect_key = nesting.back() == '{';
+    }
+  }
+  return absl::OkStatus();
 }
 
 // A TOML scalar as the text set() takes.
@@ -320,7 +547,7 @@ absl::Status KvbmConfig::set(std::string_view key, std::string_view value) {
   const KeySpec* spec = find_key(key);
   if (spec == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown configuration key '", std::string(key), "'; known keys: ", known_keys()));
+        absl::StrCat("unknown configuration key '", std::string(key), "'; ", known_keys(key)));
   }
   return spec->set(*this, spec->doc.key, value);
 }
@@ -343,118 +570,256 @@ std::uint32_t KvbmConfig::tier_blocks(CacheLevel level) const {
 
 namespace {
 
-absl::Status validate_tier(const std::string& name, const TierConfig& t, const ModelConfig& model) {
+void validate_tier(const std::string& name, const TierConfig& t, const ModelConfig& model, bool model_ok,
+                   std::vector<absl::Status>* errors) {
   if (t.num_blocks != 0 && t.bytes != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": set only one of ", name, ".num_blocks or ", name,
-                                                   ".bytes (got num_blocks=", t.num_blocks, ", bytes=", t.bytes, ")"));
+    errors->push_back(
+        absl::InvalidArgumentError(absl::StrCat(name, ": set only one of ", name, ".num_blocks or ", name,
+                                                ".bytes (got num_blocks=", t.num_blocks, ", bytes=", t.bytes, ")")));
   }
-  const std::uint64_t per_block = model.bytes_per_block();
-  const std::uint64_t blocks = t.num_blocks != 0 ? t.num_blocks : t.bytes / per_block;
-  if (blocks == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ".bytes = ", t.bytes, " is smaller than one block (",
-                                                   per_block, " bytes for ", model.to_string(), ")"));
-  }
-  if (blocks > kMaxTierBlocks) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " capacity must be in [1, ", kMaxTierBlocks, "] blocks, got ", blocks));
+  if (model_ok || t.num_blocks != 0) {
+    const std::uint64_t per_block = model.bytes_per_block();
+    const std::uint64_t blocks = t.num_blocks != 0 ? t.num_blocks : t.bytes / per_block;
+    if (blocks == 0) {
+      errors->push_back(
+          absl::InvalidArgumentError(absl::StrCat(name, ".bytes = ", t.bytes, " is smaller than one block (", per_block,
+                                                  " bytes for ", model.to_string(), ")")));
+    } else if (blocks > kMaxTierBlocks) {
+      errors->push_back(absl::InvalidArgumentError(
+          absl::StrCat(name, " capacity must be in [1, ", kMaxTierBlocks, "] blocks, got ", blocks)));
+    }
   }
   if (!std::has_single_bit(t.layout.alignment) || t.layout.alignment > kMaxAlignment) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ".alignment must be a power of two in [1, ", kMaxAlignment, "], got ", t.layout.alignment));
+    errors->push_back(absl::InvalidArgumentError(
+        absl::StrCat(name, ".alignment must be a power of two in [1, ", kMaxAlignment, "], got ", t.layout.alignment)));
   }
   if (t.layout.kind == LayoutKind::kCustom) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ".layout must be fully_contiguous or layer_separate in a configuration"));
+    errors->push_back(absl::InvalidArgumentError(
+        absl::StrCat(name, ".layout must be fully_contiguous or layer_separate in a configuration")));
   }
-  return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status KvbmConfig::validate() const {
-  if (absl::Status s = model.validate(); !s.ok()) return s;
+std::vector<absl::Status> KvbmConfig::check() const {
+  std::vector<absl::Status> errors;
+  // Model fields one by one (each names its key), so that every bad one is reported.
+  struct ModelField {
+    const char* key;
+    std::uint32_t value;
+    std::uint32_t hi;
+  };
+  bool model_ok = true;
+  for (const ModelField& f : {ModelField{"model.num_layers", model.num_layers, ModelConfig::kMaxLayers},
+                              ModelField{"model.outer_dim", model.outer_dim, 2},
+                              ModelField{"model.page_size", model.page_size, ModelConfig::kMaxPageSize},
+                              ModelField{"model.inner_dim", model.inner_dim, ModelConfig::kMaxInnerDim},
+                              ModelField{"model.dtype_bytes", model.dtype_bytes, ModelConfig::kMaxDtypeBytes}}) {
+    if (f.value < 1 || f.value > f.hi) {
+      errors.push_back(
+          absl::InvalidArgumentError(absl::StrCat(f.key, " must be an integer in [1, ", f.hi, "], got ", f.value)));
+      model_ok = false;
+    }
+  }
+  // Checks in bytes need a valid model (bytes per block); they are skipped while it is not.
   if (!g1.enabled()) {
-    return absl::InvalidArgumentError("g1: set g1.num_blocks or g1.bytes (G1 is required)");
+    errors.push_back(absl::InvalidArgumentError("g1: set g1.num_blocks or g1.bytes (G1 is required)"));
   }
   for (auto [name, t] : {std::pair<std::string, const TierConfig*>{"g1", &g1}, {"g2", &g2}, {"g3", &g3}}) {
     if (!t->enabled()) continue;
-    if (absl::Status s = validate_tier(name, *t, model); !s.ok()) return s;
+    validate_tier(name, *t, model, model_ok, &errors);
   }
   if (g2.memory == MemoryKind::kDevice) {
-    return absl::InvalidArgumentError("g2.memory must be system or pinned (G2 is host memory), got device");
+    errors.push_back(absl::InvalidArgumentError("g2.memory must be system or pinned (G2 is host memory), got device"));
   }
   if (g3.enabled()) {
     if (!g2.enabled()) {
-      return absl::InvalidArgumentError(
-          "g3 needs a g2 tier: blocks reach disk through host memory (G1 → G2 → G3); "
-          "set g2.num_blocks or g2.bytes");
+      errors.push_back(
+          absl::InvalidArgumentError("g3 needs a g2 tier: blocks reach disk through host memory (G1 → G2 → G3); "
+                                     "set g2.num_blocks or g2.bytes"));
     }
     if (g3.layout.kind != LayoutKind::kFullyContiguous) {
-      return absl::InvalidArgumentError("g3.layout must be fully_contiguous (one aligned I/O per block)");
+      errors.push_back(absl::InvalidArgumentError("g3.layout must be fully_contiguous (one aligned I/O per block)"));
+    }
+    if (g3.persist && g3.directory.empty()) {
+      errors.push_back(absl::InvalidArgumentError(
+          "g3.persist needs g3.directory: a persistent tier must not live in the temp dir; set g3.directory"));
+    }
+    if (g3.persist && g3.unlink_after_open) {
+      errors.push_back(absl::InvalidArgumentError(
+          "g3.persist and g3.unlink_after_open exclude each other: an unlinked file cannot be reopened after a "
+          "restart; set g3.unlink_after_open = false"));
     }
   }
-  if (offload.max_bytes_in_flight < model.bytes_per_block()) {
-    return absl::InvalidArgumentError(absl::StrCat("offload.max_bytes_in_flight must be at least one block (",
-                                                   model.bytes_per_block(), " bytes), got ",
-                                                   offload.max_bytes_in_flight));
+  if (model_ok && offload.max_bytes_in_flight < model.bytes_per_block()) {
+    errors.push_back(absl::InvalidArgumentError(absl::StrCat("offload.max_bytes_in_flight must be at least one block (",
+                                                             model.bytes_per_block(), " bytes), got ",
+                                                             offload.max_bytes_in_flight)));
   }
-  return absl::OkStatus();
+  // G4 (issue 7/8).
+  if (g4.enabled()) {
+    if (!g2.enabled()) {
+      errors.push_back(absl::InvalidArgumentError(
+          "g4 needs a g2 tier: blocks reach the remote tier from host memory and come back through it; "
+          "set g2.num_blocks or g2.bytes (or leave g4.endpoints empty)"));
+    }
+    for (absl::Status& e : g4.check()) errors.push_back(std::move(e));
+  }
+  return errors;
 }
 
-absl::StatusOr<KvbmConfig> KvbmConfig::from_toml(std::string_view text) {
+absl::Status KvbmConfig::validate() const {
+  std::vector<absl::Status> errors = check();
+  return errors.empty() ? absl::OkStatus() : errors.front();
+}
+
+KvbmConfig KvbmConfig::from_toml_collect(std::string_view text, std::vector<absl::Status>* errors) {
+  KvbmConfig config;
+  if (absl::Status s = prescan_toml(text); !s.ok()) {
+    errors->push_back(std::move(s));
+    return config;
+  }
   toml::table root;
   try {
     root = toml::parse(text);
   } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("TOML parse error at line ", e.source().begin.line, ", column ",
-                                                   e.source().begin.column, ": ", std::string(e.description())));
+    errors->push_back(
+        absl::InvalidArgumentError(absl::StrCat("TOML parse error at line ", e.source().begin.line, ", column ",
+                                                e.source().begin.column, ": ", std::string(e.description()))));
+    return config;
   }
-  KvbmConfig config;
-  absl::Status status;
-  auto visit = [&](const std::string& key, const toml::node& node) {
-    if (!status.ok()) return;
-    auto text_value = scalar_text(key, node);
-    if (!text_value.ok()) {
-      status = text_value.status();
-      return;
-    }
-    status = config.set(key, *text_value);
+  // Sections are the prefixes of the keys (model, g1, ..., offload and whatever the key table adds).
+  std::vector<std::string> sections;
+  for (const KeySpec& k : key_table()) {
+    const std::size_t dot = k.doc.key.find('.');
+    if (dot == std::string::npos) continue;
+    std::string section = k.doc.key.substr(0, dot);
+    if (std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
+  }
+  // toml++ iterates tables in key order; keys are applied (and errors reported) in the file's order, so
+  // that of a tier's num_blocks and bytes the one written last wins, as with every other source.
+  struct Entry {
+    std::uint64_t line;
+    std::uint64_t column;
+    std::string key;
+    const toml::node* node;  // null: an unknown section
+  };
+  std::vector<Entry> entries;
+  auto add = [&](std::string key, const toml::node& node) {
+    entries.push_back(Entry{node.source().begin.line, node.source().begin.column, std::move(key), &node});
   };
   for (const auto& [name, node] : root) {
     const std::string top(name.str());
     if (const toml::table* table = node.as_table()) {
-      if (top != "model" && top != "g1" && top != "g2" && top != "g3" && top != "offload") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("unknown configuration section [", top, "]; known sections: model, g1, g2, g3, offload"));
+      if (std::find(sections.begin(), sections.end(), top) == sections.end()) {
+        entries.push_back(Entry{node.source().begin.line, node.source().begin.column, top, nullptr});
+        continue;
       }
-      for (const auto& [sub, value] : *table) visit(absl::StrCat(top, ".", std::string(sub.str())), value);
+      for (const auto& [sub, value] : *table) add(absl::StrCat(top, ".", std::string(sub.str())), value);
     } else {
-      visit(top, node);
+      add(top, node);
     }
-    if (!status.ok()) return status;
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  for (const Entry& e : entries) {
+    if (e.node == nullptr) {
+      errors->push_back(absl::InvalidArgumentError(absl::StrCat("unknown configuration section [", e.key,
+                                                                "]; known sections: ", absl::StrJoin(sections, ", "))));
+      continue;
+    }
+    if (find_key(e.key) == nullptr) {
+      errors->push_back(config.set(e.key, ""));  // set() names the known keys
+      continue;
+    }
+    auto text_value = scalar_text(e.key, *e.node);
+    if (!text_value.ok()) {
+      errors->push_back(text_value.status());
+      continue;
+    }
+    if (absl::Status st = config.set(e.key, *text_value); !st.ok()) errors->push_back(std::move(st));
+  }
+  return config;
+}
+
+absl::StatusOr<KvbmConfig> KvbmConfig::from_toml(std::string_view text) {
+  std::vector<absl::Status> errors;
+  KvbmConfig config = from_toml_collect(text, &errors);
+  if (!errors.empty()) return errors.front();
+  return config;
+}
+
+KvbmConfig KvbmConfig::from_toml_file_collect(const std::string& path, std::vector<absl::Status>* errors) {
+  std::ifstream in(path);
+  if (!in) {
+    errors->push_back(absl::NotFoundError(absl::StrCat("cannot open configuration file '", path, "'")));
+    return KvbmConfig{};
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::vector<absl::Status> own;
+  KvbmConfig config = from_toml_collect(buffer.str(), &own);
+  for (const absl::Status& s : own) {
+    errors->push_back(absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message())));
   }
   return config;
 }
 
 absl::StatusOr<KvbmConfig> KvbmConfig::from_toml_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open configuration file '", path, "'"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  auto config = from_toml(buffer.str());
-  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  std::vector<absl::Status> errors;
+  KvbmConfig config = from_toml_file_collect(path, &errors);
+  if (!errors.empty()) return errors.front();
   return config;
 }
 
-absl::Status KvbmConfig::apply_env(const std::function<const char*(const char*)>& getenv) {
+void KvbmConfig::apply_env_collect(std::vector<absl::Status>* errors,
+                                   const std::function<const char*(const char*)>& getenv) {
   for (const KeySpec& k : key_table()) {
     const char* value = getenv ? getenv(k.doc.env.c_str()) : std::getenv(k.doc.env.c_str());
     if (value == nullptr) continue;
     if (absl::Status s = set(k.doc.key, value); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("environment ", k.doc.env, ": ", s.message()));
+      errors->push_back(absl::InvalidArgumentError(absl::StrCat("environment ", k.doc.env, ": ", s.message())));
     }
   }
-  return absl::OkStatus();
+}
+
+absl::Status KvbmConfig::apply_env(const std::function<const char*(const char*)>& getenv) {
+  std::vector<absl::Status> errors;
+  apply_env_collect(&errors, getenv);
+  return errors.empty() ? absl::OkStatus() : errors.front();
+}
+
+void KvbmConfig::apply_overrides(const std::vector<std::string>& assignments, std::vector<absl::Status>* errors) {
+  for (const std::string& assignment : assignments) {
+    const std::size_t eq = assignment.find('=');
+    if (eq == std::string::npos) {
+      errors->push_back(absl::InvalidArgumentError(
+          absl::StrCat("--set ", assignment, ": expected key=value, e.g. --set g1.bytes=4GiB")));
+      continue;
+    }
+    const std::string key(absl::StripAsciiWhitespace(assignment.substr(0, eq)));
+    const std::string value(absl::StripAsciiWhitespace(assignment.substr(eq + 1)));
+    if (absl::Status s = set(key, value); !s.ok()) {
+      errors->push_back(absl::InvalidArgumentError(absl::StrCat("--set ", assignment, ": ", s.message())));
+    }
+  }
+}
+
+KvbmConfig KvbmConfig::resolve(const std::string& file, const std::vector<std::string>& overrides,
+                               std::vector<absl::Status>* errors,
+                               const std::function<const char*(const char*)>& getenv) {
+  KvbmConfig config = file.empty() ? KvbmConfig{} : from_toml_file_collect(file, errors);
+  apply_layers(config, overrides, errors, getenv);
+  for (absl::Status& s : config.check()) errors->push_back(std::move(s));
+  return config;
+}
+
+void KvbmConfig::apply_layers(KvbmConfig& base, const std::vector<std::string>& overrides,
+                              std::vector<absl::Status>* errors,
+                              const std::function<const char*(const char*)>& getenv) {
+  base.apply_env_collect(errors, getenv);
+  base.apply_overrides(overrides, errors);
 }
 
 std::string KvbmConfig::to_toml() const {

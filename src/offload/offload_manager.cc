@@ -83,6 +83,7 @@ class OffloadQueue {
   }
   void clear() { heap_ = {}; }
   [[nodiscard]] bool empty() const { return heap_.empty(); }
+  [[nodiscard]] std::size_t size() const { return heap_.size(); }
   [[nodiscard]] std::uint64_t peak() const { return peak_; }
 
  private:
@@ -124,8 +125,11 @@ absl::Status apply_from(MutableBlock<D>& target, const ImmutableBlock<S>& source
 
 class OffloadManager::Impl {
  public:
-  Impl(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config)
+  Impl(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config, OffloadObservers observers,
+       std::unique_ptr<G4Path> g4)
       : tiers_(tiers),
+        observers_(observers),
+        g4_(std::move(g4)),
         engine_(engine),
         config_(config),
         bytes_per_block_(tiers->g1->layout->model().bytes_per_block()),
@@ -152,7 +156,9 @@ class OffloadManager::Impl {
 
   void write_back_g1(std::span<const EvictedBlock> evicted) {
     if (!tiers_->g2 || config_.g1_to_g2 != OffloadMode::kWriteBack || evicted.empty()) return;
+    const Clock::time_point started = Clock::now();
     write_back(*tiers_->g1, *tiers_->g2, evicted, /*frequency_filter=*/false);
+    observe_since(observers_.g1_to_g2_batch_seconds, started);
   }
 
   void record_sightings(std::span<const SequenceHash> hashes) {
@@ -171,7 +177,7 @@ class OffloadManager::Impl {
   std::shared_ptr<OnboardOperation> onboard(MatchResult match) {
     auto op = std::make_shared<OnboardOperation>();
     const Clock::time_point started = Clock::now();
-    if (match.g2.empty() && match.g3.empty()) {
+    if (match.g2.empty() && match.g3.empty() && match.g4.empty()) {
       op->finish(std::move(match.g1), 0.0);
       return op;
     }
@@ -190,6 +196,7 @@ class OffloadManager::Impl {
   void flush() {
     MutexLock lock(&mu_);
     while (!(q12_.empty() && q23_.empty() && onboards_.empty() && busy_ == 0)) idle_cv_.wait(mu_);
+    if (g4_) g4_->flush();  // G4 puts come from G2 registrations, all done by now
   }
 
   void shutdown(bool drain) {
@@ -212,8 +219,14 @@ class OffloadManager::Impl {
       left.swap(onboards_);
     }
     for (PendingOnboard& p : left) p.op->finish(absl::CancelledError("onboard: cancelled by shutdown"), 0.0);
+    if (g4_) g4_->shutdown(drain);
     idle_cv_.notify_all();
   }
+
+  std::vector<SequenceHash> match_g4(std::span<const SequenceHash> hashes) {
+    return g4_ ? g4_->match(hashes) : std::vector<SequenceHash>{};
+  }
+  bool has_g4() const { return g4_ != nullptr; }
 
   OffloadStats stats() const {
     OffloadStats s;
@@ -224,6 +237,10 @@ class OffloadManager::Impl {
     MutexLock lock(&mu_);
     s.queue_peak_g1_g2 = q12_.peak();
     s.queue_peak_g2_g3 = q23_.peak();
+    s.queue_depth_g1_g2 = q12_.size();
+    s.queue_depth_g2_g3 = q23_.size();
+    s.onboard_queue_depth = onboards_.size();
+    if (g4_) s.g4 = g4_->stats();
     return s;
   }
 
@@ -276,10 +293,13 @@ class OffloadManager::Impl {
         batch = q.pop(batch_limit_);
         ++busy_;
       }
+      const Clock::time_point started = Clock::now();
       if (pair == Pair::kG1ToG2) {
         copy_down(*tiers_->g1, *tiers_->g2, batch, &OffloadStats::g1_to_g2);
+        observe_since(observers_.g1_to_g2_batch_seconds, started);
       } else {
         copy_down(*tiers_->g2, *tiers_->g3, batch, &OffloadStats::g2_to_g3);
+        observe_since(observers_.g2_to_g3_batch_seconds, started);
       }
       {
         MutexLock lock(&mu_);
@@ -336,6 +356,7 @@ class OffloadManager::Impl {
     std::vector<BlockId> dst_ids;
     dst_ids.reserve(targets.size());
     for (const MutableBlock<D>& t : targets) dst_ids.push_back(t.id());
+    if (dst.persist) dst.persist->invalidate(dst_ids);  // persistent G3: old records go before the data
     TransferRequest request{src.view(), dst.view(), copies_for<S>(sources, dst_ids)};
     const TransferResult result = engine_->submit(std::move(request))->wait();
 
@@ -346,7 +367,11 @@ class OffloadManager::Impl {
         count_failure(result.blocks[i]);
         continue;
       }
-      if (apply_from<S, D>(targets[i], sources[i]).ok()) arrived.push_back(std::move(targets[i]));
+      if (apply_from<S, D>(targets[i], sources[i]).ok()) {
+        // Persistent G3: the record is the commit point, written once the data write has completed.
+        if (dst.persist) dst.persist->commit(targets[i].id(), targets[i].identity(), *dst.checksums);
+        arrived.push_back(std::move(targets[i]));
+      }
     }
     if (result.blocks.empty() && !result.status.ok()) {
       add_stat(&OffloadStats::transfer_failures, targets.size());
@@ -356,6 +381,7 @@ class OffloadManager::Impl {
     if (!registered.ok()) return 0;
     const std::size_t n = registered->size();
     if constexpr (D == CacheLevel::kG2) {
+      if (g4_) g4_->on_g2_registered(*registered);  // write-through to G4
       if (tiers_->g3 && config_.g2_to_g3 == OffloadMode::kWriteThrough) {
         std::vector<OffloadEntry> next;
         std::uint64_t filtered = 0;
@@ -430,6 +456,7 @@ class OffloadManager::Impl {
     std::vector<BlockCopy> copies;
     for (std::size_t i = 0; i < targets.size(); ++i) {
       copies.push_back(BlockCopy{todo[i]->id, targets[i].id(), todo[i]->identity.sequence_hash.value()});
+      if (down.persist) down.persist->invalidate(std::span<const BlockId>(&copies.back().dst, 1));
     }
     const TransferResult result = engine_->run(TransferRequest{up.view(), down.view(), std::move(copies)});
     std::vector<MutableBlock<W>> arrived;
@@ -440,11 +467,17 @@ class OffloadManager::Impl {
       }
       if (result.blocks.empty() && !result.status.ok()) continue;
       targets[i].set_priority(todo[i]->priority);
-      if (targets[i].apply(todo[i]->identity).ok()) arrived.push_back(std::move(targets[i]));
+      if (targets[i].apply(todo[i]->identity).ok()) {
+        if (down.persist) down.persist->commit(targets[i].id(), targets[i].identity(), *down.checksums);
+        arrived.push_back(std::move(targets[i]));
+      }
     }
     auto registered = down.pool->register_blocks(arrived);
     if (!registered.ok()) return;
     add_stat(&OffloadStats::write_back_blocks, registered->size());
+    if constexpr (W == CacheLevel::kG2) {
+      if (g4_) g4_->on_g2_registered(*registered);  // write-through to G4
+    }
     add_stat(W == CacheLevel::kG2 ? &OffloadStats::g1_to_g2 : &OffloadStats::g2_to_g3, registered->size());
     add_stat(&OffloadStats::bytes_down, registered->size() * bytes_per_block_);
     down.pool->release(*std::move(registered));
@@ -466,6 +499,7 @@ class OffloadManager::Impl {
       auto result = onboard_now(job.match);
       const double latency = std::chrono::duration<double>(Clock::now() - job.started).count();
       job.match = MatchResult{};  // release lower-tier pins before waking the waiter
+      if (observers_.onboard_seconds != nullptr) observers_.onboard_seconds->observe(latency);
       job.op->finish(std::move(result), latency);
       {
         MutexLock lock(&mu_);
@@ -475,7 +509,27 @@ class OffloadManager::Impl {
     }
   }
 
+  // G1–G3 first; then, when that prefix came through whole, G4: fetched into G2 (verified, registered
+  // there) and onboarded from G2 like any G2 block. A G4 block that is gone or damaged ends the prefix.
   absl::StatusOr<std::vector<G1Block>> onboard_now(MatchResult& match) {
+    std::vector<SequenceHash> g4 = std::move(match.g4);
+    const std::size_t before_g4 = match.size();
+    auto out = onboard_tiers(match);
+    if (!out.ok() || g4.empty() || !g4_ || out->size() < before_g4) return out;
+    MatchResult rest;
+    rest.g2 = g4_->fetch_into_g2(g4, [this](std::size_t n) { return allocate_some(*tiers_->g2, n); });
+    if (rest.g2.size() < g4.size()) add_stat(&OffloadStats::onboard_truncated, 1);
+    if (rest.g2.empty()) return out;
+    const std::size_t fetched = rest.g2.size();
+    auto more = onboard_tiers(rest);
+    if (!more.ok()) return out;
+    // Also counted in g2_to_g1 by onboard_tiers: they came up through G2.
+    add_stat(&OffloadStats::g4_to_g1, std::min(fetched, more->size()));
+    for (G1Block& b : *more) out->push_back(std::move(b));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<G1Block>> onboard_tiers(MatchResult& match) {
     Tier<CacheLevel::kG1>& g1 = *tiers_->g1;
     std::vector<G1Block> out = std::move(match.g1);
     const std::size_t want = match.g2.size() + match.g3.size();
@@ -599,7 +653,13 @@ class OffloadManager::Impl {
     add_stat(&OffloadStats::g3_to_g1, up);
   }
 
+  static void observe_since(metrics::Histogram* h, Clock::time_point started) {
+    if (h != nullptr) h->observe(std::chrono::duration<double>(Clock::now() - started).count());
+  }
+
   TierStack* const tiers_;
+  const OffloadObservers observers_;
+  const std::unique_ptr<G4Path> g4_;  // null without G4; its worker is joined by shutdown()
   TransferEngine* const engine_;
   const OffloadConfig config_;
   const std::uint64_t bytes_per_block_;
@@ -625,8 +685,9 @@ class OffloadManager::Impl {
   std::vector<std::thread> workers_;  // started in the constructor, joined by shutdown()
 };
 
-OffloadManager::OffloadManager(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config)
-    : impl_(std::make_unique<Impl>(tiers, engine, config)) {}
+OffloadManager::OffloadManager(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config,
+                               OffloadObservers observers, std::unique_ptr<G4Path> g4)
+    : impl_(std::make_unique<Impl>(tiers, engine, config, observers, std::move(g4))) {}
 OffloadManager::~OffloadManager() = default;
 void OffloadManager::on_g1_registered(std::span<const G1Block> blocks) { impl_->on_g1_registered(blocks); }
 void OffloadManager::write_back_g1(std::span<const EvictedBlock> evicted) { impl_->write_back_g1(evicted); }
@@ -637,5 +698,9 @@ std::shared_ptr<OnboardOperation> OffloadManager::onboard(MatchResult match) {
 void OffloadManager::flush() { impl_->flush(); }
 void OffloadManager::shutdown(bool drain) { impl_->shutdown(drain); }
 OffloadStats OffloadManager::stats() const { return impl_->stats(); }
+std::vector<SequenceHash> OffloadManager::match_g4(std::span<const SequenceHash> hashes) {
+  return impl_->match_g4(hashes);
+}
+bool OffloadManager::has_g4() const { return impl_->has_g4(); }
 
 }  // namespace kvbm

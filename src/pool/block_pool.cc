@@ -390,7 +390,11 @@ std::span<const std::uint32_t> registered_tokens(const PoolCore* core, BlockId i
   if (c->row_has_tokens()[id.value()] == 0) return {};
   return c->token_row(id.value());
 }
-const RegisteredInfo& registered_info(const PoolCore* core, BlockId id) { return core->registered_info(id.value()); }
+const RegisteredInfo& registered_info(const PoolCore* core, BlockId id) {
+  static const RegisteredInfo kEmptyHandle{};  // identity() / priority() of an empty handle: no dereference
+  if (core == nullptr) return kEmptyHandle;
+  return core->registered_info(id.value());
+}
 void set_row_has_tokens(PoolCore* core, BlockId id, bool has) { core->row_has_tokens()[id.value()] = has ? 1 : 0; }
 
 }  // namespace kvbm::detail

@@ -403,6 +403,7 @@ absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o
   auto kv = KvBlockManager::create(config, o.events);
   if (!kv.ok()) return kv.status();
   KvBlockManager& m = **kv;
+  if (o.on_manager) o.on_manager(m);
   ManagerCache cache(m);
   const ModelConfig model = m.model();
 

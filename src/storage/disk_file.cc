@@ -7,6 +7,7 @@
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -92,8 +93,12 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::create(std::vector<std::uint
   if (region_sizes.empty()) return absl::InvalidArgumentError("DiskFile needs at least one region, got 0");
   std::vector<std::uint64_t> offsets;
   offsets.reserve(region_sizes.size());
-  std::uint64_t end = 0;
   constexpr std::uint64_t kMaxBytes = std::uint64_t{1} << 62;
+  if (options.header_bytes > kMaxBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DiskFile header_bytes ", options.header_bytes, " must be at most 2^62"));
+  }
+  std::uint64_t end = round_up(options.header_bytes, kAlignment);
   for (std::size_t i = 0; i < region_sizes.size(); ++i) {
     if (region_sizes[i] == 0) {
       return absl::InvalidArgumentError(absl::StrCat("DiskFile region ", i, " size must be > 0, got 0"));
@@ -107,6 +112,15 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::create(std::vector<std::uint
   }
   const std::uint64_t file_bytes = end;
 
+  if (!options.file_name.empty()) {
+    if (options.file_name.find('/') != std::string::npos || options.file_name == "." || options.file_name == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DiskFile file_name must be a file name without '/', got '", options.file_name, "'"));
+    }
+    if (options.unlink_after_open) {
+      return absl::InvalidArgumentError("DiskFile: a persistent file (file_name) cannot be unlink_after_open");
+    }
+  }
   if (options.name_prefix.empty() || options.name_prefix.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(
         "DiskFile name_prefix must be a non-empty file name without '/', got '", options.name_prefix, "'"));
@@ -129,12 +143,14 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::create(std::vector<std::uint
   // Where the file system reports no capacity, the reservation below is the only check.
   absl::StatusOr<FreeSpace> available = free_space(dir);
   if (!available.ok()) return available.status();
-  if (available->known && available->bytes < file_bytes) return no_space_error(dir, file_bytes, available->bytes);
 
   std::unique_ptr<DiskFile> file(new DiskFile());
   file->region_sizes_ = std::move(region_sizes);
   file->region_offsets_ = std::move(offsets);
   file->file_bytes_ = file_bytes;
+  if (!options.file_name.empty())
+    return open_persistent(std::move(file), dir, options, available->known, available->bytes);
+  if (available->known && available->bytes < file_bytes) return no_space_error(dir, file_bytes, available->bytes);
 
   std::random_device random_device;
   constexpr int kMaxNameAttempts = 16;
@@ -179,13 +195,58 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::create(std::vector<std::uint
   return file;
 }
 
+absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::open_persistent(std::unique_ptr<DiskFile> file,
+                                                                    const std::string& dir, const Options& options,
+                                                                    bool space_known, std::uint64_t space_bytes) {
+  std::string path = absl::StrCat(dir, dir.ends_with('/') ? "" : "/", options.file_name);
+  constexpr int kFlags = O_CREAT | O_RDWR | O_CLOEXEC;
+  bool direct = options.direct_io;
+  int fd = open(path.c_str(), kFlags | (direct ? O_DIRECT : 0), 0600);
+  if (fd < 0 && direct && errno == EINVAL) {
+    direct = false;
+    fd = open(path.c_str(), kFlags, 0600);
+  }
+  if (fd < 0) {
+    const int err = errno;
+    return absl::InvalidArgumentError(
+        absl::StrCat("G3 disk directory '", dir, "': cannot open '", path, "': ", std::strerror(err)));
+  }
+  file->fd_ = fd;
+  file->direct_io_ = direct;
+  file->persistent_ = true;
+  file->path_ = std::move(path);
+  // The destructor closes the fd and keeps the file on every path from here on.
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat("G3 persistent file '", file->path_,
+                                                        "' is in use by another kvbm manager (flock); give each "
+                                                        "manager its own g3.directory"));
+    }
+    return absl::InternalError(absl::StrCat("G3 persistent file '", file->path_, "': flock: ", std::strerror(err)));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    return absl::InternalError(absl::StrCat("G3 persistent file '", file->path_, "': fstat: ", std::strerror(err)));
+  }
+  file->previous_bytes_ = static_cast<std::uint64_t>(st.st_size);
+  file->existed_ = st.st_size > 0;
+  if (file->previous_bytes_ < file->file_bytes_) {
+    const std::uint64_t missing = file->file_bytes_ - file->previous_bytes_;
+    if (space_known && space_bytes < missing) return no_space_error(dir, missing, space_bytes);
+    if (absl::Status status = reserve(file->fd_, dir, file->file_bytes_); !status.ok()) return status;
+  }
+  return file;
+}
+
 absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::for_layout(const Layout& layout, Options options) {
   return create(layout.region_sizes(), std::move(options));
 }
 
 DiskFile::~DiskFile() {
   if (fd_ >= 0) (void)close(fd_);
-  if (!unlinked_ && !path_.empty()) (void)unlink(path_.c_str());
+  if (!unlinked_ && !persistent_ && !path_.empty()) (void)unlink(path_.c_str());
 }
 
 }  // namespace kvbm

@@ -4,6 +4,7 @@
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -11,7 +12,11 @@
 #include <vector>
 
 #include "kvbm/core/size.h"
+#include "kvbm/manager/kvbm_config.h"
+#include "kvbm/pool/eviction_policy.h"
 #include "pool_workloads.h"
+#include "remote_redis_bench.h"
+#include "remote_ucx_bench.h"
 #include "tiers_bench.h"
 #include "tools/commands.h"
 
@@ -109,7 +114,52 @@ void print_table(const PoolBenchOptions& options, const std::vector<Row>& rows) 
   }
 }
 
-void print_json(const PoolBenchOptions& options, const std::vector<Row>& rows) {
+// Issue 5/8: each eviction policy under one operation mix (bench::make_policy_workload), ns per block and
+// the ratio to LRU measured in the same run. Target for the default policy: <= 1.5x LRU.
+struct PolicyRow {
+  EvictionPolicyKind kind;
+  double ns_per_block = 0;
+  std::string summary;
+};
+constexpr double kPolicyTargetRatio = 1.5;
+
+// Three rounds over all policies, each policy's best round kept (rounds interleave, so drift of the
+// machine hits every policy alike). Row 0 is LRU.
+absl::StatusOr<std::vector<PolicyRow>> measure_policies(double seconds) {
+  std::vector<PolicyRow> out;
+  std::vector<std::unique_ptr<bench::Workload>> workloads;
+  for (EvictionPolicyKind kind : all_eviction_policy_kinds()) {
+    auto w = bench::make_policy_workload(kind);
+    if (!w.ok()) return w.status();
+    workloads.push_back(*std::move(w));
+    out.push_back(PolicyRow{kind, 0, {}});
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      auto m = bench::measure(*workloads[i], seconds / 3);
+      if (!m.ok()) return m.status();
+      // Thread CPU time: a policy's cost, not the scheduler's, on a shared machine.
+      if (round == 0 || m->cpu_ns_per_block < out[i].ns_per_block) out[i].ns_per_block = m->cpu_ns_per_block;
+    }
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) out[i].summary = workloads[i]->summary();
+  return out;
+}
+
+void print_policies(const std::vector<PolicyRow>& policies) {
+  if (policies.empty()) return;
+  std::printf(
+      "\neviction policies: request mix (match 8-block prefix, allocate + evict the rest, register, release "
+      "16), 65536-block pool; thread CPU ns per block, best of 3 rounds; ratio to lru from this run (target for the "
+      "default %s: <= %.1fx)\n",
+      std::string(eviction_policy_name(TierConfig{}.eviction)).c_str(), kPolicyTargetRatio);
+  for (const PolicyRow& p : policies) {
+    std::printf("  %-14s %8.1f ns/block  %5.2fx lru  %s\n", std::string(eviction_policy_name(p.kind)).c_str(),
+                p.ns_per_block, p.ns_per_block / policies.front().ns_per_block, p.summary.c_str());
+  }
+}
+
+void print_json(const PoolBenchOptions& options, const std::vector<Row>& rows, const std::vector<PolicyRow>& policies) {
   std::string out = absl::StrFormat(R"({"benchmark":"pool","seconds_per_workload":%g,"page_size":16,"machine":%s,)",
                                     options.seconds, json_string(bench::machine_description()));
   absl::StrAppend(&out, R"("workloads":[)");
@@ -147,6 +197,15 @@ void print_json(const PoolBenchOptions& options, const std::vector<Row>& rows) {
                               seq->m.gb_per_s / one->m.gb_per_s, seq->m.gb_per_s / per_block->m.gb_per_s,
                               seq->m.gb_per_s / chained->m.gb_per_s, kHashTargetRatio));
   }
+  if (!policies.empty()) {
+    absl::StrAppend(&out, R"(,"eviction_policies":[)");
+    for (std::size_t i = 0; i < policies.size(); ++i) {
+      absl::StrAppend(&out, i ? "," : "", "{\"policy\":", json_string(eviction_policy_name(policies[i].kind)),
+                      absl::StrFormat(",\"ns_per_block\":%.3f,\"ratio_to_lru\":%.3f}", policies[i].ns_per_block,
+                                      policies[i].ns_per_block / policies.front().ns_per_block));
+    }
+    out.push_back(']');
+  }
   out.push_back('}');
   std::printf("%s\n", out.c_str());
 }
@@ -168,10 +227,16 @@ int run_pool_bench(const PoolBenchOptions& options) {
     }
     rows.push_back(Row{&info, *m, (*workload)->summary()});
   }
+  auto policies = measure_policies(options.seconds);
+  if (!policies.ok()) {
+    std::fprintf(stderr, "kvbm bench pool: eviction policies: %s\n", policies.status().ToString().c_str());
+    return 1;
+  }
   if (options.json) {
-    print_json(options, rows);
+    print_json(options, rows, *policies);
   } else {
     print_table(options, rows);
+    print_policies(*policies);
   }
   return 0;
 }
@@ -246,6 +311,110 @@ int run_tiers_command(const TiersCliOptions& cli) {
   return 0;
 }
 
+// ---- `kvbm bench remote` (issue 7/8): G4 on Redis beside redis-benchmark ----
+struct RemoteCliOptions {
+  std::string endpoint;
+  std::string block_bytes = "256KiB";
+  std::uint32_t batch = bench::RemoteBenchOptions{}.batch;
+  std::uint32_t blocks = bench::RemoteBenchOptions{}.blocks;
+  bool json = false;
+  std::vector<std::string> ucx_tls = {"tcp"};  // "none" = skip the UCX half
+};
+
+// The UCX half of `kvbm bench remote`: one figure per UCX_TLS value.
+struct UcxRows {
+  std::vector<UcxPullBenchResult> results;
+};
+
+void print_remote_table(const bench::RemoteBenchReport& r, const UcxRows& ucx) {
+  std::printf("kvbm bench remote: redis %s (%s), %u blocks of %s, batch %u, one connection\n", r.endpoint.c_str(),
+              r.own_server ? "started here" : "given", r.blocks, format_size(r.block_bytes).c_str(), r.batch);
+  std::printf("machine: %s\n\n", bench::machine_description().c_str());
+  std::printf("%-34s %10s %15s %7s\n", "", "kvbm G4", "redis-benchmark", "ratio");
+  std::printf("%-34s %5.3f GB/s %10.3f GB/s %7.2f\n", "put (SET, checksummed values)", r.g4_put_gbps, r.redis_set_gbps,
+              r.put_ratio);
+  std::printf("%-34s %5.3f GB/s %10.3f GB/s %7.2f\n", "get (GET, every value verified)", r.g4_get_gbps,
+              r.redis_get_gbps, r.get_ratio);
+  std::printf("\nredis-benchmark: %.0f SET/s, %.0f GET/s  (%s)\n", r.redis_set_rps, r.redis_get_rps,
+              r.redis_benchmark_command.c_str());
+  std::printf("kvbm: %llu blocks read back and verified; %.1f s in all\n", static_cast<unsigned long long>(r.verified),
+              r.wall_seconds);
+  if (ucx.results.empty()) return;
+  std::printf("\nUCX peer pull (worker B reads worker A's blocks by id; %s) beside ucx_perftest ucp_get:\n",
+              ucx.results.front().mode.c_str());
+  std::printf("%-10s %12s %8s %6s %12s %15s %7s\n", "UCX_TLS", "block", "blocks", "batch", "pull", "ucx_perftest",
+              "ratio");
+  for (const UcxPullBenchResult& u : ucx.results) {
+    std::printf("%-10s %12s %8u %6u %7.3f GB/s %10.3f GB/s %7.2f%s\n", u.tls.c_str(),
+                format_size(u.block_bytes).c_str(), u.blocks, u.batch, u.pull_gbps, u.perftest_gbps, u.ratio,
+                u.verified ? "" : "  (NOT verified)");
+    if (!u.perftest_error.empty()) std::printf("  no ucx_perftest baseline: %s\n", u.perftest_error.c_str());
+  }
+}
+
+void print_remote_json(const bench::RemoteBenchReport& r, const UcxRows& ucx) {
+  std::string out = absl::StrFormat(
+      R"({"benchmark":"remote","redis":{"endpoint":%s,"own_server":%s,"block_bytes":%d,"batch":%d,"blocks":%d,)"
+      R"("g4_put_gbps":%.4f,"g4_get_gbps":%.4f,"verified_blocks":%d,"redis_benchmark_set_rps":%.1f,)"
+      R"("redis_benchmark_get_rps":%.1f,"redis_benchmark_set_gbps":%.4f,"redis_benchmark_get_gbps":%.4f,)"
+      R"("put_ratio":%.4f,"get_ratio":%.4f,"redis_benchmark_command":%s})",
+      json_string(r.endpoint), r.own_server ? "true" : "false", r.block_bytes, r.batch, r.blocks, r.g4_put_gbps,
+      r.g4_get_gbps, r.verified, r.redis_set_rps, r.redis_get_rps, r.redis_set_gbps, r.redis_get_gbps, r.put_ratio,
+      r.get_ratio, json_string(r.redis_benchmark_command));
+  out += ",\"ucx\":[";
+  for (std::size_t i = 0; i < ucx.results.size(); ++i) {
+    if (i != 0) out += ",";
+    out += ucx_pull_bench_json(ucx.results[i]);
+  }
+  out += "]}";
+  std::printf("%s\n", out.c_str());
+}
+
+int run_remote_command(const RemoteCliOptions& cli) {
+  bench::RemoteBenchOptions options;
+  options.endpoint = cli.endpoint;
+  absl::StatusOr<std::uint64_t> block = parse_size(cli.block_bytes);
+  if (!block.ok() || *block == 0) {
+    std::fprintf(stderr, "kvbm bench remote: --block-bytes must be a size > 0, got '%s'\n", cli.block_bytes.c_str());
+    return 2;
+  }
+  options.block_bytes = *block;
+  options.batch = cli.batch;
+  options.blocks = cli.blocks;
+
+  // UCX first: its benchmark forks the peer, which must happen before this process starts threads.
+  UcxRows ucx;
+  for (const std::string& tls : cli.ucx_tls) {
+    if (tls == "none") continue;
+    UcxPullBenchOptions u;
+    u.tls = tls;
+    u.block_bytes = options.block_bytes;
+    u.batch = std::min<std::uint32_t>(options.batch, 1024);
+    // Both processes hold the blocks; keep each side at most 256 MiB, and pull four passes.
+    u.blocks = static_cast<std::uint32_t>(
+        std::clamp<std::uint64_t>((256ull << 20) / options.block_bytes, 1, std::max<std::uint32_t>(options.blocks, 1)));
+    u.total_bytes = u.block_bytes * u.blocks * 4;
+    absl::StatusOr<UcxPullBenchResult> result = run_ucx_pull_bench(u);
+    if (!result.ok()) {
+      std::fprintf(stderr, "kvbm bench remote: UCX_TLS=%s: %s\n", tls.c_str(), result.status().ToString().c_str());
+      return 1;
+    }
+    ucx.results.push_back(*std::move(result));
+  }
+
+  absl::StatusOr<bench::RemoteBenchReport> report = bench::run_remote_redis_bench(options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "kvbm bench remote: %s\n", report.status().ToString().c_str());
+    return 1;
+  }
+  if (cli.json) {
+    print_remote_json(*report, ucx);
+  } else {
+    print_remote_table(*report, ucx);
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, int* exit_code) {
@@ -278,6 +447,29 @@ void add_bench_command(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   tiers->add_flag("--json", tiers_options->json, "Print one JSON object instead of the table");
   tiers->callback([tiers_options, exit_code] { *exit_code = run_tiers_command(*tiers_options); });
+
+  // `kvbm bench remote` (issue 7/8): G4 on Redis beside redis-benchmark, same server, same run.
+  auto remote_options = std::make_shared<RemoteCliOptions>();
+  CLI::App* remote = bench->add_subcommand(
+      "remote",
+      "G4 remote tier: put/get GB/s through kvbm's Redis store beside redis-benchmark SET/GET (same value size, "
+      "pipeline and server, same run)");
+  remote->add_option("--endpoint", remote_options->endpoint,
+                     "Redis host:port to use (default: start a redis-server on a free loopback port)");
+  remote->add_option("--block-bytes", remote_options->block_bytes, "Block (value payload) size, e.g. 256KiB")
+      ->capture_default_str();
+  remote->add_option("--batch", remote_options->batch, "Blocks per call = redis-benchmark -P")
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  remote->add_option("--blocks", remote_options->blocks, "Blocks put and got = redis-benchmark -n")
+      ->check(CLI::Range(1u, 1u << 24))
+      ->capture_default_str();
+  remote->add_flag("--json", remote_options->json, "Print one JSON object instead of the table");
+  remote
+      ->add_option("--ucx-tls", remote_options->ucx_tls,
+                   "UCX transports for the peer-pull figure, one run each (UCX_TLS values, e.g. tcp sm); none = skip")
+      ->capture_default_str();
+  remote->callback([remote_options, exit_code] { *exit_code = run_remote_command(*remote_options); });
 }
 
 }  // namespace kvbm::tools

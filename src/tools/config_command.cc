@@ -1,6 +1,10 @@
-// `kvbm config keys` prints the configuration reference; `kvbm config check FILE` validates a TOML file
-// (with KVBM_* environment overrides applied) and prints the resolved configuration or the error.
+// `kvbm config keys` prints the configuration reference; `kvbm config check FILE` resolves a TOML file
+// with KVBM_* environment overrides and `--set key=value` flags (defaults < FILE < environment < --set)
+// and prints the resolved configuration (exit 0) or every error, one per line (exit 2).
 #include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "kvbm/manager/kvbm_config.h"
 #include "tools/commands.h"
@@ -17,20 +21,29 @@ void add_config_command(CLI::App& app, int* exit_code) {
     *exit_code = 0;
   });
 
-  CLI::App* check = config->add_subcommand("check", "Validate a TOML file (+ KVBM_* environment) and print the result");
-  auto path = std::make_shared<std::string>();
-  check->add_option("FILE", *path, "TOML configuration file")->required();
-  check->callback([exit_code, path] {
-    auto loaded = KvbmConfig::from_toml_file(*path);
-    absl::Status status = loaded.status();
-    if (status.ok()) status = loaded->apply_env();
-    if (status.ok()) status = loaded->validate();
-    if (!status.ok()) {
-      std::cerr << "kvbm config check: " << status.message() << "\n";
+  CLI::App* check = config->add_subcommand(
+      "check", "Resolve a TOML file (+ KVBM_* environment + --set) and print it, or print every error");
+  struct CheckArgs {
+    std::string path;
+    std::vector<std::string> sets;
+  };
+  auto args = std::make_shared<CheckArgs>();
+  check->add_option("FILE", args->path, "TOML configuration file ('-' or '' for the defaults alone)")->required();
+  check->add_option("--set", args->sets, "key=value override, applied last (repeatable), e.g. --set g1.bytes=4GiB")
+      ->allow_extra_args(false);
+  check->callback([exit_code, args] {
+    const std::string file = args->path == "-" ? "" : args->path;
+    std::vector<absl::Status> errors;
+    const KvbmConfig resolved = KvbmConfig::resolve(file, args->sets, &errors);
+    if (!errors.empty()) {
+      std::cerr << "kvbm config check: " << errors.size() << (errors.size() == 1 ? " error" : " errors") << "\n";
+      for (const absl::Status& s : errors) std::cerr << "error: " << s.message() << "\n";
       *exit_code = 2;
       return;
     }
-    std::cout << "# resolved configuration (defaults < " << *path << " < KVBM_* environment)\n" << loaded->to_toml();
+    std::cout << "# resolved configuration (defaults < " << (file.empty() ? "(no file)" : file)
+              << " < KVBM_* environment < --set)\n"
+              << resolved.to_toml();
     *exit_code = 0;
   });
 }

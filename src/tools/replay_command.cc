@@ -4,7 +4,8 @@
 //
 // Configuration precedence, lowest first: replay's defaults (Llama-3.1-8B scaled by 1/1024, G1 1024 +
 // G2 4096 + G3 16384 blocks) < --config FILE (which replaces all the defaults but the model when it
-// names none) < flags. Bad flags exit with 2 and a message naming the flag; failed runs exit with 1.
+// names none) < KVBM_* environment < flags < --set key=value. Bad flags exit with 2 and a message naming the flag;
+// failed runs exit with 1.
 #include <absl/status/statusor.h>
 #include <absl/strings/ascii.h>
 #include <absl/strings/numbers.h>
@@ -22,6 +23,8 @@
 #include "kvbm/core/size.h"
 #include "kvbm/events/event_manager.h"
 #include "kvbm/events/zmq_publisher.h"
+#include "kvbm/manager/kv_block_manager.h"
+#include "kvbm/metrics/event_metrics.h"
 #include "kvbm/replay/compare.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/replay.h"
@@ -43,6 +46,7 @@ struct ReplayFlags {
   std::optional<std::uint32_t> block_tokens;
   bool no_data = false;
   std::string config;
+  std::vector<std::string> sets;  // --set key=value, applied last
   std::string g1_blocks, g1_bytes, g2_blocks, g2_bytes, g3_blocks, g3_bytes, g3_dir;
   std::string layout, eviction, offload;
   std::string model;
@@ -57,6 +61,7 @@ struct ReplayFlags {
   std::string out_csv = "kvbm_sweep.csv";
   std::string out_svg = "kvbm_sweep.svg";
   std::string events;
+  std::optional<std::uint32_t> metrics_port;  // metrics (issue 8/8)
 };
 
 // A bad flag: the message names it; exit code 2.
@@ -137,6 +142,12 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
     c.g2 = TierConfig{.num_blocks = 4096};
     c.g3 = TierConfig{.num_blocks = 16384};
   }
+  // KVBM_* environment over the file (or replay's defaults); the flags below and --set override it.
+  {
+    std::vector<absl::Status> env_errors;
+    c.apply_env_collect(&env_errors);
+    if (!env_errors.empty()) return env_errors.front();
+  }
   // Model: a preset (default Llama-3.1-8B unless the config file gives one), page = block tokens, scaled.
   if (!f.model.empty() || !from_file) {
     auto m = model_preset(f.model.empty() ? "Llama-3.1-8B" : f.model, o.block_tokens);
@@ -211,6 +222,18 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
   if (!(f.speed > 0)) return absl::InvalidArgumentError(absl::StrCat("--speed must be > 0, got ", f.speed));
   o.speed = f.speed;
   o.flush_between = f.flush_between;
+  if (f.metrics_port) {  // metrics (issue 8/8): served by the replaying manager, so data mode only
+    if (!o.data) {
+      return absl::InvalidArgumentError("--metrics-port needs data mode (not --no-data or --eviction optimal)");
+    }
+    if (absl::Status s = set_key(c, "--metrics-port", "metrics.port", absl::StrCat(*f.metrics_port)); !s.ok()) return s;
+  }
+  // --set key=value: the last layer (defaults < --config < KVBM_* < flags < --set).
+  {
+    std::vector<absl::Status> set_errors;
+    c.apply_overrides(f.sets, &set_errors);
+    if (!set_errors.empty()) return set_errors.front();
+  }
   if (o.data) {
     if (absl::Status s = c.validate(); !s.ok())
       return absl::InvalidArgumentError(absl::StrCat("configuration: ", s.message()));
@@ -292,6 +315,16 @@ int run(const ReplayFlags& f) {
     options.events = events.get();
   }
 
+  // Metrics (issue 8/8): the replaying manager serves GET /metrics when metrics.port != 0 (--metrics-port);
+  // the event pipeline's counters join its registry.
+  options.on_manager = [&events](KvBlockManager& m) {
+    if (events) metrics::add_event_collector(m.metrics(), *events);
+    if (m.metrics_port() != 0) {
+      std::fprintf(stderr, "kvbm replay: metrics on http://%s:%u/metrics\n", m.config().metrics.bind.c_str(),
+                   static_cast<unsigned>(m.metrics_port()));
+    }
+  };
+
   if (sweep) {
     auto points = run_sweep(*trace, options, *sweep);
     if (!points.ok()) {
@@ -355,6 +388,8 @@ void add_replay_command(CLI::App& app, int* exit_code) {
                   "Tokens per block (default 512 for hash-level traces, 16 for token traces)");
   cmd->add_flag("--no-data", flags->no_data, "Metadata only: one G1 pool of identities, no bytes (fast)");
   cmd->add_option("--config", flags->config, "TOML configuration (see `kvbm config`); flags override it");
+  cmd->add_option("--set", flags->sets, "key=value configuration override, applied last (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--g1-blocks", flags->g1_blocks, "G1 capacity in blocks; 0 or 'unlimited' = every distinct block");
   cmd->add_option("--g1-bytes", flags->g1_bytes, "G1 capacity as a size (e.g. 64MiB)");
   cmd->add_option("--g2-blocks", flags->g2_blocks, "G2 (host) capacity in blocks (0 = no G2)");
@@ -384,6 +419,10 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--out-csv", flags->out_csv, "--sweep: CSV file (default kvbm_sweep.csv)");
   cmd->add_option("--out-svg", flags->out_svg, "--sweep: SVG chart (default kvbm_sweep.svg)");
   cmd->add_option("--events", flags->events, "Publish KV events on this ZMQ PUB endpoint (e.g. tcp://*:5557)");
+  cmd->add_option("--metrics-port", flags->metrics_port,
+                  "Serve Prometheus metrics on GET /metrics at this port while replaying (= --set metrics.port=N; "
+                  "address: metrics.bind)")
+      ->check(CLI::Range(0, 65535));
   cmd->callback([flags, exit_code] { *exit_code = run(*flags); });
 }
 

@@ -25,6 +25,13 @@ void BlockChecksums::invalidate(BlockId block) {
   if (block.value() < entries_.size()) entries_[block.value()] = Entry{};
 }
 
+std::optional<BlockChecksums::Recorded> BlockChecksums::recorded(BlockId block) const {
+  MutexLock lock(&mu_);
+  if (block.value() >= entries_.size() || !entries_[block.value()].valid) return std::nullopt;
+  const Entry& entry = entries_[block.value()];
+  return Recorded{entry.tag, entry.checksum};
+}
+
 void BlockChecksums::record(BlockId block, std::uint64_t tag, std::uint64_t checksum) {
   MutexLock lock(&mu_);
   if (block.value() < entries_.size()) entries_[block.value()] = Entry{.tag = tag, .checksum = checksum, .valid = true};

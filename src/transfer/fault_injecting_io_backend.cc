@@ -5,6 +5,8 @@
 // Every op draws the same number of random values whatever the rates, so a seed gives the same stream
 // of decisions for the same sequence of ops. Of the failure kinds at most one applies to an op, checked
 // in this order: reads EIO, short, corrupt; writes EIO, ENOSPC, short, corrupt. `slow` is independent.
+// A complete read of a range that a corrupt write damaged (and nothing rewrote since) is counted as
+// read_corrupted_data and gets no corrupt_read flip of its own (a second flip could undo the first).
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -67,6 +69,11 @@ FaultInjectingIoBackend::Counts FaultInjectingIoBackend::counts() const {
   return counts_;
 }
 
+std::size_t FaultInjectingIoBackend::damaged_ranges() const {
+  MutexLock lock(&mu_);
+  return corrupted_.size();
+}
+
 void FaultInjectingIoBackend::execute(std::span<IoOp> ops) {
   std::vector<Plan> plans(ops.size());
   std::uint32_t slow_micros = 0;
@@ -82,6 +89,9 @@ void FaultInjectingIoBackend::execute(std::span<IoOp> ops) {
       const bool corrupt = draw(rng_state_, read ? faults_.corrupt_read : faults_.corrupt_write);
       plan.slow = draw(rng_state_, faults_.slow);
       plan.position = splitmix64(rng_state_);
+      const auto key = std::make_pair(ops[i].fd, ops[i].offset);
+      const auto damaged = corrupted_.find(key);
+      const bool reads_damage = read && damaged != corrupted_.end() && damaged->second >= ops[i].length;
       if (eio) {
         plan.fault = Fault::kEio;
         ++(read ? counts_.read_eio : counts_.write_eio);
@@ -91,9 +101,22 @@ void FaultInjectingIoBackend::execute(std::span<IoOp> ops) {
       } else if (short_op) {
         plan.fault = Fault::kShort;
         ++(read ? counts_.short_read : counts_.short_write);
+      } else if (reads_damage) {
+        // The bytes on disk are already wrong: a second flip could restore them, so none is injected.
+        plan.fault = Fault::kNone;
+        ++counts_.read_corrupted_data;
       } else if (corrupt) {
         plan.fault = Fault::kCorrupt;
         ++(read ? counts_.corrupt_read : counts_.corrupt_write);
+      }
+      if (!read && ops[i].length > 0) {
+        // What the disk holds after this write: damaged by a corrupt write; rewritten by a complete one;
+        // unchanged by a failed one; partly rewritten (still damaged as far as we know) by a short one.
+        if (plan.fault == Fault::kCorrupt) {
+          corrupted_[key] = ops[i].length;
+        } else if (plan.fault == Fault::kNone) {
+          corrupted_.erase(key);
+        }
       }
       if (plan.slow) ++counts_.slow;
     }

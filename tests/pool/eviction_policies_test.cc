@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -83,6 +84,28 @@ TEST_P(EveryPolicyTest, RandomOperationsKeepTheSetExact) {
     EXPECT_EQ(rest, std::vector<std::uint32_t>(held.begin(), held.end()));
     EXPECT_EQ(p->size(), 0u);
   }
+}
+
+// Issue 5/8: policy state per cached block ≤ 64 bytes, from memory_bytes() (every array, ghost and map
+// the policy allocated) after enough churn to fill its ghost: each slot evicted and refilled 8 times,
+// with a third of the blocks coming back (ghost hits) so that ghost maps reach their steady size.
+TEST_P(EveryPolicyTest, StateIsAtMost64BytesPerCachedBlock) {
+  constexpr std::uint32_t kCap = 16384;
+  auto p = make_eviction_policy(GetParam(), kCap);
+  std::mt19937_64 rng(7);
+  std::uint64_t next_hash = 1;
+  for (std::uint32_t id = 0; id < kCap; ++id) p->insert(B(id), info(next_hash++, id % 32, id % 16 == 0));
+  for (std::uint32_t step = 0; step < 8 * kCap; ++step) {
+    const std::uint32_t v = p->evict()->value();
+    const std::uint64_t hash = rng() % 3 == 0 ? next_hash - rng() % (2 * kCap) : next_hash++;
+    p->insert(B(v), info(hash, step % 32, step % 16 == 0));
+    if (step % 5 == 0) p->touch(B(v));
+  }
+  const double per_block = static_cast<double>(p->memory_bytes()) / kCap;
+  std::printf("%-14s %.1f bytes of policy state per cached block\n",
+              std::string(eviction_policy_name(GetParam())).c_str(), per_block);
+  EXPECT_LE(per_block, 64.0) << eviction_policy_name(GetParam());
+  EXPECT_GE(per_block, 8.0) << "at least the LRU links";
 }
 
 TEST_P(EveryPolicyTest, NameRoundTrips) {

@@ -126,7 +126,7 @@ TEST(OptimalReplayTest, NeverBelowLruAndReachesUnlimited) {
       ReplayOptions o;
       o.data = false;
       o.block_tokens = 1;
-      o.config.g1 = TierConfig{.num_blocks = capacity};
+      o.config.g1 = TierConfig{.num_blocks = capacity, .eviction = EvictionPolicyKind::kLru};
       auto lru_trace = make_vector_trace(trace);
       auto lru = run_replay(*lru_trace, o);
       ASSERT_TRUE(lru.ok()) << lru.status();

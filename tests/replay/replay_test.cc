@@ -29,7 +29,7 @@ ReplayOptions metadata_options(std::uint64_t g1_blocks) {
   ReplayOptions o;
   o.data = false;
   o.block_tokens = kBlockTokens;
-  o.config.g1 = TierConfig{.num_blocks = g1_blocks};
+  o.config.g1 = TierConfig{.num_blocks = g1_blocks, .eviction = EvictionPolicyKind::kLru};  // the hand-computed LRU
   return o;
 }
 
@@ -192,9 +192,9 @@ ReplayOptions data_options(std::uint64_t g1, std::uint64_t g2, std::uint64_t g3)
   auto scaled = model_with_block_bytes(*model, 4096);
   EXPECT_TRUE(scaled.ok());
   o.config.model = *scaled;
-  o.config.g1 = TierConfig{.num_blocks = g1};
-  o.config.g2 = TierConfig{.num_blocks = g2};
-  o.config.g3 = TierConfig{.num_blocks = g3};
+  o.config.g1 = TierConfig{.num_blocks = g1, .eviction = EvictionPolicyKind::kLru};
+  o.config.g2 = TierConfig{.num_blocks = g2, .eviction = EvictionPolicyKind::kLru};
+  o.config.g3 = TierConfig{.num_blocks = g3, .eviction = EvictionPolicyKind::kLru};
   o.config.g3.directory = testing::TempDir();
   o.config.offload.g1_to_g2 = OffloadMode::kWriteThrough;
   o.config.offload.g2_to_g3 = OffloadMode::kWriteThrough;

@@ -173,8 +173,9 @@ def test_generated_tokens_matches_reference(kvbm_bin, tmp_path, capacity):
 def test_sweep_writes_csv_and_well_formed_svg(kvbm_bin, tmp_path):
     path = gen(kvbm_bin, tmp_path, "mooncake", "default", 1, 500)
     csv, svg = str(tmp_path / "s.csv"), str(tmp_path / "s.svg")
-    res = subprocess.run([kvbm_bin, "replay", "--trace", path, "--no-data", "--sweep", "g1=50,200,800",
-                          "--out-csv", csv, "--out-svg", svg], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([kvbm_bin, "replay", "--trace", path, "--no-data", "--eviction", "lru",
+                          "--sweep", "g1=50,200,800", "--out-csv", csv, "--out-svg", svg],
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = open(csv).read().strip().splitlines()
     assert len(rows) == 4 and rows[0].startswith("tier,capacity,")

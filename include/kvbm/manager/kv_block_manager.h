@@ -25,6 +25,7 @@
 #include "kvbm/core/event_sink.h"
 #include "kvbm/core/token_block_sequence.h"
 #include "kvbm/manager/kvbm_config.h"
+#include "kvbm/metrics/manager_metrics.h"
 #include "kvbm/offload/offload_manager.h"
 #include "kvbm/offload/tier.h"
 #include "kvbm/transfer/transfer_engine.h"
@@ -63,7 +64,9 @@ class KvBlockManager {
   [[nodiscard]] MatchResult match(std::span<const SequenceHash> hashes);
   // Only G1.
   [[nodiscard]] std::vector<G1Block> match_g1(std::span<const SequenceHash> hashes) {
-    return tiers_.g1->pool->match(hashes);
+    std::vector<G1Block> hits = tiers_.g1->pool->match(hashes);
+    metrics_->record_match(hashes.size(), hits.size(), 0, 0, false, false);
+    return hits;
   }
   // Copies a match's G2/G3 blocks into G1 in the background; wait() yields G1 blocks for the prefix.
   [[nodiscard]] std::shared_ptr<OnboardOperation> onboard(MatchResult match);
@@ -84,6 +87,11 @@ class KvBlockManager {
   [[nodiscard]] bool has_tier(CacheLevel level) const;
   [[nodiscard]] OffloadStats offload_stats() const;
   [[nodiscard]] TransferStats transfer_stats() const;
+  // Metrics (issue 8/8), always recorded; served as Prometheus text on GET /metrics when metrics.port != 0.
+  // Other components add their values with metrics().add_collector() (and remove them before they go).
+  [[nodiscard]] metrics::Registry& metrics() { return metrics_->registry(); }
+  // The port GET /metrics is served on; 0 when metrics.port is 0.
+  [[nodiscard]] std::uint16_t metrics_port() const { return metrics_->port(); }
 
   [[nodiscard]] G1Pool& g1() { return *tiers_.g1->pool; }
   [[nodiscard]] const Layout& g1_layout() const { return *tiers_.g1->layout; }
@@ -95,6 +103,8 @@ class KvBlockManager {
 
   KvbmConfig config_;
   TierStack tiers_;
+  // Before engine_/offload_: its histograms outlive their threads. Its server is stopped first (destructor).
+  std::unique_ptr<ManagerMetrics> metrics_ = std::make_unique<ManagerMetrics>();
   std::unique_ptr<TransferEngine> engine_;   // when G2 exists
   std::unique_ptr<OffloadManager> offload_;  // when G2 exists; declared last: stopped first
 };

@@ -2,8 +2,8 @@
 //
 // Settable in code, loadable from a TOML file, and overridable by KVBM_* environment variables.
 // Precedence, lowest first: built-in defaults < TOML file < environment < values set in code (or CLI
-// flags) after loading. validate() checks everything once, at construction of the manager; every error
-// names the key and the allowed range.
+// `--set key=value` flags, see apply_overrides) after loading. validate() checks everything once, at construction of
+// the manager; every error names the key and the allowed range.
 //
 // Keys are `section.name` (model.*, g1.*, g2.*, g3.*, offload.*) plus top-level `keep_tokens`; the
 // environment variable of a key is KVBM_ + the key upper-cased with '.' → '_' (KVBM_G2_BYTES).
@@ -22,8 +22,10 @@
 #include "kvbm/core/model_config.h"
 #include "kvbm/core/types.h"
 #include "kvbm/layout/layout.h"
+#include "kvbm/metrics/metrics_config.h"
 #include "kvbm/offload/offload_config.h"
 #include "kvbm/pool/eviction_policy.h"
+#include "kvbm/remote/remote_config.h"
 
 namespace kvbm {
 
@@ -47,13 +49,14 @@ struct TierConfig {
   std::uint64_t num_blocks = 0;
   std::uint64_t bytes = 0;
   LayoutConfig layout;
-  EvictionPolicyKind eviction = EvictionPolicyKind::kLru;
-  MemoryKind memory = MemoryKind::kSystem;  // g1, g2
-  bool zero_fill = false;                   // pre-fault and zero the tier's memory at start-up
-  bool huge_pages = false;                  // ask for transparent huge pages
-  std::string directory;                    // g3: where the file lives; empty = system temp dir
-  bool direct_io = true;                    // g3: O_DIRECT (falls back when the file system refuses)
-  bool unlink_after_open = false;           // g3: leave no file behind, even after a crash
+  EvictionPolicyKind eviction = EvictionPolicyKind::kLearned;  // see README "## Eviction policies"
+  MemoryKind memory = MemoryKind::kSystem;                     // g1, g2
+  bool zero_fill = false;                                      // pre-fault and zero the tier's memory at start-up
+  bool huge_pages = false;                                     // ask for transparent huge pages
+  std::string directory;                                       // g3: where the file lives; empty = system temp dir
+  bool direct_io = true;                                       // g3: O_DIRECT (falls back when the file system refuses)
+  bool unlink_after_open = false;                              // g3: leave no file behind, even after a crash
+  bool persist = false;  // g3: keep the file and re-index it at start-up (needs directory)
 
   [[nodiscard]] bool enabled() const { return num_blocks != 0 || bytes != 0; }
 };
@@ -64,10 +67,15 @@ struct KvbmConfig {
   TierConfig g2;
   TierConfig g3;
   OffloadConfig offload;
+  MetricsConfig metrics;    // metrics.port (0 = off), metrics.bind
+  G4Config g4;              // g4.*: the remote tier (issue 7/8); off while g4.endpoints is empty
   bool keep_tokens = true;  // keep token ids per G1 block (Stored events carry them; append needs them)
 
-  // Everything checked; InvalidArgument naming the key and the allowed range.
+  // Everything checked; InvalidArgument naming the key and the allowed range. The first error of check().
   [[nodiscard]] absl::Status validate() const;
+  // Every error validate() would find, not just the first, in the same order; empty when valid. Each is
+  // InvalidArgument naming the key and the allowed values. (`kvbm config check` prints them all.)
+  [[nodiscard]] std::vector<absl::Status> check() const;
   // A tier's capacity in blocks after resolving bytes (0 for a disabled tier). REQUIRES: validate() is OK.
   [[nodiscard]] std::uint32_t tier_blocks(CacheLevel level) const;
   [[nodiscard]] std::uint32_t g1_blocks() const { return tier_blocks(CacheLevel::kG1); }
@@ -76,8 +84,30 @@ struct KvbmConfig {
   // Parses TOML text over the defaults. Unknown keys are errors (they are usually typos).
   [[nodiscard]] static absl::StatusOr<KvbmConfig> from_toml(std::string_view text);
   [[nodiscard]] static absl::StatusOr<KvbmConfig> from_toml_file(const std::string& path);
-  // Applies KVBM_* variables found by `getenv` (std::getenv by default) over this config.
+  // As from_toml, but goes on past a bad key or value: every error is appended to `errors` (each naming
+  // the key and the allowed values) and the key keeps its previous value. A TOML syntax error stops the
+  // parse (it is then the only error) and returns the defaults. from_toml returns the first of these.
+  [[nodiscard]] static KvbmConfig from_toml_collect(std::string_view text, std::vector<absl::Status>* errors);
+  // As from_toml_file, collecting; errors are prefixed with the path (NotFound when it cannot be read).
+  [[nodiscard]] static KvbmConfig from_toml_file_collect(const std::string& path, std::vector<absl::Status>* errors);
+  // Applies KVBM_* variables found by `getenv` (std::getenv by default) over this config. Every variable
+  // is tried; the first error is returned (apply_env_collect gives them all).
   [[nodiscard]] absl::Status apply_env(const std::function<const char*(const char*)>& getenv = nullptr);
+  void apply_env_collect(std::vector<absl::Status>* errors,
+                         const std::function<const char*(const char*)>& getenv = nullptr);
+  // Applies `key=value` overrides (CLI `--set`), in order, collecting every error ("--set key=value: ...").
+  void apply_overrides(const std::vector<std::string>& assignments, std::vector<absl::Status>* errors);
+  // The whole precedence chain over the built-in defaults: `file` (none when empty) < KVBM_* environment
+  // < `overrides` (key=value), then check(). Every error of every layer is appended to `errors`, in that
+  // order; the result is only meaningful when none was.
+  [[nodiscard]] static KvbmConfig resolve(const std::string& file, const std::vector<std::string>& overrides,
+                                          std::vector<absl::Status>* errors,
+                                          const std::function<const char*(const char*)>& getenv = nullptr);
+  // The same chain over `base` instead of the defaults (no file) and without check(): tools that start
+  // from their own defaults.
+  static void apply_layers(KvbmConfig& base, const std::vector<std::string>& overrides,
+                           std::vector<absl::Status>* errors,
+                           const std::function<const char*(const char*)>& getenv = nullptr);
   // Sets one key from its text form, as an environment variable or CLI flag would give it.
   [[nodiscard]] absl::Status set(std::string_view key, std::string_view value);
   // The resolved configuration as TOML.

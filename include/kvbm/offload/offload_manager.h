@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "kvbm/core/mutex.h"
+#include "kvbm/metrics/metrics.h"
+#include "kvbm/offload/g4_path.h"
 #include "kvbm/offload/offload_config.h"
 #include "kvbm/offload/tier.h"
 #include "kvbm/transfer/transfer_engine.h"
@@ -53,6 +55,11 @@ struct OffloadStats {
   std::uint64_t onboard_truncated = 0;   // onboardings cut short by a failed block or no G1 space
   std::uint64_t queue_peak_g1_g2 = 0, queue_peak_g2_g3 = 0;
   std::uint64_t write_back_blocks = 0;  // copied down at eviction (write-back)
+  // Now (metrics, issue 8/8): offloads queued per tier pair, onboardings waiting for the onboard thread.
+  std::uint64_t queue_depth_g1_g2 = 0, queue_depth_g2_g3 = 0, onboard_queue_depth = 0;
+  // G4, the remote tier (issue 7/8): all zero when it is off.
+  std::uint64_t g4_to_g1 = 0;  // blocks onboarded into G1 from G4 (through G2: also in g2_to_g1)
+  G4Stats g4;
 };
 
 // The result of one onboarding: G1 blocks for the longest prefix that could be made resident.
@@ -76,10 +83,21 @@ class OnboardOperation {
   absl::StatusOr<std::vector<G1Block>> result_ ABSL_GUARDED_BY(mu_);
 };
 
+// Latency recording for metrics (issue 8/8); null histograms are not recorded. Not owned: they must
+// outlive the OffloadManager. Batch latency = one worker batch (write-through) or one write-back copy,
+// from dequeue to registration; onboarding = onboard() to completion, for matches that needed G2/G3.
+struct OffloadObservers {
+  metrics::Histogram* g1_to_g2_batch_seconds = nullptr;
+  metrics::Histogram* g2_to_g3_batch_seconds = nullptr;
+  metrics::Histogram* onboard_seconds = nullptr;
+};
+
 class OffloadManager {
  public:
   // `tiers` and `engine` must outlive the manager. Starts the worker threads.
-  OffloadManager(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config);
+  // `g4` (may be null): the remote tier under G2, owned from here on (issue 7/8).
+  OffloadManager(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config, OffloadObservers observers = {},
+                 std::unique_ptr<G4Path> g4 = nullptr);
   ~OffloadManager();
   OffloadManager(const OffloadManager&) = delete;
   OffloadManager& operator=(const OffloadManager&) = delete;
@@ -92,7 +110,11 @@ class OffloadManager {
   // The request's blocks were seen (registered or matched) — feeds the frequency filter.
   void record_sightings(std::span<const SequenceHash> hashes);
 
-  // Starts copying the match's G2/G3 blocks into G1.
+  // G4: the leading `hashes` the remote tier holds, waiting at most g4.deadline_ms; empty without G4.
+  [[nodiscard]] std::vector<SequenceHash> match_g4(std::span<const SequenceHash> hashes);
+  [[nodiscard]] bool has_g4() const;
+
+  // Starts copying the match's G2/G3 (and G4, through G2) blocks into G1.
   [[nodiscard]] std::shared_ptr<OnboardOperation> onboard(MatchResult match);
 
   // Waits until every queued offload and onboarding has finished.

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "kvbm/layout/layout.h"
+#include "kvbm/offload/persistent_g3.h"
 #include "kvbm/pool/block_pool.h"
 #include "kvbm/storage/storage.h"
 #include "kvbm/transfer/block_checksums.h"
@@ -18,6 +19,7 @@ struct Tier {
   std::unique_ptr<Storage> storage;
   std::unique_ptr<TierMemory> memory;
   std::unique_ptr<BlockChecksums> checksums;  // null for memory tiers
+  std::unique_ptr<PersistentG3> persist;      // g3 with g3.persist only: the on-disk index
   std::unique_ptr<BlockPool<L>> pool;         // declared last: destroyed first, while its memory exists
 
   [[nodiscard]] TierView view() const { return TierView{memory.get(), checksums.get()}; }
@@ -39,12 +41,14 @@ struct TierStack {
 };
 
 // The longest prefix of a request found across tiers: g1 first, then g2 continuing where g1 stopped,
-// then g3. Holding a MatchResult pins every block in it.
+// then g3, then g4 (remote: only hashes — nothing is pinned there; onboarding fetches them and a block
+// gone meanwhile ends the prefix). Holding a MatchResult pins every G1–G3 block in it.
 struct MatchResult {
   std::vector<G1Block> g1;
   std::vector<G2Block> g2;
   std::vector<G3Block> g3;
-  [[nodiscard]] std::size_t size() const { return g1.size() + g2.size() + g3.size(); }
+  std::vector<SequenceHash> g4;
+  [[nodiscard]] std::size_t size() const { return g1.size() + g2.size() + g3.size() + g4.size(); }
 };
 
 }  // namespace kvbm

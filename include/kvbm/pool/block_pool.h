@@ -198,9 +198,9 @@ class ImmutableBlock {
   [[nodiscard]] bool valid() const { return core_ != nullptr; }
   [[nodiscard]] BlockId id() const { return id_; }
   [[nodiscard]] SequenceHash sequence_hash() const { return hash_; }
-  // Block hash, sequence hash and parent, as registered. REQUIRES: valid().
+  // Block hash, sequence hash and parent, as registered; all zero for an empty handle.
   [[nodiscard]] const BlockIdentity& identity() const { return detail::registered_info(core_, id_).identity; }
-  // Retention priority given at registration. REQUIRES: valid().
+  // Retention priority given at registration; the default for an empty handle.
   [[nodiscard]] std::uint8_t priority() const { return detail::registered_info(core_, id_).priority; }
   // Token ids of the block; empty when the pool keeps no tokens or the block was registered without them.
   [[nodiscard]] std::span<const std::uint32_t> tokens() const { return detail::registered_tokens(core_, id_); }
@@ -351,6 +351,8 @@ class BlockPool {
 
   // Whether `hash` is registered here, without holding it or changing its eviction order.
   [[nodiscard]] bool contains(SequenceHash hash) const { return detail::contains(core_.get(), hash); }
+  // Whether `block` is a handle of this pool (false for an empty handle or one of another pool).
+  [[nodiscard]] bool owns(const ImmutableBlock<L>& block) const { return block.core_ == core_.get(); }
 
   // The block registered under `hash`, held; nullopt when absent.
   [[nodiscard]] std::optional<ImmutableBlock<L>> find(SequenceHash hash) {

@@ -7,10 +7,11 @@
 //
 // Thread-safety: none of its own. A policy belongs to one pool and is only called under that pool's
 // lock. Every operation is O(1) (amortised); memory is fixed at construction (per-slot arrays for
-// `capacity`, plus ghost histories bounded by a fraction of it). Policy state per cached block:
-//   lru 8 B · priority_lru 9 B · lineage 17 B · slru 10 B · lfu 10 B · s3fifo 19 B + ghost of capacity/2
-//   hashes (~14 B per block) · learned 19 B + ghost of 7 × capacity 6-byte entries (42 B) · a *_prefix form
-//   adds 9 B to its policy. All ≤ 64 B; see README "## Eviction policies".
+// `capacity`, plus ghost histories bounded by a fraction of it). Policy state per cached block, as
+// memory_bytes() / capacity reports it (tests/pool/eviction_policies_test.cc checks every policy ≤ 64 B):
+//   lru 8 B · priority_lru 9 B · lineage 17 B · slru 10 B · lfu 10 B · s3fifo 40 B (19 B per slot + a
+//   ghost ring and hash map of capacity/2 hashes) · learned 48.5 B (20 B per slot + a ghost of
+//   7 × capacity 4-byte entries) · a *_prefix form adds 9 B to its policy.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -26,7 +27,7 @@
 namespace kvbm {
 
 enum class EvictionPolicyKind : std::uint8_t {
-  kLru,           // least recently released first (default)
+  kLru,           // least recently released first (BlockPoolConfig's default)
   kPriorityLru,   // lowest retention priority first, LRU within a priority
   kLineage,       // chain tails (no cached child) first, LRU among them; then LRU among the rest
   kS3Fifo,        // S3-FIFO: small FIFO (10 %) filters one-hit blocks, main FIFO with reinsertion, ghost
@@ -35,7 +36,8 @@ enum class EvictionPolicyKind : std::uint8_t {
   kS3FifoPrefix,  // s3fifo on chain tails only: a block with a cached child is never evicted before a leaf
   kSlruPrefix,    // slru, same prefix rule
   kLfuPrefix,     // lfu, same prefix rule
-  kLearned,       // per-class reuse odds learned online (depth, tail, reuse), prefix order kept; learned.cc
+  kLearned,       // per-class reuse odds learned online (depth, tail, reuse), prefix order kept; learned.cc.
+                  // TierConfig's default (kvbm_config.h); BlockPoolConfig keeps kLru
 };
 
 // "lru", "priority_lru", "lineage", "s3fifo", "slru", "lfu", "s3fifo_prefix", "slru_prefix", "lfu_prefix",
@@ -82,6 +84,9 @@ class EvictionPolicy {
   // Chooses a victim and removes it; nullopt when the set is empty.
   [[nodiscard]] virtual std::optional<BlockId> evict() = 0;
   [[nodiscard]] virtual std::size_t size() const = 0;
+  // Bytes of policy state: the object and every array, ghost and hash map it owns (allocated capacity,
+  // not just what is in use). Divided by the pool's capacity this is the per-block figure above.
+  [[nodiscard]] virtual std::size_t memory_bytes() const = 0;
 };
 
 // A policy with per-slot state for block ids [0, capacity).

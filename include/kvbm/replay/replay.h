@@ -39,6 +39,8 @@
 
 namespace kvbm {
 
+class KvBlockManager;
+
 enum class ReplayTiming : std::uint8_t {
   kFast,   // as fast as possible (default)
   kTrace,  // request i starts at timestamp_ms / speed after the first
@@ -66,6 +68,9 @@ struct ReplayOptions {
   bool optimal = false;
   // Data mode: receives the manager's events (not owned; must outlive the call). Null = none.
   EventSink* events = nullptr;
+  // Data mode: called once the manager exists, before the first request (e.g. to add metrics collectors,
+  // issue 8/8). The manager is destroyed when run_replay returns.
+  std::function<void(KvBlockManager&)> on_manager;
 };
 
 // Replays `trace` from where it stands to its end (rewinding first only for the unlimited pre-pass).

@@ -58,6 +58,9 @@ struct TraceOptions {
 // Blank lines are skipped; other keys are ignored. NotFound when the file cannot be opened;
 // InvalidArgument for block_tokens == 0.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<TraceReader>> open_trace(const std::string& path, TraceOptions options);
+// The same reader over JSONL text held in memory (fuzzing, tests); `name` stands for the path in errors.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<TraceReader>> open_trace_text(std::string text, TraceOptions options,
+                                                                           const std::string& name = "<memory>");
 
 // The format of a JSONL trace, from its first non-blank line: "hash_ids" means Mooncake, "tokens" means
 // token-level. InvalidArgument (with path:line) when that line is not a JSON object with either key.

@@ -8,6 +8,11 @@
 // direct_io() says which), mode 0600, and removed when the DiskFile is destroyed (or right after opening
 // with unlink_after_open, so a crash leaves nothing behind).
 //
+// Persistent files (Options::file_name set, used by g3.persist): the file has that fixed name, is opened
+// when it exists (created otherwise), locked with flock(LOCK_EX) so a second process cannot use it at
+// the same time, and kept when the DiskFile is destroyed. header_bytes (rounded up to 4 KiB) are reserved
+// in front of region 0 for the caller's metadata (see offload/persistent_g3.h).
+//
 // Thread-safety: immutable after construction; concurrent I/O on distinct byte ranges is safe.
 #pragma once
 
@@ -31,6 +36,9 @@ class DiskFile final : public Storage {
     bool direct_io = true;           // try O_DIRECT first
     bool unlink_after_open = false;  // remove the directory entry immediately; the fd keeps the data
     std::string name_prefix = "kvbm-g3";
+    // Non-empty: a persistent file of exactly this name (no '/'); see the top of this file.
+    std::string file_name;
+    std::uint64_t header_bytes = 0;  // reserved before region 0, rounded up to kAlignment
   };
 
   // InvalidArgument for bad sizes or a directory that is not a writable directory; ResourceExhausted
@@ -53,12 +61,21 @@ class DiskFile final : public Storage {
   [[nodiscard]] bool direct_io() const { return direct_io_; }
   [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] std::uint64_t file_bytes() const { return file_bytes_; }
+  // Persistent files: whether the file existed before this DiskFile opened it, and its size then.
+  [[nodiscard]] bool existed() const { return existed_; }
+  [[nodiscard]] std::uint64_t previous_bytes() const { return previous_bytes_; }
 
  private:
   DiskFile() = default;
+  static absl::StatusOr<std::unique_ptr<DiskFile>> open_persistent(std::unique_ptr<DiskFile> file,
+                                                                   const std::string& dir, const Options& options,
+                                                                   bool space_known, std::uint64_t space_bytes);
   int fd_ = -1;
   bool direct_io_ = false;
   bool unlinked_ = false;
+  bool persistent_ = false;
+  bool existed_ = false;
+  std::uint64_t previous_bytes_ = 0;
   std::string path_;
   std::uint64_t file_bytes_ = 0;
   std::vector<std::uint64_t> region_sizes_;

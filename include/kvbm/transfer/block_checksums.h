@@ -13,6 +13,7 @@
 #include <absl/status/status.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -33,6 +34,13 @@ class BlockChecksums {
   // OK when `block` holds what was recorded for `tag`; DataLoss naming block and tag otherwise
   // (never written, written under another tag, or bytes differ).
   [[nodiscard]] absl::Status verify(BlockId block, std::uint64_t tag, std::uint64_t checksum) const;
+  // What is recorded for `block` (the persistent G3 index writes it into the slot's header); nullopt when
+  // nothing is (never written, invalidated, or out of range).
+  struct Recorded {
+    std::uint64_t tag = 0;
+    std::uint64_t checksum = 0;
+  };
+  [[nodiscard]] std::optional<Recorded> recorded(BlockId block) const;
 
  private:
   struct Entry {

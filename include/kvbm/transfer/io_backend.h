@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -46,7 +47,9 @@ class IoBackend {
 [[nodiscard]] std::unique_ptr<IoBackend> make_default_io_backend(std::uint32_t queue_depth = 64);
 
 // Wraps a backend and injects faults. Rates are probabilities in [0, 1] drawn per op from a seeded RNG,
-// so a run is reproducible. Every injected fault is counted.
+// so a run is reproducible. Every injected fault is counted, and so are complete reads that return bytes
+// an earlier corrupt write left on disk (ranges tracked by exact (fd, offset), as kvbm's one-I/O-per-block
+// disk path issues them): together they let a test account for every failure its caller reports.
 class FaultInjectingIoBackend final : public IoBackend {
  public:
   struct Faults {
@@ -63,9 +66,18 @@ class FaultInjectingIoBackend final : public IoBackend {
   struct Counts {
     std::uint64_t read_eio = 0, write_eio = 0, write_enospc = 0, short_read = 0, short_write = 0, corrupt_read = 0,
                   corrupt_write = 0, slow = 0;
+    // Not an injection of its own: complete reads that returned bytes a corrupt write left on disk (the
+    // range was not rewritten since). Such a read is never also counted as corrupt_read.
+    std::uint64_t read_corrupted_data = 0;
     [[nodiscard]] std::uint64_t total() const {
       return read_eio + write_eio + write_enospc + short_read + short_write + corrupt_read + corrupt_write + slow;
     }
+    // Ops that fail outright (negative or short result): what a caller counts as I/O errors.
+    [[nodiscard]] std::uint64_t failed_ops() const {
+      return read_eio + write_eio + write_enospc + short_read + short_write;
+    }
+    // Complete reads that handed back damaged bytes: what a checksumming caller counts as DataLoss.
+    [[nodiscard]] std::uint64_t damaged_reads() const { return corrupt_read + read_corrupted_data; }
   };
 
   FaultInjectingIoBackend(std::unique_ptr<IoBackend> inner, Faults faults, std::uint64_t seed);
@@ -73,6 +85,8 @@ class FaultInjectingIoBackend final : public IoBackend {
   void execute(std::span<IoOp> ops) override;
   void set_faults(const Faults& faults);
   [[nodiscard]] Counts counts() const;
+  // Ranges a corrupt write damaged that no complete write has rewritten since.
+  [[nodiscard]] std::size_t damaged_ranges() const;
 
  private:
   std::unique_ptr<IoBackend> inner_;
@@ -80,6 +94,8 @@ class FaultInjectingIoBackend final : public IoBackend {
   Faults faults_ ABSL_GUARDED_BY(mu_);
   std::uint64_t rng_state_ ABSL_GUARDED_BY(mu_);
   Counts counts_ ABSL_GUARDED_BY(mu_);
+  // Byte ranges (fd, offset) -> length that a corrupt write damaged and no complete write has rewritten.
+  std::map<std::pair<int, std::uint64_t>, std::uint32_t> corrupted_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvbm

@@ -41,6 +41,7 @@ class LruPolicy final : public EvictionPolicy {
     return BlockId{victim};
   }
   std::size_t size() const override { return size_; }
+  std::size_t memory_bytes() const override { return sizeof(*this) + lists_.memory_bytes(); }
 
  private:
   IntrusiveLists lists_;
@@ -82,6 +83,7 @@ class PriorityLruPolicy final : public EvictionPolicy {
     return std::nullopt;
   }
   std::size_t size() const override { return size_; }
+  std::size_t memory_bytes() const override { return memory_bytes_impl(); }
 
  private:
   void unlink(std::uint32_t id) {
@@ -90,6 +92,9 @@ class PriorityLruPolicy final : public EvictionPolicy {
     if (lists_.empty(p)) nonempty_[p / 64] &= ~(std::uint64_t{1} << (p % 64));
   }
 
+  std::size_t memory_bytes_impl() const {
+    return sizeof(*this) + lists_.memory_bytes() + eviction::bytes_of(priority_);
+  }
   IntrusiveLists lists_;
   std::vector<std::uint8_t> priority_;
   std::array<std::uint64_t, 2> nonempty_{};
@@ -145,10 +150,14 @@ class LineagePolicy final : public EvictionPolicy {
     return std::nullopt;
   }
   std::size_t size() const override { return size_; }
+  std::size_t memory_bytes() const override { return memory_bytes_impl(); }
 
  private:
   static constexpr std::uint32_t kLeaves = 0;
   static constexpr std::uint32_t kInterior = 1;
+  std::size_t memory_bytes_impl() const {
+    return sizeof(*this) + lists_.memory_bytes() + eviction::bytes_of(list_of_) + eviction::bytes_of(tick_);
+  }
   IntrusiveLists lists_;
   std::vector<std::uint8_t> list_of_;
   std::vector<std::uint64_t> tick_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cassert>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -21,6 +22,9 @@ class IntrusiveLists {
     }
   }
 
+  [[nodiscard]] std::size_t memory_bytes() const {
+    return (prev_.capacity() + next_.capacity()) * sizeof(std::uint32_t);
+  }
   [[nodiscard]] bool contains(std::uint32_t id) const { return next_[id] != kNone; }
   [[nodiscard]] bool empty(std::uint32_t list) const { return next_[sentinel(list)] == sentinel(list); }
   // Oldest element; REQUIRES: !empty(list).

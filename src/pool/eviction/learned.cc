@@ -25,11 +25,19 @@
 // released whole, as replay and BlockPool::release do) without the pool tracking lineage.
 //
 // Ghost: the fate of recently evicted blocks, 7 × capacity entries in 32-way set-associative buckets
-// (FIFO within a bucket), each a 32-bit fingerprint of the sequence hash, its class and a coarse release
-// tick. Without it a class evicted early could never show that its blocks come back.
+// (FIFO within a bucket), each a 16-bit fingerprint of the sequence hash (the bucket index supplies the
+// other bits), its class and a coarse release tick. A bucket is two cache lines, fingerprints in the
+// first, so a probe costs one miss. Without the ghost a class evicted early could never show that its
+// blocks come back.
 //
-// Memory per cached block: 8 B links + 4 B fingerprint + 4 B tick + 3 B class/level/history = 19 B, and
-// 7 ghost entries × 6 B = 42 B: 61 B, within the 64 B budget (plus O(kClasses) fixed state).
+// Cost: an eviction reads only per-class arrays (each class's oldest tick is cached in front_tick_) and
+// then the victim; an insert of a new block probes one ghost line (inserts are queued, up to 16, and
+// their lines prefetched, so a release batch's probes overlap); an eviction writes one ghost entry.
+//
+// Memory per cached block: 8 B links + a 12 B record (hash key, tick, class, level, history) = 20 B, and
+// 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries): 48.5 B, within the 64 B budget (plus
+// O(kClasses) fixed state). tests/pool/eviction_policies_test.cc measures it with memory_bytes().
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -67,78 +75,97 @@ class LearnedPolicy final : public EvictionPolicy {
   explicit LearnedPolicy(std::uint32_t capacity)
       : capacity_(std::max<std::uint32_t>(1, capacity)),
         lists_(capacity, kClasses),
-        key_(capacity, 0),
-        tick_(capacity, 0),
-        class_(capacity, 0),
-        reuse_(capacity, 0),
-        history_(capacity, SlotHistory::kFresh),
+        slot_(capacity),
         tick_unit_(std::max<std::uint32_t>(1, capacity_ / 16)),
         buckets_((static_cast<std::size_t>(capacity_) * kGhostPerBlock + kWays - 1) / kWays),
-        ghost_key_(buckets_ * kWays, 0),
-        ghost_tick_(buckets_ * kWays, 0),
-        ghost_class_(buckets_ * kWays, 0),
+        ghost_(buckets_),
         ghost_next_(buckets_, 0) {}
   EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLearned; }
 
+  // Inserts are queued (up to kPending, applied in order before any other call, so the order of effects
+  // is unchanged) and the ghost bucket each will probe is prefetched at once: a release batch's probes
+  // then overlap instead of each waiting for its own cache miss.
   void insert(BlockId id, const InactiveBlockInfo& info) override {
+    if (pending_count_ == kPending) flush();
     const std::uint32_t v = id.value();
-    if (history_[v] != SlotHistory::kReturning) {
-      key_[v] = ghost_key(info.sequence_hash);
-      reuse_[v] = batch_level_;
-      if (const std::size_t g = ghost_find(key_[v]); g != kNoGhost) {
-        const std::uint8_t c = ghost_class_[g];
-        succeed(c, static_cast<std::uint8_t>(clock_ / tick_unit_ - ghost_tick_[g]) * tick_unit_);
-        reuse_[v] = next_level(reuse_level(c));
-        ghost_key_[g] = 0;
+    Pending& p = pending_[pending_count_++];
+    p = Pending{v, info.depth, ghost_key(info.sequence_hash), info.is_tail};
+    if (slot_[v].history != SlotHistory::kReturning) __builtin_prefetch(&ghost_[bucket_of(p.key)]);
+  }
+  void flush() {
+    for (std::uint32_t i = 0; i < pending_count_; ++i) {
+      const Pending& p = pending_[i];
+      apply_insert(p.v, p.key, p.tail, p.depth);
+    }
+    pending_count_ = 0;
+  }
+  void apply_insert(std::uint32_t v, std::uint32_t key, bool is_tail, std::uint32_t depth) {
+    if (slot_[v].history != SlotHistory::kReturning) {
+      slot_[v].key = key;
+      slot_[v].reuse = batch_level_;
+      GhostBucket& bucket = ghost_[bucket_of(slot_[v].key)];
+      if (const std::size_t g = ghost_find(bucket, slot_[v].key); g != kNoGhost) {
+        const std::uint8_t c = bucket.cls[g];
+        succeed(c, static_cast<std::uint8_t>(clock_ / tick_unit_ - bucket.tick[g]) * tick_unit_);
+        slot_[v].reuse = next_level(reuse_level(c));
+        bucket.key[g] = 0;
       }
     }
-    if (info.is_tail) {
+    if (is_tail) {
       batch_level_ = 0;
       batch_new_count_ = 0;
     }
-    history_[v] = SlotHistory::kInactive;
-    start_trial(v, info.is_tail, info.depth);
-    if (reuse_[v] == 0 && batch_new_count_ < kBatchMemory) {
+    slot_[v].history = SlotHistory::kInactive;
+    start_trial(v, is_tail, depth);
+    if (slot_[v].reuse == 0 && batch_new_count_ < kBatchMemory) {
       batch_new_[batch_new_count_++] = v;
-    } else if (reuse_[v] >= kNewLevels && batch_level_ == 0) {
-      continue_batch(info.depth < 3 ? 1 : 2);  // the batch's first cached block: prefix of depth + 1
+    } else if (slot_[v].reuse >= kNewLevels && batch_level_ == 0) {
+      continue_batch(depth < 3 ? 1 : 2);  // the batch's first cached block: prefix of depth + 1
     }
     if (++since_decay_ >= kDecayPerBlock * capacity_) decay();
   }
   void erase(BlockId id) override {
+    flush();
     const std::uint32_t v = id.value();
     unlink(v);
-    succeed(class_[v], clock_ - tick_[v]);
-    reuse_[v] = next_level(reuse_[v]);
-    history_[v] = SlotHistory::kReturning;
+    succeed(slot_[v].cls, clock_ - slot_[v].tick);
+    slot_[v].reuse = next_level(slot_[v].reuse);
+    slot_[v].history = SlotHistory::kReturning;
   }
   void touch(BlockId id) override {
+    flush();
     const std::uint32_t v = id.value();
     unlink(v);
-    succeed(class_[v], clock_ - tick_[v]);
-    reuse_[v] = next_level(reuse_[v]);
-    start_trial(v, class_[v] >= kReuseLevels * kDepthBuckets, depth_of_class(class_[v]));
+    succeed(slot_[v].cls, clock_ - slot_[v].tick);
+    slot_[v].reuse = next_level(slot_[v].reuse);
+    start_trial(v, slot_[v].cls >= kReuseLevels * kDepthBuckets, depth_of_class(slot_[v].cls));
   }
   void set_leaf(BlockId, bool) override {}
   std::optional<BlockId> evict() override {
+    flush();
     if (size_ == 0) return std::nullopt;
-    std::uint32_t best = 0;
+    std::uint32_t best_class = 0;
     double best_value = std::numeric_limits<double>::infinity();
     if (refresh_-- == 0) refresh_logits();
+    // Reads only the small per-class arrays: no per-block memory until the victim is known.
     for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
       for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
         const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        const std::uint32_t v = lists_.front(c);
-        const double value = logit_[c] - (clock_ - tick_[v]) * inv_gap_;
-        if (value < best_value) best_value = value, best = v;
+        const double value = logit_[c] - (clock_ - front_tick_[c]) * inv_gap_;
+        if (value < best_value) best_value = value, best_class = c;
       }
     }
+    const std::uint32_t best = lists_.front(best_class);
+    __builtin_prefetch(&ghost_[bucket_of(slot_[best].key)], 1);  // remember() writes there; overlap with unlink
     unlink(best);
     remember(best);
-    history_[best] = SlotHistory::kFresh;
+    slot_[best].history = SlotHistory::kFresh;
     return BlockId{best};
   }
-  std::size_t size() const override { return size_; }
+  std::size_t size() const override { return size_ + pending_count_; }
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + lists_.memory_bytes() + bytes_of(slot_) + bytes_of(ghost_) + bytes_of(ghost_next_);
+  }
 
  private:
   struct Stats {
@@ -152,6 +179,14 @@ class LearnedPolicy final : public EvictionPolicy {
   static constexpr double kPrior = 16;               // trials' weight of the overall rate in p_c
   static constexpr std::size_t kGhostPerBlock = 7;
   static constexpr std::size_t kNoGhost = ~std::size_t{0};
+  // One bucket of the ghost: two cache lines, fingerprints first, so a probe reads one line and an
+  // entry's tick and class sit next to it. 0 = an empty way.
+  struct alignas(64) GhostBucket {
+    std::array<std::uint16_t, kWays> key{};
+    std::array<std::uint8_t, kWays> tick{};  // release tick / tick_unit_, mod 256 (gaps up to 16 × capacity)
+    std::array<std::uint8_t, kWays> cls{};
+  };
+  static_assert(sizeof(GhostBucket) == 128);
 
   static std::uint8_t next_level(std::uint32_t level) {
     return static_cast<std::uint8_t>(std::min<std::uint32_t>(kReuseLevels - 1, std::max(level + 1, kNewLevels)));
@@ -162,15 +197,15 @@ class LearnedPolicy final : public EvictionPolicy {
     batch_level_ = level;
     for (std::uint32_t i = 0; i < batch_new_count_; ++i) {
       const std::uint32_t u = batch_new_[i];
-      if (history_[u] != SlotHistory::kInactive || reuse_[u] != 0) continue;
-      const std::uint8_t old = class_[u];
+      if (slot_[u].history != SlotHistory::kInactive || slot_[u].reuse != 0) continue;
+      const std::uint8_t old = slot_[u].cls;
       const std::uint8_t c = static_cast<std::uint8_t>(old + level * kDepthBuckets);  // same tail and depth
       unlink(u);
       link(c, u);
       stats_[old].trials -= 1;
       stats_[c].trials += 1;
-      class_[u] = c;
-      reuse_[u] = level;
+      slot_[u].cls = c;
+      slot_[u].reuse = level;
     }
     batch_new_count_ = 0;
   }
@@ -182,21 +217,27 @@ class LearnedPolicy final : public EvictionPolicy {
   }
 
   void start_trial(std::uint32_t v, bool tail, std::uint32_t depth) {
-    const std::uint8_t c = class_of(tail, reuse_[v], depth);
-    class_[v] = c;
-    tick_[v] = ++clock_;
+    const std::uint8_t c = class_of(tail, slot_[v].reuse, depth);
+    slot_[v].cls = c;
+    slot_[v].tick = ++clock_;
     stats_[c].trials += 1;
     link(c, v);
   }
   void link(std::uint8_t c, std::uint32_t v) {
+    if (lists_.empty(c)) front_tick_[c] = slot_[v].tick;
     lists_.push_back(c, v);
     nonempty_[c / 64] |= std::uint64_t{1} << (c % 64);
     ++size_;
   }
   void unlink(std::uint32_t v) {
+    const std::uint8_t c = slot_[v].cls;
+    const bool was_front = lists_.front(c) == v;
     lists_.remove(v);
-    const std::uint8_t c = class_[v];
-    if (lists_.empty(c)) nonempty_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
+    if (lists_.empty(c)) {
+      nonempty_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
+    } else if (was_front) {
+      front_tick_[c] = slot_[lists_.front(c)].tick;
+    }
     --size_;
   }
   void succeed(std::uint8_t c, std::uint32_t gap) {
@@ -204,7 +245,7 @@ class LearnedPolicy final : public EvictionPolicy {
     stats_[c].gap_sum += gap;
   }
   // The class scores (see the top of the file); every kRefreshEvery evictions.
-  void refresh_logits() {
+  [[gnu::noinline]] void refresh_logits() {
     refresh_ = kRefreshEvery;
     double succ = 0, gaps = 0;
     double trials = 0;
@@ -249,37 +290,60 @@ class LearnedPolicy final : public EvictionPolicy {
     const auto key = static_cast<std::uint32_t>(z);
     return key == 0 ? 1 : key;
   }
-  std::size_t bucket_of(std::uint32_t key) const { return (std::size_t{key} * 0x9E3779B1u >> 7) % buckets_ * kWays; }
-  std::size_t ghost_find(std::uint32_t key) const {
-    const std::size_t b = bucket_of(key);
-    for (std::size_t w = b; w < b + kWays; ++w) {
-      if (ghost_key_[w] == key) return w;
+  // The bucket from the key's high bits (multiply-shift), the 16-bit fingerprint from its low bits.
+  std::size_t bucket_of(std::uint32_t key) const {
+    return static_cast<std::size_t>((std::uint64_t{key} * buckets_) >> 32);
+  }
+  static std::uint16_t fingerprint(std::uint32_t key) {
+    const auto f = static_cast<std::uint16_t>(key);
+    return f == 0 ? 1 : f;
+  }
+  static std::size_t ghost_find(const GhostBucket& bucket, std::uint32_t key) {
+    const std::uint16_t f = fingerprint(key);
+    for (std::size_t w = 0; w < kWays; ++w) {
+      if (bucket.key[w] == f) return w;
     }
     return kNoGhost;
   }
   void remember(std::uint32_t v) {
-    const std::size_t b = bucket_of(key_[v]);
-    std::uint8_t& next = ghost_next_[b / kWays];
-    const std::size_t slot = b + next;
+    const std::size_t b = bucket_of(slot_[v].key);
+    std::uint8_t& next = ghost_next_[b];
+    const std::size_t slot = next;
     next = static_cast<std::uint8_t>((next + 1) % kWays);
-    ghost_key_[slot] = key_[v];
-    ghost_tick_[slot] = static_cast<std::uint8_t>(tick_[v] / tick_unit_);
-    ghost_class_[slot] = class_[v];
+    GhostBucket& bucket = ghost_[b];
+    bucket.key[slot] = fingerprint(slot_[v].key);
+    bucket.tick[slot] = static_cast<std::uint8_t>(slot_[v].tick / tick_unit_);
+    bucket.cls[slot] = slot_[v].cls;
   }
 
+  struct Pending {
+    std::uint32_t v = 0;
+    std::uint32_t depth = 0;
+    std::uint32_t key = 0;
+    bool tail = false;
+  };
+  static constexpr std::uint32_t kPending = 16;
+  std::array<Pending, kPending> pending_{};
+  std::uint32_t pending_count_ = 0;
   std::uint32_t capacity_;
   IntrusiveLists lists_;
-  std::vector<std::uint32_t> key_;  // ghost key of the block's sequence hash
-  std::vector<std::uint32_t> tick_;
-  std::vector<std::uint8_t> class_;
-  std::vector<std::uint8_t> reuse_;
-  std::vector<SlotHistory> history_;
+  // Per-slot state in one 12-byte record, so that an operation on a block touches one cache line.
+  struct SlotState {
+    std::uint32_t key = 0;  // ghost key of the block's sequence hash
+    std::uint32_t tick = 0;
+    std::uint8_t cls = 0;
+    std::uint8_t reuse = 0;
+    SlotHistory history = SlotHistory::kFresh;
+  };
+  static_assert(sizeof(SlotState) == 12);
+  std::vector<SlotState> slot_;
   std::array<Stats, kClasses> stats_{};
   std::array<std::uint64_t, (kClasses + 63) / 64> nonempty_{};  // classes with a cached block
   std::uint32_t clock_ = 0;
   static constexpr std::uint32_t kRefreshEvery = 64;  // evictions between refresh_logits
   std::uint32_t refresh_ = 0;
   std::array<double, kClasses> logit_{};
+  std::array<std::uint32_t, kClasses> front_tick_{};  // tick_ of each class list's oldest block
   double inv_gap_ = 0;
   // The release batch in progress (see continue_batch).
   std::uint8_t batch_level_ = 0;
@@ -289,9 +353,7 @@ class LearnedPolicy final : public EvictionPolicy {
   std::size_t size_ = 0;
   std::uint32_t tick_unit_;
   std::size_t buckets_;
-  std::vector<std::uint32_t> ghost_key_;
-  std::vector<std::uint8_t> ghost_tick_;  // release tick / tick_unit_, mod 256 (gaps up to 16 × capacity)
-  std::vector<std::uint8_t> ghost_class_;
+  std::vector<GhostBucket> ghost_;
   std::vector<std::uint8_t> ghost_next_;  // per bucket: the way the next entry replaces (FIFO)
 };
 

@@ -53,6 +53,9 @@ class LfuPolicy final : public EvictionPolicy {
     return BlockId{v};
   }
   std::size_t size() const override { return size_; }
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + lists_.memory_bytes() + bytes_of(count_) + bytes_of(history_);
+  }
 
  private:
   static constexpr std::uint32_t kCounts = 16;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "kvbm/pool/eviction_policy.h"
 
@@ -20,6 +21,12 @@ namespace kvbm::eviction {
 
 // Whether a slot's next insert is the same block coming back (it was erased: matched, so reused) or a
 // different block (the slot was evicted, or never used). Policies that count reuse keep one per slot.
+// Allocated bytes of a per-slot (or ghost) array.
+template <typename T>
+[[nodiscard]] std::size_t bytes_of(const std::vector<T>& v) {
+  return v.capacity() * sizeof(T);
+}
+
 enum class SlotHistory : std::uint8_t { kFresh, kInactive, kReturning };
 
 }  // namespace kvbm::eviction

@@ -66,6 +66,9 @@ class PrefixAwarePolicy final : public EvictionPolicy {
     return BlockId{v};
   }
   std::size_t size() const override { return inner_->size() + interior_count_; }
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + inner_->memory_bytes() + interior_.memory_bytes() + bytes_of(is_interior_);
+  }
 
  private:
   void drop_interior(std::uint32_t v) {

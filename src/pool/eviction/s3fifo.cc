@@ -86,6 +86,11 @@ class S3FifoPolicy final : public EvictionPolicy {
     return std::nullopt;
   }
   std::size_t size() const override { return count_[kSmall] + count_[kMain]; }
+  // The ghost map: one control byte per slot besides the slot itself (absl's SwissTable).
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + lists_.memory_bytes() + bytes_of(queue_) + bytes_of(freq_) + bytes_of(history_) +
+           bytes_of(hash_) + bytes_of(ghost_ring_) + ghost_.capacity() * (sizeof(decltype(ghost_)::value_type) + 1);
+  }
 
  private:
   static constexpr std::uint8_t kSmall = 0;

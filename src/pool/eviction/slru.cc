@@ -45,6 +45,9 @@ class SlruPolicy final : public EvictionPolicy {
     return std::nullopt;
   }
   std::size_t size() const override { return count_[0] + count_[1]; }
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + lists_.memory_bytes() + bytes_of(segment_) + bytes_of(history_);
+  }
 
  private:
   static constexpr std::uint8_t kProbation = 0;
