@@ -10,9 +10,13 @@
 
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/storage/disk_file.h"
+#include "support/block_bytes.h"
 
 namespace kvbm {
 namespace {
+
+using testing::fill;
+using testing::wrong_bytes;
 
 KvbmConfig tiered_config(std::uint32_t g1, std::uint32_t g2, std::uint32_t g3) {
   KvbmConfig config;
@@ -25,36 +29,6 @@ KvbmConfig tiered_config(std::uint32_t g1, std::uint32_t g2, std::uint32_t g3) {
   config.offload.g3_min_frequency = 0;
   config.offload.batch_blocks = 8;
   return config;
-}
-
-// Deterministic bytes for a block: what its sequence hash implies.
-std::byte expected_byte(SequenceHash h, std::uint32_t layer, std::uint32_t outer, std::size_t i) {
-  std::uint64_t x =
-      h.value() ^ (std::uint64_t{layer} << 56) ^ (std::uint64_t{outer} << 48) ^ (i * 0x9E3779B97F4A7C15ull);
-  x ^= x >> 29;
-  x *= 0xBF58476D1CE4E5B9ull;
-  return static_cast<std::byte>(x >> 32);
-}
-
-void fill(G1MutableBlock& b, SequenceHash h, const ModelConfig& m) {
-  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
-    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
-      auto bytes = b.chunk(l, o);
-      for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = expected_byte(h, l, o, i);
-    }
-  }
-}
-
-// Number of bytes that differ from what the hash implies.
-std::size_t wrong_bytes(const G1Block& b, const ModelConfig& m) {
-  std::size_t wrong = 0;
-  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
-    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
-      auto bytes = b.chunk(l, o);
-      for (std::size_t i = 0; i < bytes.size(); ++i) wrong += bytes[i] != expected_byte(b.sequence_hash(), l, o, i);
-    }
-  }
-  return wrong;
 }
 
 // Registers a request's blocks that are not cached yet (as an engine would) and releases them.

@@ -9,8 +9,12 @@
 #include <vector>
 
 #include "kvbm/manager/kv_block_manager.h"
+#include "support/block_bytes.h"
 
 namespace kvbm::persist_test {
+
+using testing::fill;
+using testing::wrong_bytes;
 
 inline constexpr std::uint32_t kBlocksPerRequest = 8;
 inline constexpr std::uint32_t kRequestsPerGroup = 4;  // share their first two blocks
@@ -39,36 +43,6 @@ inline std::vector<std::uint32_t> request_tokens(std::uint32_t r, std::uint32_t 
                            : r * 1000u + static_cast<std::uint32_t>(j) + 50000000u;
   }
   return tokens;
-}
-
-// Deterministic bytes for a block: what its sequence hash implies.
-inline std::byte expected_byte(SequenceHash h, std::uint32_t layer, std::uint32_t outer, std::size_t i) {
-  std::uint64_t x =
-      h.value() ^ (std::uint64_t{layer} << 56) ^ (std::uint64_t{outer} << 48) ^ (i * 0x9E3779B97F4A7C15ull);
-  x ^= x >> 29;
-  x *= 0xBF58476D1CE4E5B9ull;
-  return static_cast<std::byte>(x >> 32);
-}
-
-inline void fill(G1MutableBlock& b, SequenceHash h, const ModelConfig& m) {
-  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
-    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
-      auto bytes = b.chunk(l, o);
-      for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = expected_byte(h, l, o, i);
-    }
-  }
-}
-
-// Bytes that differ from what the block's hash implies.
-inline std::size_t wrong_bytes(const G1Block& b, const ModelConfig& m) {
-  std::size_t wrong = 0;
-  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
-    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
-      auto bytes = b.chunk(l, o);
-      for (std::size_t i = 0; i < bytes.size(); ++i) wrong += bytes[i] != expected_byte(b.sequence_hash(), l, o, i);
-    }
-  }
-  return wrong;
 }
 
 // Runs request r as an engine would: onboard the cached prefix (checking its bytes), compute and register

@@ -11,13 +11,16 @@
 
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/remote/redis_store.h"
+#include "support/block_bytes.h"
 #include "support/redis_server.h"
 
 namespace kvbm {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::fill;
 using testing::RedisServer;
+using testing::wrong_bytes;
 
 // 2 layers × 2 × 4 tokens × 64 × 2 bytes = 2 KiB per block.
 const ModelConfig kModel{.num_layers = 2, .outer_dim = 2, .page_size = 4, .inner_dim = 64, .dtype_bytes = 2};
@@ -53,34 +56,6 @@ std::unique_ptr<KvBlockManager> make_manager(const KvbmConfig& config) {
   if (!m.ok()) return nullptr;
   EXPECT_TRUE(wait_until([&] { return (*m)->offload_stats().g4.health == RemoteHealth::kAvailable; }, 10s));
   return *std::move(m);
-}
-
-std::byte expected_byte(SequenceHash h, std::uint32_t layer, std::uint32_t outer, std::size_t i) {
-  std::uint64_t x =
-      h.value() ^ (std::uint64_t{layer} << 56) ^ (std::uint64_t{outer} << 48) ^ (i * 0x9E3779B97F4A7C15ull);
-  x ^= x >> 29;
-  x *= 0xBF58476D1CE4E5B9ull;
-  return static_cast<std::byte>(x >> 32);
-}
-
-void fill(G1MutableBlock& b, SequenceHash h, const ModelConfig& m) {
-  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
-    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
-      auto bytes = b.chunk(l, o);
-      for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = expected_byte(h, l, o, i);
-    }
-  }
-}
-
-std::size_t wrong_bytes(const G1Block& b, const ModelConfig& m) {
-  std::size_t wrong = 0;
-  for (std::uint32_t l = 0; l < m.num_layers; ++l) {
-    for (std::uint32_t o = 0; o < m.outer_dim; ++o) {
-      auto bytes = b.chunk(l, o);
-      for (std::size_t i = 0; i < bytes.size(); ++i) wrong += bytes[i] != expected_byte(b.sequence_hash(), l, o, i);
-    }
-  }
-  return wrong;
 }
 
 TokenBlockSequence make_seq(const KvBlockManager& m, std::uint32_t first_token, std::size_t blocks) {
