@@ -12,6 +12,9 @@
 //       offload transfer_failures == engine io_errors, offload checksum_failures == engine checksum_failures
 //     (one I/O per block on the disk path, no retries, and the blocks are exactly one 4 KiB stride, so
 //     every flipped byte is inside the checksummed bytes);
+//   - a G4 tier on a real redis-server that the chaos thread kills and restarts (empty) and pauses
+//     (SIGSTOP) and resumes on a cycle: the manager keeps serving from G1–G3, G4 outages are counted
+//     (unavailable / deadline / disconnects), and G4 is available again after the last restart;
 //   - G3 is persistent (g3.persist): a restart after the soak finds every block it restores either
 //     byte-exact or (damaged by a corrupt write) a miss — never wrong bytes.
 // Runtime: a few seconds in Release; scaled down under KVBM_SANITIZER_BUILD.
@@ -32,6 +35,7 @@
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/replay.h"
+#include "support/redis_server.h"
 
 namespace kvbm {
 namespace {
@@ -46,9 +50,7 @@ constexpr int kStallSeconds = 20;
 constexpr int kWorkers = 2;
 constexpr std::size_t kMaxPromptBlocks = 24;  // G1 must hold both workers' requests at once
 
-// Extension point for chaos beyond the disk (the lead wires the Redis G4 tier here once it exists: e.g.
-// stop the Redis node at tick % 8 == 3 and start it again at tick % 8 == 5, then add the G4 tier's own
-// counters to the accounting below). Called from the chaos thread every kChaosPeriod.
+// Chaos beyond the disk (the Redis G4 node), called from the chaos thread every kChaosPeriod.
 struct SoakHooks {
   std::function<void(std::uint64_t tick)> on_chaos_tick;
 };
@@ -75,7 +77,7 @@ FaultInjectingIoBackend::Faults profile(std::uint64_t tick) {
   return f;
 }
 
-KvbmConfig soak_config(const std::string& dir) {
+KvbmConfig soak_config(const std::string& dir, const std::string& g4_endpoint = "") {
   KvbmConfig c;
   // 2 layers × 2 × 4 tokens × 128 × 2 bytes = exactly 4 KiB per block: one disk stride, no padding.
   c.model = ModelConfig{.num_layers = 2, .outer_dim = 2, .page_size = 4, .inner_dim = 128, .dtype_bytes = 2};
@@ -86,6 +88,8 @@ KvbmConfig soak_config(const std::string& dir) {
   c.g3.persist = true;  // and a restart after the soak finds only intact blocks
   c.offload.g3_min_frequency = 0;
   c.offload.batch_blocks = 16;
+  c.g4.endpoints = g4_endpoint;  // empty: no G4
+  c.g4.key_namespace = "soak";
   return c;
 }
 
@@ -211,7 +215,9 @@ TEST(FaultSoakTest, ReplayUnderInjectedDiskFaultsHandsOutNoWrongBytesAndAccounts
     }
   } remove_dir{dir};
   auto backend = std::make_shared<FaultInjectingIoBackend>(make_posix_io_backend(), profile(0), /*seed=*/20261127);
-  auto created = KvBlockManager::create(soak_config(dir), nullptr, backend);
+  testing::RedisServer redis;  // outlives the manager
+  ASSERT_TRUE(redis.start()) << "redis-server did not start (scripts/install_deps.sh installs it)";
+  auto created = KvBlockManager::create(soak_config(dir, redis.endpoint()), nullptr, backend);
   ASSERT_TRUE(created.ok()) << created.status();
   KvBlockManager& m = **created;
 
@@ -225,7 +231,31 @@ TEST(FaultSoakTest, ReplayUnderInjectedDiskFaultsHandsOutNoWrongBytesAndAccounts
     MutexLock lock(&shared.trace_mu);
     shared.trace = generate_trace(workload);
   }
-  SoakHooks hooks;  // no G4 yet: see SoakHooks
+  // The G4 node: killed at tick 3 and started again, empty, at tick 5 of every 8; paused (SIGSTOP: connects
+  // succeed, nothing answers) at tick 6 and resumed at tick 7.
+  std::uint64_t redis_kills = 0, redis_pauses = 0;
+  bool redis_restart_failed = false;
+  SoakHooks hooks;
+  hooks.on_chaos_tick = [&](std::uint64_t tick) {
+    switch (tick % 8) {
+      case 3:
+        redis.kill();
+        ++redis_kills;
+        break;
+      case 5:
+        redis_restart_failed |= !redis.restart();
+        break;
+      case 6:
+        redis.pause();
+        ++redis_pauses;
+        break;
+      case 7:
+        redis.resume();
+        break;
+      default:
+        break;
+    }
+  };
 
   std::atomic<bool> stop{false};
   std::thread chaos([&] {
@@ -260,6 +290,13 @@ TEST(FaultSoakTest, ReplayUnderInjectedDiskFaultsHandsOutNoWrongBytesAndAccounts
   stop.store(true);
   chaos.join();
   watchdog.join();
+  // The node comes back for good; G4 must notice (reconnect with backoff, idle PING) and be available again.
+  redis.resume();
+  if (!redis.running()) redis_restart_failed |= !redis.restart();
+  const auto recover_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (m.offload_stats().g4.health != RemoteHealth::kAvailable && std::chrono::steady_clock::now() < recover_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   const FaultInjectingIoBackend::Counts c = backend->counts();
@@ -296,6 +333,25 @@ TEST(FaultSoakTest, ReplayUnderInjectedDiskFaultsHandsOutNoWrongBytesAndAccounts
   EXPECT_EQ(o.transfer_failures, t.io_errors);
   EXPECT_EQ(o.checksum_failures, t.checksum_failures);
   EXPECT_EQ(t.blocks_failed, t.io_errors + t.checksum_failures);
+
+  // G4: the node went away and came back; every outage was counted, and G4 serves again.
+  const G4Stats& g4 = o.g4;
+  std::printf(
+      "fault soak G4: node killed %llu times, paused %llu times; put %llu, fetched %llu blocks into G2; "
+      "unavailable %llu, deadline %llu, put dropped %llu, put failed %llu, disconnects %llu, reconnects %llu\n",
+      static_cast<unsigned long long>(redis_kills), static_cast<unsigned long long>(redis_pauses),
+      static_cast<unsigned long long>(g4.g2_to_g4), static_cast<unsigned long long>(g4.g4_to_g2),
+      static_cast<unsigned long long>(g4.unavailable), static_cast<unsigned long long>(g4.deadline_missed),
+      static_cast<unsigned long long>(g4.put_dropped), static_cast<unsigned long long>(g4.put_failed),
+      static_cast<unsigned long long>(g4.store.disconnects), static_cast<unsigned long long>(g4.store.reconnects));
+  EXPECT_FALSE(redis_restart_failed);
+  EXPECT_GT(redis_kills, 0u);
+  EXPECT_GT(g4.g2_to_g4, 0u);
+  EXPECT_GT(g4.store.disconnects, 0u) << "a killed node must drop its connections";
+  EXPECT_GT(g4.store.reconnects, 2u) << "two lanes connect at start; a restart must reconnect";
+  EXPECT_GT(g4.unavailable + g4.deadline_missed + g4.put_dropped + g4.put_failed, 0u) << "G4 outages must be counted";
+  EXPECT_EQ(g4.fetch_corrupt, 0u) << "nothing corrupts values in Redis in this soak";
+  EXPECT_EQ(g4.health, RemoteHealth::kAvailable) << "G4 did not recover after the node came back";
 
   // Restart on the same persistent G3 (no faults now): every block found comes back byte-exact or, where
   // a corrupt write damaged it, is a miss.
