@@ -45,6 +45,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "pool/eviction/intrusive_list.h"
 #include "pool/eviction/policies.h"
 
@@ -92,7 +96,11 @@ class LearnedPolicy final : public EvictionPolicy {
     p = Pending{v, info.depth, ghost_key(info.sequence_hash), info.is_tail};
     if (slot_[v].history != SlotHistory::kReturning) __builtin_prefetch(&ghost_[bucket_of(p.key)]);
   }
+  // Most calls find nothing queued: only then is the out-of-line apply loop entered.
   void flush() {
+    if (pending_count_ != 0) apply_pending();
+  }
+  [[gnu::noinline]] void apply_pending() {
     for (std::uint32_t i = 0; i < pending_count_; ++i) {
       const Pending& p = pending_[i];
       apply_insert(p.v, p.key, p.tail, p.depth);
@@ -147,6 +155,7 @@ class LearnedPolicy final : public EvictionPolicy {
     std::uint32_t best_class = 0;
     double best_value = std::numeric_limits<double>::infinity();
     if (refresh_-- == 0) refresh_logits();
+    resolve_fronts();
     // Reads only the small per-class arrays: no per-block memory until the victim is known.
     for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
       for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
@@ -236,9 +245,23 @@ class LearnedPolicy final : public EvictionPolicy {
     if (lists_.empty(c)) {
       nonempty_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
     } else if (was_front) {
-      front_tick_[c] = slot_[lists_.front(c)].tick;
+      // The new oldest block's tick is read at the next evict() (resolve_fronts), not now: its record is
+      // likely a cache miss, which the prefetch overlaps with the work in between.
+      stale_front_[c / 64] |= std::uint64_t{1} << (c % 64);
+      __builtin_prefetch(&slot_[lists_.front(c)]);
     }
     --size_;
+  }
+  // front_tick_[c] is the tick of class c's oldest block whenever c is non-empty and not marked stale;
+  // a block's tick only changes while it is in no list, so reading it late gives the same value.
+  void resolve_fronts() {
+    for (std::uint32_t w = 0; w < stale_front_.size(); ++w) {
+      for (std::uint64_t bits = stale_front_[w] & nonempty_[w]; bits != 0; bits &= bits - 1) {
+        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
+        front_tick_[c] = slot_[lists_.front(c)].tick;
+      }
+      stale_front_[w] = 0;
+    }
   }
   void succeed(std::uint8_t c, std::uint32_t gap) {
     stats_[c].successes += 1;
@@ -299,11 +322,24 @@ class LearnedPolicy final : public EvictionPolicy {
     return f == 0 ? 1 : f;
   }
   static std::size_t ghost_find(const GhostBucket& bucket, std::uint32_t key) {
+#if defined(__SSE2__)
+    // The first way holding the fingerprint: 4 SSE2 compares of 8 ways, 2 mask bits per way.
+    const __m128i f = _mm_set1_epi16(static_cast<short>(fingerprint(key)));
+    const auto* keys = reinterpret_cast<const __m128i*>(bucket.key.data());
+    std::uint64_t mask = 0;
+    for (std::size_t i = 0; i < kWays / 8; ++i) {
+      const auto m = static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_load_si128(keys + i), f)));
+      mask |= std::uint64_t{m} << (16 * i);
+    }
+    if (mask == 0) return kNoGhost;
+    return static_cast<std::size_t>(std::countr_zero(mask)) / 2;
+#else
     const std::uint16_t f = fingerprint(key);
     for (std::size_t w = 0; w < kWays; ++w) {
       if (bucket.key[w] == f) return w;
     }
     return kNoGhost;
+#endif
   }
   void remember(std::uint32_t v) {
     const std::size_t b = bucket_of(slot_[v].key);
@@ -338,7 +374,8 @@ class LearnedPolicy final : public EvictionPolicy {
   static_assert(sizeof(SlotState) == 12);
   std::vector<SlotState> slot_;
   std::array<Stats, kClasses> stats_{};
-  std::array<std::uint64_t, (kClasses + 63) / 64> nonempty_{};  // classes with a cached block
+  std::array<std::uint64_t, (kClasses + 63) / 64> nonempty_{};     // classes with a cached block
+  std::array<std::uint64_t, (kClasses + 63) / 64> stale_front_{};  // front_tick_ to re-read (resolve_fronts)
   std::uint32_t clock_ = 0;
   static constexpr std::uint32_t kRefreshEvery = 64;  // evictions between refresh_logits
   std::uint32_t refresh_ = 0;
