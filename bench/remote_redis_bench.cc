@@ -21,6 +21,7 @@
 #include <random>
 #include <thread>
 
+#include "kvbm/remote/redis_server_process.h"
 #include "kvbm/remote/redis_store.h"
 
 extern char** environ;
@@ -30,88 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kInFlight = 4;
-
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    socklen_t len = sizeof(addr);
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-bool ping(const std::string& host, int port) {
-  timeval tv{1, 0};
-  redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv);
-  if (c == nullptr) return false;
-  bool ok = false;
-  if (c->err == 0) {
-    redisSetTimeout(c, tv);
-    auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-    ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
-    if (r != nullptr) freeReplyObject(r);
-  }
-  redisFree(c);
-  return ok;
-}
-
-// redis-server as a child; killed and reaped by the destructor.
-class OwnServer {
- public:
-  ~OwnServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  absl::Status start(const std::string& program) {
-    if (::access(program.c_str(), X_OK) != 0) return absl::NotFoundError(absl::StrCat(program, " not found"));
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = free_loopback_port();
-      const std::string port = std::to_string(port_);
-      std::vector<std::string> args = {program,  "--port", port,           "--bind", "127.0.0.1",
-                                       "--save", "",       "--appendonly", "no"};
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      posix_spawn_file_actions_t actions;
-      posix_spawn_file_actions_init(&actions);
-      posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-      const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
-      posix_spawn_file_actions_destroy(&actions);
-      if (rc != 0) {
-        pid_ = -1;
-        continue;
-      }
-      for (int i = 0; i < 250; ++i) {
-        if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-          pid_ = -1;
-          break;
-        }
-        if (ping("127.0.0.1", port_)) return absl::OkStatus();
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-      if (pid_ > 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-      }
-    }
-    return absl::UnavailableError("could not start redis-server on a free loopback port");
-  }
-  [[nodiscard]] int port() const { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = -1;
-};
 
 // The last "<TEST>: <n> requests per second" in redis-benchmark's -q output (progress lines end in \r).
 double parse_rps(const std::string& out, const std::string& test) {
@@ -142,10 +61,15 @@ absl::StatusOr<RemoteBenchReport> run_remote_redis_bench(const RemoteBenchOption
   report.batch = options.batch;
   report.blocks = options.blocks;
 
-  OwnServer own;
+  RedisServerProcess own;
   RemoteEndpoint endpoint;
   if (options.endpoint.empty()) {
-    if (absl::Status s = own.start(options.redis_server); !s.ok()) return s;
+    if (::access(options.redis_server.c_str(), X_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat(options.redis_server, " not found"));
+    }
+    if (!own.start(options.redis_server)) {
+      return absl::UnavailableError("could not start redis-server on a free loopback port");
+    }
     endpoint = RemoteEndpoint{"127.0.0.1", static_cast<std::uint16_t>(own.port())};
     report.own_server = true;
   } else {
