@@ -320,6 +320,16 @@ class RedisStore::Lane {
     kLost,                // the connection failed part-way (the job is completed, the rest Unavailable)
   };
 
+  // Ends a job after its replies were read: the keys from `answered` on fail as unavailable when the
+  // connection was lost part-way; otherwise the job's part is done.
+  Outcome finish(Job& job, std::size_t answered, bool connection_ok) {
+    if (!connection_ok) {
+      fail_unavailable(job, answered);
+      return Outcome::kLost;
+    }
+    job.op->part_done();
+    return Outcome::kOk;
+  }
   void fail_unavailable(Job& job, std::size_t from) {
     counters_->add(&RemoteStats::unavailable, job.indices.size() - from);
     job.op->set_all(std::span<const std::size_t>(job.indices).subspan(from), unavailable());
@@ -406,12 +416,7 @@ class RedisStore::Lane {
       s.corrupt += corrupt;
       s.errors += errors;
     }
-    if (!connection_ok) {
-      fail_unavailable(job, k);
-    } else {
-      job.op->part_done();
-    }
-    return connection_ok ? Outcome::kOk : Outcome::kLost;
+    return finish(job, k, connection_ok);
   }
 
   // Writes every byte of `iov` (blocking socket; SO_SNDTIMEO bounds each wait). False on error or timeout.
@@ -506,12 +511,7 @@ class RedisStore::Lane {
       s.exists_found += found;
       s.errors += errors;
     }
-    if (!connection_ok) {
-      fail_unavailable(job, k);
-    } else {
-      job.op->part_done();
-    }
-    return connection_ok ? Outcome::kOk : Outcome::kLost;
+    return finish(job, k, connection_ok);
   }
 
   const Options& options_;
