@@ -117,6 +117,14 @@ PoolStatus tier_status(const std::unique_ptr<Tier<L>>& tier) {
   return tier ? tier->pool->status() : PoolStatus{};
 }
 
+// True when a block is not one of `tier`'s (another manager's, an empty handle, or a tier this manager
+// does not have).
+template <CacheLevel L>
+bool holds_foreign(const std::vector<ImmutableBlock<L>>& blocks, const Tier<L>* tier) {
+  return std::any_of(blocks.begin(), blocks.end(),
+                     [&](const ImmutableBlock<L>& b) { return tier == nullptr || !tier->pool->owns(b); });
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, EventSink* events,
@@ -224,13 +232,8 @@ MatchResult KvBlockManager::match(std::span<const SequenceHash> hashes) {
 std::shared_ptr<OnboardOperation> KvBlockManager::onboard(MatchResult match) {
   // A match of another manager (or a hand-made one with foreign handles) would hand out that
   // manager's slots as this one's, or copy the wrong bytes: an error, nothing copied.
-  const bool foreign =
-      std::any_of(match.g1.begin(), match.g1.end(), [&](const G1Block& b) { return !tiers_.g1->pool->owns(b); }) ||
-      std::any_of(match.g2.begin(), match.g2.end(),
-                  [&](const G2Block& b) { return !tiers_.g2 || !tiers_.g2->pool->owns(b); }) ||
-      std::any_of(match.g3.begin(), match.g3.end(),
-                  [&](const G3Block& b) { return !tiers_.g3 || !tiers_.g3->pool->owns(b); });
-  if (foreign) {
+  if (holds_foreign(match.g1, tiers_.g1.get()) || holds_foreign(match.g2, tiers_.g2.get()) ||
+      holds_foreign(match.g3, tiers_.g3.get())) {
     auto op = std::make_shared<OnboardOperation>();
     op->finish(absl::InvalidArgumentError(
                    "onboard: the match holds blocks of another manager (or empty handles); match with this one"),
