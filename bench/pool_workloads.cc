@@ -33,6 +33,23 @@ using Immutable = ImmutableBlock<CacheLevel::kG1>;
 constexpr std::uint32_t kPageSize = 16;
 constexpr std::size_t kRequestBlocks = 16;
 
+// The end of one request after its prefix matched (`held`): allocates the blocks that missed, gives block i
+// the identity `identity_at(i)`, registers them and releases the whole request.
+template <typename IdentityAt>
+absl::Status finish_request(Pool& pool, std::vector<Immutable> held, const IdentityAt& identity_at) {
+  const std::size_t hits = held.size();
+  auto fresh = pool.allocate(kRequestBlocks - hits);
+  if (!fresh.ok()) return fresh.status();
+  for (std::size_t i = 0; i < fresh->size(); ++i) {
+    if (absl::Status s = (*fresh)[i].apply(identity_at(hits + i)); !s.ok()) return s;
+  }
+  auto registered = pool.register_blocks(*fresh);
+  if (!registered.ok()) return registered.status();
+  held.insert(held.end(), std::make_move_iterator(registered->begin()), std::make_move_iterator(registered->end()));
+  pool.release(std::move(held));
+  return absl::OkStatus();
+}
+
 constexpr std::string_view kBatchRelease = "release(vector): one lock per request";
 constexpr std::string_view kHandleRelease = "MutableBlock destructors: one lock per block (no batch API)";
 
@@ -309,16 +326,7 @@ class RequestCycle final : public Workload {
     const std::size_t hits = held.size();
     hits_ += hits;
     ++requests_;
-    auto fresh = pool_->allocate(kRequestBlocks - hits);
-    if (!fresh.ok()) return fresh.status();
-    for (std::size_t i = 0; i < fresh->size(); ++i) {
-      if (absl::Status s = (*fresh)[i].apply(seq->block(hits + i)); !s.ok()) return s;
-    }
-    auto registered = pool_->register_blocks(*fresh);
-    if (!registered.ok()) return registered.status();
-    held.insert(held.end(), std::make_move_iterator(registered->begin()), std::make_move_iterator(registered->end()));
-    pool_->release(std::move(held));
-    return absl::OkStatus();
+    return finish_request(*pool_, std::move(held), [&](std::size_t i) { return seq->block(i); });
   }
 
   std::string summary() const override {
@@ -430,16 +438,7 @@ class PolicyCycle final : public Workload {
     const std::size_t hits = held.size();
     hits_ += hits;
     ++requests_;
-    auto fresh = pool_->allocate(kRequestBlocks - hits);
-    if (!fresh.ok()) return fresh.status();
-    for (std::size_t i = 0; i < fresh->size(); ++i) {
-      if (absl::Status s = (*fresh)[i].apply(request_[hits + i]); !s.ok()) return s;
-    }
-    auto registered = pool_->register_blocks(*fresh);
-    if (!registered.ok()) return registered.status();
-    held.insert(held.end(), std::make_move_iterator(registered->begin()), std::make_move_iterator(registered->end()));
-    pool_->release(std::move(held));
-    return absl::OkStatus();
+    return finish_request(*pool_, std::move(held), [&](std::size_t i) { return request_[i]; });
   }
 
   std::string summary() const override {
