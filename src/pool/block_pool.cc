@@ -84,15 +84,25 @@ class PoolCore {
         slots_[id].state = SlotState::kOwned;
         ids.push_back(BlockId{id});
       }
-      while (ids.size() < count) {
-        const std::uint32_t id = policy_->evict()->value();  // available ≥ count guarantees a victim
+      // Victims (available ≥ count guarantees them), each unregistered one step behind its choice when the
+      // policy reads no lineage (then unregistering cannot change its next choice): a victim's slot read
+      // (a cache miss when a policy's victims are scattered over the pool) overlaps the choice of the next,
+      // and the policy's own reads for that choice overlap this victim's unregistering.
+      const std::size_t first_victim = ids.size();
+      const std::size_t lag = track_lineage_ ? 0 : 1;
+      for (std::size_t i = first_victim; i < count + lag; ++i) {
+        if (i < count) {
+          ids.push_back(*policy_->evict());
+          __builtin_prefetch(&slots_[ids.back().value()]);
+        }
+        if (i < first_victim + lag) continue;
+        const std::uint32_t id = ids[i - lag].value();
         --inactive_;
         if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
         if (evicted != nullptr)
           evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
         unregister(id);
         slots_[id].state = SlotState::kOwned;
-        ids.push_back(BlockId{id});
       }
       owned_ += static_cast<std::uint32_t>(count);
     }
@@ -125,6 +135,7 @@ class PoolCore {
                                                             " tokens); only Complete blocks can be registered"));
         }
       }
+      const Slot* prev = nullptr;  // the block this call handed out last (registered or de-duplicated)
       for (const RegisterRequest& r : requests) {
         const std::uint32_t id = r.id.value();
         auto [it, inserted] = registry_.try_emplace(r.identity.sequence_hash.value(), id);
@@ -136,6 +147,7 @@ class PoolCore {
           free_list_.push_back(id);
           --owned_;
           out.push_back(BlockId{existing});
+          prev = &slots_[existing];
           continue;
         }
         Slot& s = slots_[id];
@@ -147,10 +159,15 @@ class PoolCore {
         s.priority = r.priority;
         s.depth = 0;
         if (s.has_parent && track_depth_) {
-          // An unregistered parent (evicted, or never seen here) leaves the depth unknown: 1 is a guess.
-          auto p = registry_.find(s.parent_hash.value());
-          s.depth = p == registry_.end() ? 1 : slots_[p->second].depth + 1;
+          if (prev != nullptr && prev->sequence_hash == s.parent_hash) {
+            s.depth = prev->depth + 1;  // the usual case: the parent is the block registered just before
+          } else {
+            // An unregistered parent (evicted, or never seen here) leaves the depth unknown: 1 is a guess.
+            auto p = registry_.find(s.parent_hash.value());
+            s.depth = p == registry_.end() ? 1 : slots_[p->second].depth + 1;
+          }
         }
+        prev = &s;
         s.state = SlotState::kRegistered;
         registered_[id] = RegisteredInfo{r.identity, r.priority};
         if (s.has_parent && track_lineage_) add_cached_child(s.parent_hash);
