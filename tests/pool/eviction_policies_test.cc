@@ -208,5 +208,138 @@ TEST(LearnedTest, LearnsThatTailsDoNotReturn) {
   EXPECT_GT(hits, 900u);                      // heads almost always hit after warm-up
 }
 
+// Learned: a release batch whose tail is still held by another request never sends is_tail, so the
+// previous batch stays open. A block of that batch evicted meanwhile and released again as a new block
+// must be moved once, not unlinked while it waits for its batch's level (a corrupted list would hand out
+// a held block). Every block must still come out exactly once.
+TEST(LearnedTest, VictimReleasedAgainIntoAnOpenBatch) {
+  auto p = make_eviction_policy(EvictionPolicyKind::kLearned, 4);  // under 1.5 batches: LRU order
+  p->insert(B(1), info(101, 2, /*tail=*/true));                    // a batch of three new blocks, tail first
+  p->insert(B(2), info(102, 1, false));
+  p->insert(B(3), info(103, 0, false));
+  p->erase(B(1));  // matched by the next request, which still holds it when that request ends
+  const std::uint32_t v = p->evict()->value();  // the oldest inactive block: 2, new in the open batch
+  ASSERT_EQ(v, 2u);
+  p->insert(B(2), info(202, 1, false));  // the slot again, as a new block; no tail arrives
+  p->insert(B(1), info(101, 2, false));  // a cached block: the open batch's new blocks change level
+  std::vector<std::uint32_t> order = drain(*p);
+  std::sort(order.begin(), order.end());
+  EXPECT_EQ(order, (std::vector<std::uint32_t>{1, 2, 3}));
+  // Every slot once more, as one request: each comes out exactly once, and nothing else does.
+  for (std::uint32_t i = 0; i < 4; ++i) p->insert(B(i), info(400 + i, 3 - i, i == 0));
+  order = drain(*p);
+  std::sort(order.begin(), order.end());
+  EXPECT_EQ(order, (std::vector<std::uint32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(p->size(), 0u);
+}
+
+// Learned under request-shaped traffic where another request often still holds a batch's tail, so batches
+// stay open across evictions and slots come back in them as new blocks: every victim must be inactive
+// and every inactive block must come out exactly once.
+TEST(LearnedTest, RequestsWithHeldTailsKeepTheSetExact) {
+  constexpr std::uint32_t kCap = 48;
+  for (std::uint64_t seed : {1, 2, 3, 4, 5, 6, 7, 8}) {
+    auto p = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+    std::mt19937_64 rng(seed);
+    std::set<std::uint32_t> inactive;
+    std::vector<std::uint32_t> free_ids, held_tails;
+    for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
+    std::uint64_t next_hash = 1;
+    for (int r = 0; r < 3000; ++r) {
+      std::vector<std::uint32_t> batch;  // in release order: tail first
+      const std::size_t n = 1 + rng() % 10;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!inactive.empty() && rng() % 3 == 0) {  // a cached block, matched
+          auto it = inactive.begin();
+          std::advance(it, static_cast<long>(rng() % inactive.size()));
+          const std::uint32_t v = *it;
+          inactive.erase(it);
+          p->erase(B(v));
+          batch.push_back(v);
+        } else if (!free_ids.empty()) {
+          batch.push_back(free_ids.back());
+          free_ids.pop_back();
+        } else if (!inactive.empty()) {
+          const auto victim = p->evict();
+          ASSERT_TRUE(victim.has_value());
+          ASSERT_EQ(inactive.erase(victim->value()), 1u) << "seed " << seed << " request " << r;
+          batch.push_back(victim->value());
+        }
+      }
+      std::reverse(batch.begin(), batch.end());
+      // Another request still holds the tail a third of the time: it is released later, alone.
+      const bool held = batch.size() > 1 && rng() % 3 == 0;
+      for (std::size_t i = held ? 1 : 0; i < batch.size(); ++i) {
+        p->insert(B(batch[i]), info(next_hash++, static_cast<std::uint32_t>(batch.size() - 1 - i), i == 0));
+        inactive.insert(batch[i]);
+      }
+      if (held) held_tails.push_back(batch[0]);
+      if (held_tails.size() > 3) {
+        p->insert(B(held_tails.front()), info(next_hash++, 5, true));
+        inactive.insert(held_tails.front());
+        held_tails.erase(held_tails.begin());
+      }
+      ASSERT_EQ(p->size(), inactive.size()) << "seed " << seed << " request " << r;
+    }
+    std::vector<std::uint32_t> order = drain(*p);
+    std::sort(order.begin(), order.end());
+    EXPECT_EQ(order, std::vector<std::uint32_t>(inactive.begin(), inactive.end())) << "seed " << seed;
+  }
+}
+
+// Learned in a cache smaller than ~1.5 requests: every request then evicts most of what the others left,
+// and the policy evicts exactly as LRU does (same victims in the same order), whatever the classes.
+TEST(LearnedTest, SmallCacheEvictsInLruOrder) {
+  constexpr std::uint32_t kCap = 12;
+  auto learned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  auto lru = make_eviction_policy(EvictionPolicyKind::kLru, kCap);
+  std::mt19937_64 rng(7);
+  std::vector<std::uint32_t> free_ids;
+  for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
+  std::map<std::uint64_t, std::uint32_t> cached;  // hash → id, the same in both (same victims)
+  std::map<std::uint32_t, std::uint64_t> hash_of;
+  std::uint64_t hits = 0, victims = 0;
+  for (std::uint64_t r = 0; r < 2000; ++r) {
+    // A request of 10 blocks: a prefix of 0–8 blocks of one of 5 prompts, then fresh blocks.
+    const std::uint64_t prompt = rng() % 5;
+    const std::uint32_t shared = static_cast<std::uint32_t>(rng() % 9);
+    std::vector<std::uint32_t> ids;
+    std::vector<std::uint64_t> hashes;
+    for (std::uint32_t d = 0; d < 10; ++d) {
+      const std::uint64_t h = d < shared ? (prompt + 1) * 100 + d : 1000000 + r * 16 + d;
+      if (auto it = cached.find(h); it != cached.end() && ids.size() == d) {
+        learned->erase(B(it->second));
+        lru->erase(B(it->second));
+        ids.push_back(it->second);
+        ++hits;
+        continue;
+      }
+      if (free_ids.empty() && ids.size() == kCap) break;
+      std::uint32_t v;
+      if (!free_ids.empty()) {
+        v = free_ids.back();
+        free_ids.pop_back();
+      } else {
+        v = learned->evict()->value();
+        ASSERT_EQ(lru->evict()->value(), v) << "request " << r << " block " << d;
+        ++victims;
+        cached.erase(hash_of[v]);
+      }
+      cached[h] = v;
+      hash_of[v] = h;
+      ids.push_back(v);
+      hashes.push_back(h);
+    }
+    // Release tail first, as BlockPool::release does.
+    for (std::size_t i = ids.size(); i-- > 0;) {
+      const InactiveBlockInfo in = info(hash_of[ids[i]], static_cast<std::uint32_t>(i), i + 1 == ids.size());
+      learned->insert(B(ids[i]), in);
+      lru->insert(B(ids[i]), in);
+    }
+  }
+  EXPECT_GT(victims, 1000u);
+  EXPECT_GT(hits, 100u);
+}
+
 }  // namespace
 }  // namespace kvbm

@@ -56,7 +56,7 @@ TEST(CompareTest, PinnedTableOnGeneratedTrace) {
             "slru: 10256 11877 13570 15901\n"
             "lfu: 8132 10860 14537 17826\n"
             "lineage: 7187 10148 14052 17507\n"
-            "learned: 10486 12531 15103 17755\n"
+            "learned: 10523 12439 15090 17762\n"
             "optimal: 13225 16844 19259 19335\n");
 }
 
@@ -82,21 +82,22 @@ TEST(CompareTest, OptimalBoundsEveryPolicyAndLearnedIsNotBelowLru) {
 }
 
 // The default policy (TierConfig's eviction when none is set) against LRU from the same run, on every
-// generator mix × 4 seeds × 4 capacities: never below LRU beyond the noise of ties (total / 2000 blocks),
-// and better in aggregate. (README "## Eviction policies" lists the wider sweep this stands for.)
+// generator mix × 4 seeds × 7 capacities (16 blocks, less than one request of most mixes, to 4096): never
+// below LRU beyond the noise of ties (total / 2000 blocks), and better in aggregate. (README "## Eviction
+// policies" lists the wider sweep this stands for.)
 TEST(CompareTest, DefaultPolicyIsNotBelowLru) {
 #ifdef KVBM_SANITIZER_BUILD
   GTEST_SKIP() << "hit-rate outcomes on large traces are checked in the Release pass";
 #endif
   ASSERT_NE(TierConfig{}.eviction, EvictionPolicyKind::kLru) << "the default is meant to beat LRU";
-  std::uint64_t default_hits = 0, lru_hits = 0;
+  std::uint64_t default_hits = 0, lru_hits = 0, below = 0;
   for (const char* preset : {"default", "system_prompt_heavy", "session_heavy", "one_off_heavy"}) {
     for (std::uint64_t seed : {3, 4, 5, 6}) {
       auto w = workload_preset(preset);
       ASSERT_TRUE(w.ok());
       w->seed = seed;
       auto trace = generate_trace(*w);
-      for (std::uint64_t capacity : {128, 512, 2048, 4096}) {
+      for (std::uint64_t capacity : {16, 32, 64, 128, 512, 2048, 4096}) {
         ReplayOptions o;
         o.data = false;
         o.config.g1 = TierConfig{.num_blocks = capacity};  // default eviction
@@ -110,12 +111,14 @@ TEST(CompareTest, DefaultPolicyIsNotBelowLru) {
         EXPECT_EQ(def->eviction, eviction_policy_name(TierConfig{}.eviction));
         EXPECT_GE(def->blocks_hit + lru->blocks_total / 2000, lru->blocks_hit)
             << preset << " seed " << seed << " capacity " << capacity;
+        below += def->blocks_hit < lru->blocks_hit;
         default_hits += def->blocks_hit;
         lru_hits += lru->blocks_hit;
       }
     }
   }
-  std::printf("default / lru block hits over 64 runs: %.4f\n", static_cast<double>(default_hits) / lru_hits);
+  std::printf("default / lru block hits over 112 runs: %.4f; below lru at %llu\n",
+              static_cast<double>(default_hits) / lru_hits, static_cast<unsigned long long>(below));
   EXPECT_GT(default_hits, lru_hits);
 }
 

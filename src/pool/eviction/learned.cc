@@ -18,9 +18,15 @@
 // class's success rate shrunk towards the overall rate (prior weight 16 trials) and G the mean gap from
 // release to reuse over all classes: the log-odds that it is still to be used again, if gaps were
 // exponential. Each class is an LRU list, so only the oldest block of each is a candidate, and the victim
-// is the candidate of least score: O(kClasses) per eviction, O(1) otherwise. When all classes look alike
-// this is LRU. The p_c are made monotone along chains (a class an ancestor can be in is worth at least as
-// much as its descendants' classes), and a request releases a parent no earlier than its children, so a
+// is the candidate of least score (victim_class: O(1) while the last scan's few best classes stay ahead of
+// the rest, O(kClasses) for a new scan). When all classes look alike this is LRU. Two cases take the
+// globally oldest block (the oldest class front, LRU's victim) instead: (1) when that block is stale,
+// older than kStaleGaps mean gaps — there the e^(−a/G) model has no support (reuses that late are too rare
+// to fit) and age order predicts better than the class; (2) while the cache holds less than kSmallCache
+// mean release batches (a running mean of blocks per batch, over about kBatchWindow batches): a request
+// then evicts most of what the others left, and class odds do not help. The p_c count at most one
+// success per trial, and are made monotone along chains (a class an ancestor can be in is worth at least
+// as much as its descendants' classes); a request releases a parent no earlier than its children, so a
 // parent is not evicted before its own cached children (for requests of up to kBatchMemory new blocks
 // released whole, as replay and BlockPool::release do) without the pool tracking lineage.
 //
@@ -30,13 +36,16 @@
 // first, so a probe costs one miss. Without the ghost a class evicted early could never show that its
 // blocks come back.
 //
-// Cost: an eviction reads only per-class arrays (each class's oldest tick is cached in front_tick_) and
-// then the victim; an insert of a new block probes one ghost line (inserts are queued, up to 16, and
-// their lines prefetched, so a release batch's probes overlap); an eviction writes one ghost entry.
+// Cost: an eviction reads a few candidate classes' keys (each class's oldest tick sits in its list's
+// sentinel record) and then the victim's record; an insert of a new block probes one ghost line (inserts
+// are queued, up to 16, and their lines prefetched, so a release batch's probes overlap); an eviction
+// writes one ghost entry. A batch's new blocks start in their final class (start_deferred), and logits
+// are computed only for classes that hold blocks.
 //
-// Memory per cached block: 8 B links + a 12 B record (hash key, tick, class, level, history) = 20 B, and
-// 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries): 48.5 B, within the 64 B budget (plus
-// O(kClasses) fixed state). tests/pool/eviction_policies_test.cc measures it with memory_bytes().
+// Memory per cached block: a 32 B record (ghost key, tick, list links, the next block's tick, class,
+// level, history) and 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries): 60.2 B, plus
+// kClasses sentinel records and O(kClasses) fixed state (60.6 B per block at the 16,384 blocks of
+// tests/pool/eviction_policies_test.cc, which checks it against the 64 B budget with memory_bytes()).
 
 #include <algorithm>
 #include <array>
@@ -49,7 +58,6 @@
 #include <emmintrin.h>
 #endif
 
-#include "pool/eviction/intrusive_list.h"
 #include "pool/eviction/policies.h"
 
 namespace kvbm::eviction {
@@ -78,12 +86,13 @@ class LearnedPolicy final : public EvictionPolicy {
   bool uses_depth() const override { return true; }
   explicit LearnedPolicy(std::uint32_t capacity)
       : capacity_(std::max<std::uint32_t>(1, capacity)),
-        lists_(capacity, kClasses),
-        slot_(capacity),
+        slot_(std::size_t{capacity_} + kClasses),
         tick_unit_(std::max<std::uint32_t>(1, capacity_ / 16)),
         buckets_((static_cast<std::size_t>(capacity_) * kGhostPerBlock + kWays - 1) / kWays),
         ghost_(buckets_),
-        ghost_next_(buckets_, 0) {}
+        ghost_next_(buckets_, 0) {
+    for (std::uint32_t c = 0; c < kClasses; ++c) slot_[sentinel(c)].prev = slot_[sentinel(c)].next = sentinel(c);
+  }
   EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLearned; }
 
   // Inserts are queued (up to kPending, applied in order before any other call, so the order of effects
@@ -106,8 +115,19 @@ class LearnedPolicy final : public EvictionPolicy {
       apply_insert(p.v, p.key, p.tail, p.depth);
     }
     pending_count_ = 0;
+    start_deferred(0);
   }
   void apply_insert(std::uint32_t v, std::uint32_t key, bool is_tail, std::uint32_t depth) {
+    if (is_tail) {
+      start_deferred(0);  // the previous batch's
+      batch_level_ = 0;
+      batch_new_count_ = 0;
+      if (batch_size_ != 0) {  // the previous batch ended: fold its size into the running mean
+        batches_ = std::min(batches_ + 1, kBatchWindow);
+        batch_mean_ += (batch_size_ - batch_mean_) / batches_;
+      }
+      batch_size_ = 0;
+    }
     if (slot_[v].history != SlotHistory::kReturning) {
       slot_[v].key = key;
       slot_[v].reuse = batch_level_;
@@ -119,18 +139,39 @@ class LearnedPolicy final : public EvictionPolicy {
         bucket.key[g] = 0;
       }
     }
-    if (is_tail) {
-      batch_level_ = 0;
-      batch_new_count_ = 0;
-    }
+    ++batch_size_;
     slot_[v].history = SlotHistory::kInactive;
-    start_trial(v, is_tail, depth);
-    if (slot_[v].reuse == 0 && batch_new_count_ < kBatchMemory) {
-      batch_new_[batch_new_count_++] = v;
-    } else if (slot_[v].reuse >= kNewLevels && batch_level_ == 0) {
-      continue_batch(depth < 3 ? 1 : 2);  // the batch's first cached block: prefix of depth + 1
+    if (slot_[v].reuse == 0 && batch_new_count_ + deferred_count_ < kBatchMemory) {
+      deferred_[deferred_count_++] = Deferred{v, depth, is_tail};
+      slot_[v].deferred = true;
+    } else {
+      if (slot_[v].reuse >= kNewLevels && batch_level_ == 0) {
+        const std::uint8_t level = depth < 3 ? 1 : 2;  // the batch's first cached block: prefix of depth + 1
+        continue_batch(level);
+        start_deferred(level);
+      } else {
+        start_deferred(0);
+      }
+      start_trial(v, is_tail, depth);
     }
-    if (++since_decay_ >= kDecayPerBlock * capacity_) decay();
+    if (++since_decay_ >= decay_every_) {
+      start_deferred(0);  // their trials count before the halving, as for every block inserted before it
+      decay();
+    }
+  }
+  // A batch's new blocks wait in deferred_ (within one apply_pending) until its first cached block shows
+  // their level, and then start their trials in that level's class: the same ticks, list order and counts
+  // as starting them at level 0 and moving them (continue_batch), without the move. Level 0 (the batch
+  // or the queue ended first): they start at level 0 and are remembered in batch_new_ for continue_batch.
+  void start_deferred(std::uint8_t level) {
+    for (std::uint32_t i = 0; i < deferred_count_; ++i) {
+      const Deferred& d = deferred_[i];
+      slot_[d.v].deferred = false;
+      slot_[d.v].reuse = level;
+      start_trial(d.v, d.tail, d.depth);
+      if (level == 0) batch_new_[batch_new_count_++] = d.v;
+    }
+    deferred_count_ = 0;
   }
   void erase(BlockId id) override {
     flush();
@@ -152,19 +193,9 @@ class LearnedPolicy final : public EvictionPolicy {
   std::optional<BlockId> evict() override {
     flush();
     if (size_ == 0) return std::nullopt;
-    std::uint32_t best_class = 0;
-    double best_value = std::numeric_limits<double>::infinity();
     if (refresh_-- == 0) refresh_logits();
-    resolve_fronts();
-    // Reads only the small per-class arrays: no per-block memory until the victim is known.
-    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
-      for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
-        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        const double value = logit_[c] - (clock_ - front_tick_[c]) * inv_gap_;
-        if (value < best_value) best_value = value, best_class = c;
-      }
-    }
-    const std::uint32_t best = lists_.front(best_class);
+    const std::uint32_t stale = stale_class();
+    const std::uint32_t best = front(stale != kNoClass ? stale : victim_class());
     __builtin_prefetch(&ghost_[bucket_of(slot_[best].key)], 1);  // remember() writes there; overlap with unlink
     unlink(best);
     remember(best);
@@ -173,7 +204,7 @@ class LearnedPolicy final : public EvictionPolicy {
   }
   std::size_t size() const override { return size_ + pending_count_; }
   std::size_t memory_bytes() const override {
-    return sizeof(*this) + lists_.memory_bytes() + bytes_of(slot_) + bytes_of(ghost_) + bytes_of(ghost_next_);
+    return sizeof(*this) + bytes_of(slot_) + bytes_of(ghost_) + bytes_of(ghost_next_);
   }
 
  private:
@@ -186,6 +217,9 @@ class LearnedPolicy final : public EvictionPolicy {
   static constexpr std::uint64_t kDecayPerBlock = 8;
   static constexpr std::uint32_t kBatchMemory = 64;  // new blocks of one batch that can move level
   static constexpr double kPrior = 16;               // trials' weight of the overall rate in p_c
+  static constexpr double kStaleGaps = 10;           // older than this many mean gaps: evicted in LRU order
+  static constexpr double kSmallCache = 1.5;         // capacity in mean release batches below which: LRU
+  static constexpr double kBatchWindow = 256;        // release batches in the running mean of their size
   static constexpr std::size_t kGhostPerBlock = 7;
   static constexpr std::size_t kNoGhost = ~std::size_t{0};
   // One bucket of the ghost: two cache lines, fingerprints first, so a probe reads one line and an
@@ -206,7 +240,9 @@ class LearnedPolicy final : public EvictionPolicy {
     batch_level_ = level;
     for (std::uint32_t i = 0; i < batch_new_count_; ++i) {
       const std::uint32_t u = batch_new_[i];
-      if (slot_[u].history != SlotHistory::kInactive || slot_[u].reuse != 0) continue;
+      // Skipped: blocks evicted or matched since, and a slot released again into this batch (while a tail
+      // is held elsewhere no tail closes a batch) that waits in deferred_: start_deferred places it.
+      if (slot_[u].history != SlotHistory::kInactive || slot_[u].reuse != 0 || slot_[u].deferred) continue;
       const std::uint8_t old = slot_[u].cls;
       const std::uint8_t c = static_cast<std::uint8_t>(old + level * kDepthBuckets);  // same tail and depth
       unlink(u);
@@ -225,6 +261,27 @@ class LearnedPolicy final : public EvictionPolicy {
     return b == 0 ? 0 : 1u << (b - 1);
   }
 
+  // The class lists: circular, doubly linked through the records, oldest first.
+  std::uint32_t sentinel(std::uint32_t c) const { return capacity_ + c; }
+  bool empty(std::uint32_t c) const { return slot_[sentinel(c)].next == sentinel(c); }
+  std::uint32_t front(std::uint32_t c) const { return slot_[sentinel(c)].next; }
+  void push_back(std::uint32_t c, std::uint32_t v) {
+    const std::uint32_t s = sentinel(c), last = slot_[s].prev;
+    slot_[v].prev = last;
+    slot_[v].next = s;
+    slot_[last].next = v;
+    slot_[last].next_tick = slot_[v].tick;
+    slot_[s].prev = v;
+  }
+  void remove(std::uint32_t v) {
+    SlotState& prev = slot_[slot_[v].prev];
+    prev.next = slot_[v].next;
+    prev.next_tick = slot_[v].next_tick;
+    slot_[slot_[v].next].prev = slot_[v].prev;
+  }
+  // The tick of class c's oldest block (REQUIRES: c non-empty), kept in its sentinel.
+  std::uint32_t front_tick(std::uint32_t c) const { return slot_[sentinel(c)].next_tick; }
+
   void start_trial(std::uint32_t v, bool tail, std::uint32_t depth) {
     const std::uint8_t c = class_of(tail, slot_[v].reuse, depth);
     slot_[v].cls = c;
@@ -233,35 +290,107 @@ class LearnedPolicy final : public EvictionPolicy {
     link(c, v);
   }
   void link(std::uint8_t c, std::uint32_t v) {
-    if (lists_.empty(c)) front_tick_[c] = slot_[v].tick;
-    lists_.push_back(c, v);
+    const bool was_empty = empty(c);
+    push_back(c, v);
+    if (was_empty) {
+      if ((logit_stale_[c / 64] >> (c % 64)) & 1) {
+        logit_[c] = std::log(p_[c] / (1 - p_[c]));
+        logit_stale_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
+      }
+      if (!is_candidate(c)) bound_ = std::min(bound_, key_of(c));  // the only way another class's key falls
+    }
     nonempty_[c / 64] |= std::uint64_t{1} << (c % 64);
     ++size_;
   }
   void unlink(std::uint32_t v) {
     const std::uint8_t c = slot_[v].cls;
-    const bool was_front = lists_.front(c) == v;
-    lists_.remove(v);
-    if (lists_.empty(c)) {
+    const bool was_front = front(c) == v;
+    remove(v);
+    if (empty(c)) {
       nonempty_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
+      if (is_candidate(c)) bound_ = -std::numeric_limits<double>::infinity();  // the next evict scans
+      if (c == oldest_) oldest_ = kNoClass;
     } else if (was_front) {
-      // The new oldest block's tick is read at the next evict() (resolve_fronts), not now: its record is
-      // likely a cache miss, which the prefetch overlaps with the work in between.
-      stale_front_[c / 64] |= std::uint64_t{1} << (c % 64);
-      __builtin_prefetch(&slot_[lists_.front(c)]);
+      __builtin_prefetch(&slot_[front(c)]);  // the class's next victim
     }
     --size_;
   }
-  // front_tick_[c] is the tick of class c's oldest block whenever c is non-empty and not marked stale;
-  // a block's tick only changes while it is in no list, so reading it late gives the same value.
-  void resolve_fronts() {
-    for (std::uint32_t w = 0; w < stale_front_.size(); ++w) {
-      for (std::uint64_t bits = stale_front_[w] & nonempty_[w]; bits != 0; bits &= bits - 1) {
-        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        front_tick_[c] = slot_[lists_.front(c)].tick;
-      }
-      stale_front_[w] = 0;
+  // Class c's score without the term every class shares: logit_c − (clock − front_c)/G ranks the classes
+  // as logit_c + (front_c − base)/G does for any base; the base is the clock at the last refresh_logits
+  // (ticks are compared modulo 2^32, as ages are, so within 2^31 releases of it).
+  double key_of(std::uint32_t c) const {
+    return logit_[c] + static_cast<double>(static_cast<std::int32_t>(front_tick(c) - key_base_)) * inv_gap_;
+  }
+  // The class to evict from: the class of least key, the lower class on ties (as a scan of every class in
+  // order would choose). A scan keeps the kCandidates classes of least keys and, in bound_, the least key
+  // of the others. Until the next scan, the others' keys only rise (a list loses its front, so a newer
+  // block is the front) except when a class becomes non-empty (link lowers bound_), and logits and G
+  // change only in refresh_logits (which forces a scan). So while a candidate's key is below bound_, the
+  // least candidate is the answer, and most evictions read a few candidates' keys instead of every class's.
+  std::uint32_t victim_class() {
+    double best = std::numeric_limits<double>::infinity();
+    std::uint32_t best_class = 0;
+    for (std::uint32_t i = 0; i < kCandidates; ++i) {
+      const std::uint32_t c = cand_[i];
+      if (c == kNoClass) break;
+      const double key = key_of(c);
+      if (key < best || (key == best && c < best_class)) best = key, best_class = c;
     }
+    if (best < bound_) return best_class;
+    scan();
+    return cand_[0];
+  }
+  // The class of the globally oldest block (the oldest class front: the block LRU would evict) when that
+  // block is older than lru_age_, else kNoClass. scan_oldest() finds the oldest front, oldest_, and the
+  // oldest tick among the other fronts; fronts only get newer (a class that becomes non-empty starts
+  // with the newest tick), so until the next scan that tick bounds every other front's age.
+  std::uint32_t stale_class() {
+    if (oldest_ == kNoClass) scan_oldest();
+    const std::uint32_t age = clock_ - front_tick(oldest_);
+    const std::uint32_t others = clock_ - others_oldest_tick_;  // ≥ the age of every other front
+    if (std::max(age, others) <= lru_age_) return kNoClass;
+    if (age > others) return oldest_;
+    scan_oldest();
+    return clock_ - front_tick(oldest_) > lru_age_ ? oldest_ : kNoClass;
+  }
+  void scan_oldest() {
+    std::uint32_t oldest = 0, second = 0;  // ages
+    others_oldest_tick_ = clock_;
+    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
+      for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
+        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
+        const std::uint32_t age = clock_ - front_tick(c);
+        if (age >= oldest) {
+          second = oldest, oldest = age, oldest_ = static_cast<std::uint8_t>(c);
+        } else if (age > second) {
+          second = age;
+        }
+      }
+    }
+    others_oldest_tick_ = clock_ - second;
+  }
+  bool is_candidate(std::uint32_t c) const { return std::find(cand_.begin(), cand_.end(), c) != cand_.end(); }
+  // Every non-empty class: the kCandidates least (key, class) pairs in order, and the next key in bound_.
+  // Reads only per-class arrays, no per-block memory.
+  void scan() {
+    std::array<double, kCandidates + 1> keys;
+    keys.fill(std::numeric_limits<double>::infinity());
+    cand_.fill(kNoClass);
+    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
+      for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
+        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
+        const double key = key_of(c);
+        if (!(key < keys[kCandidates])) continue;  // classes come in order: a tie stays behind
+        std::uint32_t i = kCandidates;
+        for (; i > 0 && key < keys[i - 1]; --i) {
+          keys[i] = keys[i - 1];
+          if (i < kCandidates) cand_[i] = cand_[i - 1];
+        }
+        keys[i] = key;
+        if (i < kCandidates) cand_[i] = static_cast<std::uint8_t>(c);
+      }
+    }
+    bound_ = keys[kCandidates];
   }
   void succeed(std::uint8_t c, std::uint32_t gap) {
     stats_[c].successes += 1;
@@ -275,10 +404,15 @@ class LearnedPolicy final : public EvictionPolicy {
     for (const Stats& s : stats_) succ += s.successes, gaps += s.gap_sum, trials += s.trials;
     const double mean = (succ + 0.5) / (trials + 1.0);
     inv_gap_ = (succ + 1.0) / (gaps + capacity_);
-    std::array<double, kClasses> p{};
+    // Before a batch has ended, the one in progress stands for the mean.
+    const double batch = batches_ == 0 ? batch_size_ : batch_mean_;
+    lru_age_ = capacity_ < kSmallCache * batch ? 0 : static_cast<std::uint32_t>(std::min(kStaleGaps / inv_gap_, 4e9));
+    std::array<double, kClasses>& p = p_;
     for (std::uint32_t c = 0; c < kClasses; ++c) {
-      p[c] = std::clamp((stats_[c].successes + mean * kPrior) / (std::max(0.0, stats_[c].trials) + kPrior), 1e-4,
-                        1 - 1e-4);
+      // A class can be credited more successes than it has trials left (a success long after its trial,
+      // across halvings, or after the trial moved in continue_batch): at most one success per trial.
+      const double n = std::max(0.0, stats_[c].trials);
+      p[c] = std::clamp((std::min(stats_[c].successes, n) + mean * kPrior) / (n + kPrior), 1e-4, 1 - 1e-4);
     }
     // Each class takes the max over the classes its descendants can be in: a tail's (a non-tail block's
     // child may end the request), deeper buckets', and lower levels' as below.
@@ -298,7 +432,17 @@ class LearnedPolicy final : public EvictionPolicy {
         }
       }
     }
-    for (std::uint32_t c = 0; c < kClasses; ++c) logit_[c] = std::log(p[c] / (1 - p[c]));
+    // The logits of the classes with blocks now; the others' when a block arrives (link), if one does
+    // before the next refresh — most do not, and a log is most of this function's cost.
+    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
+      for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
+        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
+        logit_[c] = std::log(p[c] / (1 - p[c]));
+      }
+      logit_stale_[w] = ~nonempty_[w];
+    }
+    key_base_ = clock_;
+    bound_ = -std::numeric_limits<double>::infinity();  // every key changed: the next evict scans
   }
   void decay() {
     since_decay_ = 0;
@@ -358,35 +502,61 @@ class LearnedPolicy final : public EvictionPolicy {
     std::uint32_t key = 0;
     bool tail = false;
   };
+  struct Deferred {
+    std::uint32_t v = 0;
+    std::uint32_t depth = 0;
+    bool tail = false;
+  };
   static constexpr std::uint32_t kPending = 16;
   std::array<Pending, kPending> pending_{};
   std::uint32_t pending_count_ = 0;
+  std::array<Deferred, kPending> deferred_{};
+  std::uint32_t deferred_count_ = 0;
   std::uint32_t capacity_;
-  IntrusiveLists lists_;
-  // Per-slot state in one 12-byte record, so that an operation on a block touches one cache line.
-  struct SlotState {
+  // Per-slot state and the links of its class list in one 32-byte record (two to a cache line), so that
+  // an operation on a block touches one line, and unlinking it one line per neighbour. The records of
+  // ids capacity_ + c are the sentinels of the class lists (prev, next and next_tick used): a sentinel's
+  // next_tick is its class's oldest tick, so choosing a class reads no block's record.
+  struct alignas(32) SlotState {
     std::uint32_t key = 0;  // ghost key of the block's sequence hash
     std::uint32_t tick = 0;
+    std::uint32_t prev = 0;
+    std::uint32_t next = 0;
+    std::uint32_t next_tick = 0;  // the tick of the block after this one in its list (see front_tick)
     std::uint8_t cls = 0;
     std::uint8_t reuse = 0;
     SlotHistory history = SlotHistory::kFresh;
+    bool deferred = false;  // in deferred_, not in a list yet
   };
-  static_assert(sizeof(SlotState) == 12);
+  static_assert(sizeof(SlotState) == 32);
   std::vector<SlotState> slot_;
   std::array<Stats, kClasses> stats_{};
-  std::array<std::uint64_t, (kClasses + 63) / 64> nonempty_{};     // classes with a cached block
-  std::array<std::uint64_t, (kClasses + 63) / 64> stale_front_{};  // front_tick_ to re-read (resolve_fronts)
+  std::array<std::uint64_t, (kClasses + 63) / 64> nonempty_{};  // classes with a cached block
   std::uint32_t clock_ = 0;
   static constexpr std::uint32_t kRefreshEvery = 64;  // evictions between refresh_logits
   std::uint32_t refresh_ = 0;
-  std::array<double, kClasses> logit_{};
-  std::array<std::uint32_t, kClasses> front_tick_{};  // tick_ of each class list's oldest block
+  std::array<double, kClasses> p_{};      // each class's odds as of the last refresh_logits
+  std::array<double, kClasses> logit_{};  // log(p_ / (1 − p_)), for classes not marked in logit_stale_
+  std::array<std::uint64_t, (kClasses + 63) / 64> logit_stale_{};
+  std::uint32_t key_base_ = 0;  // key_of's base
+  static constexpr std::uint32_t kCandidates = 4;
+  static constexpr std::uint8_t kNoClass = 0xFF;
+  std::array<std::uint8_t, kCandidates> cand_ = {kNoClass, kNoClass, kNoClass, kNoClass};  // see victim_class()
+  double bound_ = -std::numeric_limits<double>::infinity();
   double inv_gap_ = 0;
+  std::uint32_t lru_age_ = 0;       // a class front older than this (releases) is evicted first, oldest first
+  std::uint8_t oldest_ = kNoClass;  // see stale_class()
+  std::uint32_t others_oldest_tick_ = 0;
+  // Running mean of the blocks per release batch (a batch starts with its tail).
+  std::uint32_t batch_size_ = 0;
+  double batches_ = 0;
+  double batch_mean_ = 0;
   // The release batch in progress (see continue_batch).
   std::uint8_t batch_level_ = 0;
   std::uint32_t batch_new_count_ = 0;
   std::array<std::uint32_t, kBatchMemory> batch_new_{};
   std::uint64_t since_decay_ = 0;
+  std::uint64_t decay_every_ = kDecayPerBlock * capacity_;
   std::size_t size_ = 0;
   std::uint32_t tick_unit_;
   std::size_t buckets_;
