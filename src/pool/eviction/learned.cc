@@ -355,19 +355,24 @@ class LearnedPolicy final : public EvictionPolicy {
   }
   void scan_oldest() {
     std::uint32_t oldest = 0, second = 0;  // ages
-    others_oldest_tick_ = clock_;
+    for_each_nonempty([&](std::uint32_t c) {
+      const std::uint32_t age = clock_ - front_tick(c);
+      if (age >= oldest) {
+        second = oldest, oldest = age, oldest_ = static_cast<std::uint8_t>(c);
+      } else if (age > second) {
+        second = age;
+      }
+    });
+    others_oldest_tick_ = clock_ - second;
+  }
+  // Calls f(c) for every class holding blocks, in class order.
+  template <typename F>
+  void for_each_nonempty(F&& f) const {
     for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
       for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
-        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        const std::uint32_t age = clock_ - front_tick(c);
-        if (age >= oldest) {
-          second = oldest, oldest = age, oldest_ = static_cast<std::uint8_t>(c);
-        } else if (age > second) {
-          second = age;
-        }
+        f(w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits)));
       }
     }
-    others_oldest_tick_ = clock_ - second;
   }
   bool is_candidate(std::uint32_t c) const { return std::find(cand_.begin(), cand_.end(), c) != cand_.end(); }
   // Every non-empty class: the kCandidates least (key, class) pairs in order, and the next key in bound_.
@@ -376,20 +381,17 @@ class LearnedPolicy final : public EvictionPolicy {
     std::array<double, kCandidates + 1> keys;
     keys.fill(std::numeric_limits<double>::infinity());
     cand_.fill(kNoClass);
-    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
-      for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
-        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        const double key = key_of(c);
-        if (!(key < keys[kCandidates])) continue;  // classes come in order: a tie stays behind
-        std::uint32_t i = kCandidates;
-        for (; i > 0 && key < keys[i - 1]; --i) {
-          keys[i] = keys[i - 1];
-          if (i < kCandidates) cand_[i] = cand_[i - 1];
-        }
-        keys[i] = key;
-        if (i < kCandidates) cand_[i] = static_cast<std::uint8_t>(c);
+    for_each_nonempty([&](std::uint32_t c) {
+      const double key = key_of(c);
+      if (!(key < keys[kCandidates])) return;  // classes come in order: a tie stays behind
+      std::uint32_t i = kCandidates;
+      for (; i > 0 && key < keys[i - 1]; --i) {
+        keys[i] = keys[i - 1];
+        if (i < kCandidates) cand_[i] = cand_[i - 1];
       }
-    }
+      keys[i] = key;
+      if (i < kCandidates) cand_[i] = static_cast<std::uint8_t>(c);
+    });
     bound_ = keys[kCandidates];
   }
   void succeed(std::uint8_t c, std::uint32_t gap) {
@@ -434,13 +436,8 @@ class LearnedPolicy final : public EvictionPolicy {
     }
     // The logits of the classes with blocks now; the others' when a block arrives (link), if one does
     // before the next refresh — most do not, and a log is most of this function's cost.
-    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) {
-      for (std::uint64_t bits = nonempty_[w]; bits != 0; bits &= bits - 1) {
-        const std::uint32_t c = w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits));
-        logit_[c] = std::log(p[c] / (1 - p[c]));
-      }
-      logit_stale_[w] = ~nonempty_[w];
-    }
+    for_each_nonempty([&](std::uint32_t c) { logit_[c] = std::log(p[c] / (1 - p[c])); });
+    for (std::uint32_t w = 0; w < nonempty_.size(); ++w) logit_stale_[w] = ~nonempty_[w];
     key_base_ = clock_;
     bound_ = -std::numeric_limits<double>::infinity();  // every key changed: the next evict scans
   }
@@ -556,7 +553,7 @@ class LearnedPolicy final : public EvictionPolicy {
   std::uint32_t batch_new_count_ = 0;
   std::array<std::uint32_t, kBatchMemory> batch_new_{};
   std::uint64_t since_decay_ = 0;
-  std::uint64_t decay_every_ = kDecayPerBlock * capacity_;
+  const std::uint64_t decay_every_ = kDecayPerBlock * capacity_;
   std::size_t size_ = 0;
   std::uint32_t tick_unit_;
   std::size_t buckets_;
