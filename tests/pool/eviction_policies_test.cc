@@ -237,53 +237,57 @@ TEST(LearnedTest, VictimReleasedAgainIntoAnOpenBatch) {
 // stay open across evictions and slots come back in them as new blocks: every victim must be inactive
 // and every inactive block must come out exactly once.
 TEST(LearnedTest, RequestsWithHeldTailsKeepTheSetExact) {
-  constexpr std::uint32_t kCap = 48;
-  for (std::uint64_t seed : {1, 2, 3, 4, 5, 6, 7, 8}) {
-    auto p = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
-    std::mt19937_64 rng(seed);
-    std::set<std::uint32_t> inactive;
-    std::vector<std::uint32_t> free_ids, held_tails;
-    for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
-    std::uint64_t next_hash = 1;
-    for (int r = 0; r < 3000; ++r) {
-      std::vector<std::uint32_t> batch;  // in release order: tail first
-      const std::size_t n = 1 + rng() % 10;
-      for (std::size_t i = 0; i < n; ++i) {
-        if (!inactive.empty() && rng() % 3 == 0) {  // a cached block, matched
-          auto it = inactive.begin();
-          std::advance(it, static_cast<long>(rng() % inactive.size()));
-          const std::uint32_t v = *it;
-          inactive.erase(it);
-          p->erase(B(v));
-          batch.push_back(v);
-        } else if (!free_ids.empty()) {
-          batch.push_back(free_ids.back());
-          free_ids.pop_back();
-        } else if (!inactive.empty()) {
-          const auto victim = p->evict();
-          ASSERT_TRUE(victim.has_value());
-          ASSERT_EQ(inactive.erase(victim->value()), 1u) << "seed " << seed << " request " << r;
-          batch.push_back(victim->value());
+  // 16 blocks (under 1.5 requests: LRU order, so a batch's new blocks are soon victims) and 48.
+  for (std::uint32_t capacity : {16u, 48u}) {
+    for (std::uint64_t seed : {1, 2, 3, 4, 5, 6, 7, 8}) {
+      auto p = make_eviction_policy(EvictionPolicyKind::kLearned, capacity);
+      std::mt19937_64 rng(seed);
+      std::set<std::uint32_t> inactive;
+      std::vector<std::uint32_t> free_ids, held_tails;
+      for (std::uint32_t v = 0; v < capacity; ++v) free_ids.push_back(v);
+      std::uint64_t next_hash = 1;
+      for (int r = 0; r < 3000; ++r) {
+        std::vector<std::uint32_t> batch;  // in release order: tail first
+        const std::size_t n = 1 + rng() % 10;
+        for (std::size_t i = 0; i < n; ++i) {
+          if (!inactive.empty() && rng() % 3 == 0) {  // a cached block, matched
+            auto it = inactive.begin();
+            std::advance(it, static_cast<long>(rng() % inactive.size()));
+            const std::uint32_t v = *it;
+            inactive.erase(it);
+            p->erase(B(v));
+            batch.push_back(v);
+          } else if (!free_ids.empty()) {
+            batch.push_back(free_ids.back());
+            free_ids.pop_back();
+          } else if (!inactive.empty()) {
+            const auto victim = p->evict();
+            ASSERT_TRUE(victim.has_value());
+            ASSERT_EQ(inactive.erase(victim->value()), 1u)
+                << "capacity " << capacity << " seed " << seed << " request " << r;
+            batch.push_back(victim->value());
+          }
         }
+        std::reverse(batch.begin(), batch.end());
+        // Another request still holds the tail a third of the time: it is released later, alone.
+        const bool held = batch.size() > 1 && rng() % 3 == 0;
+        for (std::size_t i = held ? 1 : 0; i < batch.size(); ++i) {
+          p->insert(B(batch[i]), info(next_hash++, static_cast<std::uint32_t>(batch.size() - 1 - i), i == 0));
+          inactive.insert(batch[i]);
+        }
+        if (held) held_tails.push_back(batch[0]);
+        if (held_tails.size() > 3) {
+          p->insert(B(held_tails.front()), info(next_hash++, 5, true));
+          inactive.insert(held_tails.front());
+          held_tails.erase(held_tails.begin());
+        }
+        ASSERT_EQ(p->size(), inactive.size()) << "capacity " << capacity << " seed " << seed << " request " << r;
       }
-      std::reverse(batch.begin(), batch.end());
-      // Another request still holds the tail a third of the time: it is released later, alone.
-      const bool held = batch.size() > 1 && rng() % 3 == 0;
-      for (std::size_t i = held ? 1 : 0; i < batch.size(); ++i) {
-        p->insert(B(batch[i]), info(next_hash++, static_cast<std::uint32_t>(batch.size() - 1 - i), i == 0));
-        inactive.insert(batch[i]);
-      }
-      if (held) held_tails.push_back(batch[0]);
-      if (held_tails.size() > 3) {
-        p->insert(B(held_tails.front()), info(next_hash++, 5, true));
-        inactive.insert(held_tails.front());
-        held_tails.erase(held_tails.begin());
-      }
-      ASSERT_EQ(p->size(), inactive.size()) << "seed " << seed << " request " << r;
+      std::vector<std::uint32_t> order = drain(*p);
+      std::sort(order.begin(), order.end());
+      EXPECT_EQ(order, std::vector<std::uint32_t>(inactive.begin(), inactive.end()))
+          << "capacity " << capacity << " seed " << seed;
     }
-    std::vector<std::uint32_t> order = drain(*p);
-    std::sort(order.begin(), order.end());
-    EXPECT_EQ(order, std::vector<std::uint32_t>(inactive.begin(), inactive.end())) << "seed " << seed;
   }
 }
 
