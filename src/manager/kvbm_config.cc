@@ -104,6 +104,17 @@ KeySpec bool_key(std::string key, std::function<bool&(KvbmConfig&)> field, std::
       [field](const KvbmConfig& c) { return std::string(field(const_cast<KvbmConfig&>(c)) ? "true" : "false"); }};
 }
 
+// A string field, taken as written; `allowed` says what it should hold.
+KeySpec string_key(std::string key, std::function<std::string&(KvbmConfig&)> field, std::string allowed,
+                   std::string description) {
+  return KeySpec{ConfigKey{std::move(key), "", "string", std::move(allowed), std::move(description)},
+                 [field](KvbmConfig& c, const std::string&, std::string_view value) -> absl::Status {
+                   field(c) = std::string(value);
+                   return absl::OkStatus();
+                 },
+                 [field](const KvbmConfig& c) { return quoted(field(const_cast<KvbmConfig&>(c))); }};
+}
+
 // An enum field given by name: `names[i]` is the name of `values[i]`.
 template <typename E>
 KeySpec enum_key(std::string key, std::function<E&(KvbmConfig&)> field, std::vector<std::pair<E, std::string>> names,
@@ -191,13 +202,9 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
       }(),
       absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU)")));
   if (tier == "g3") {
-    keys.push_back(KeySpec{ConfigKey{"g3.directory", "", "string", "a writable directory; empty = $TMPDIR or /tmp",
-                                     "Directory of the G3 file"},
-                           [](KvbmConfig& c, const std::string&, std::string_view value) -> absl::Status {
-                             c.g3.directory = std::string(value);
-                             return absl::OkStatus();
-                           },
-                           [](const KvbmConfig& c) { return quoted(c.g3.directory); }});
+    keys.push_back(string_key(
+        "g3.directory", [](KvbmConfig& c) -> std::string& { return c.g3.directory; },
+        "a writable directory; empty = $TMPDIR or /tmp", "Directory of the G3 file"));
     keys.push_back(bool_key(
         "g3.direct_io", [](KvbmConfig& c) -> bool& { return c.g3.direct_io; },
         "Open the G3 file O_DIRECT (falls back to buffered I/O where refused)"));
@@ -285,21 +292,14 @@ std::vector<KeySpec> make_key_table() {
   keys.push_back(uint_key<std::uint32_t>(
       "metrics.port", [](KvbmConfig& c) -> std::uint32_t& { return c.metrics.port; }, 0, 65535,
       "HTTP port serving Prometheus metrics on GET /metrics (0 = off)"));
-  keys.push_back(KeySpec{ConfigKey{"metrics.bind", "", "string", "an IPv4/IPv6 address or host name",
-                                   "Address the metrics server listens on"},
-                         [](KvbmConfig& c, const std::string&, std::string_view value) -> absl::Status {
-                           c.metrics.bind = std::string(value);
-                           return absl::OkStatus();
-                         },
-                         [](const KvbmConfig& c) { return quoted(c.metrics.bind); }});
+  keys.push_back(string_key(
+      "metrics.bind", [](KvbmConfig& c) -> std::string& { return c.metrics.bind; }, "an IPv4/IPv6 address or host name",
+      "Address the metrics server listens on"));
   // G4, the remote tier on Redis (issue 7/8). Off while g4.endpoints is empty; needs G2.
   auto g4_string = [&](std::string key, std::string G4Config::*field, std::string allowed, std::string description) {
-    keys.push_back(KeySpec{ConfigKey{std::move(key), "", "string", std::move(allowed), std::move(description)},
-                           [field](KvbmConfig& c, const std::string&, std::string_view value) -> absl::Status {
-                             c.g4.*field = std::string(value);
-                             return absl::OkStatus();
-                           },
-                           [field](const KvbmConfig& c) { return quoted(c.g4.*field); }});
+    keys.push_back(string_key(
+        std::move(key), [field](KvbmConfig& c) -> std::string& { return c.g4.*field; }, std::move(allowed),
+        std::move(description)));
   };
   auto g4_u32 = [&](std::string key, std::uint32_t G4Config::*field, std::uint64_t lo, std::uint64_t hi,
                     std::string description) {
