@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "kvbm/events/msgpack_codec.h"
+#include "support/wait_until.h"
 
 extern char** environ;
 
@@ -26,6 +27,7 @@ namespace kvbm {
 namespace {
 
 using namespace std::chrono_literals;
+using kvbm::testing::wait_until;
 
 // Debian installs it in /usr/sbin; other installs use /usr/bin or /usr/local/bin. Empty when absent.
 std::string nats_server_path() {
@@ -33,16 +35,6 @@ std::string nats_server_path() {
     if (::access(path, X_OK) == 0) return path;
   }
   return "";
-}
-
-// Polls `done` every 10 ms until it holds or `timeout` passes.
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 int free_port() {
@@ -156,7 +148,7 @@ EventBatch make_batch(std::uint64_t n) {
                     .data_parallel_rank = 0};
 }
 
-class NatsPublisherTest : public testing::Test {
+class NatsPublisherTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (nats_server_path().empty()) GTEST_SKIP() << "nats-server is not installed";
@@ -183,7 +175,7 @@ TEST(NatsPublisherOptionsTest, SubjectIsValidated) {
   for (const char* bad : {"kvbm events", "kvbm.*", "kvbm.>", ".kvbm", "kvbm.", "kvbm..events", "a\tb"}) {
     const absl::Status s = validate_nats_subject(bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_THAT(std::string(s.message()), testing::HasSubstr(bad));
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(bad));
   }
   EXPECT_EQ(validate_nats_subject("").code(), absl::StatusCode::kInvalidArgument);
 
@@ -191,13 +183,13 @@ TEST(NatsPublisherOptionsTest, SubjectIsValidated) {
   o.subject = "kvbm.*";
   const auto p = NatsPublisher::create(o);
   EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(p.status().message()), testing::HasSubstr("subject"));
+  EXPECT_THAT(std::string(p.status().message()), ::testing::HasSubstr("subject"));
   o.subject = "";
   o.servers = {};
   EXPECT_EQ(NatsPublisher::create(o).status().code(), absl::StatusCode::kInvalidArgument);
   o.servers = {"nats://127.0.0.1:1"};
   o.reconnect_buffer_bytes = 0;
-  EXPECT_THAT(std::string(NatsPublisher::create(o).status().message()), testing::HasSubstr("reconnect_buffer_bytes"));
+  EXPECT_THAT(std::string(NatsPublisher::create(o).status().message()), ::testing::HasSubstr("reconnect_buffer_bytes"));
 }
 
 TEST(NatsPublisherConnectTest, NoServerIsUnavailableNamingTheUrl) {
@@ -207,7 +199,7 @@ TEST(NatsPublisherConnectTest, NoServerIsUnavailableNamingTheUrl) {
   o.connect_timeout = 500ms;
   const auto p = NatsPublisher::create(o);
   EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(p.status().message()), testing::HasSubstr(o.servers[0]));
+  EXPECT_THAT(std::string(p.status().message()), ::testing::HasSubstr(o.servers[0]));
 }
 
 TEST(NatsPublisherConnectTest, LazyPublisherWithNoServerClosesPromptly) {

@@ -13,11 +13,13 @@
 #include "kvbm/remote/redis_store.h"
 #include "support/block_bytes.h"
 #include "support/redis_server.h"
+#include "support/wait_until.h"
 
 namespace kvbm {
 namespace {
 
 using namespace std::chrono_literals;
+using kvbm::testing::wait_until;
 using testing::fill;
 using testing::RedisServer;
 using testing::wrong_bytes;
@@ -39,15 +41,6 @@ KvbmConfig g4_config(const RedisServer& server, std::uint32_t g1 = 4, std::uint3
   config.g4.connect_timeout_ms = 200;
   config.g4.io_timeout_ms = 300;
   return config;
-}
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 std::unique_ptr<KvBlockManager> make_manager(const KvbmConfig& config) {

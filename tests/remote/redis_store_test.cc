@@ -11,24 +11,17 @@
 #include <thread>
 
 #include "support/redis_server.h"
+#include "support/wait_until.h"
 
 namespace kvbm {
 namespace {
 
 using namespace std::chrono_literals;
+using kvbm::testing::wait_until;
 using testing::RedisServer;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kPayload = 4096 + 24;  // not a power of two on purpose
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 std::vector<std::byte> block_bytes(std::uint64_t seed, std::size_t n = kPayload) {
   std::mt19937_64 rng(seed);

@@ -13,16 +13,13 @@
 #include "kvbm/core/hashing.h"
 #include "remote/ucx_test_util.h"
 
-// UCX 1.13's transport modules keep a few small allocations until exit (libuct, not kvbm): not leaks of ours.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libuct.so\nleak:libucs.so\nleak:libucp.so\n"; }
-
 namespace kvbm {
 namespace {
 
 using namespace std::chrono_literals;
 using ucx_test::ChildProcess;
 
-const ModelConfig kModel{.num_layers = 3, .outer_dim = 2, .page_size = 4, .inner_dim = 64, .dtype_bytes = 2};
+using ucx_test::kModel;
 constexpr std::uint32_t kRemoteBlocks = 16;
 constexpr std::uint64_t kRemoteKey = 7;
 

@@ -24,9 +24,6 @@
 #include "kvbm/remote/ucx_agent.h"
 #include "remote/ucx_test_util.h"
 
-// UCX 1.13's transport modules keep a few small allocations until exit (libuct, not kvbm): not leaks of ours.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libuct.so\nleak:libucs.so\nleak:libucp.so\n"; }
-
 namespace {
 
 using namespace kvbm;
@@ -95,7 +92,7 @@ int run_peer(char** argv) {
   if (!events.ok()) return fail(std::string(events.status().message()));
 
   KvbmConfig config;
-  config.model = {.num_layers = 3, .outer_dim = 2, .page_size = 4, .inner_dim = 64, .dtype_bytes = 2};
+  config.model = kModel;
   config.g1.num_blocks = g1_blocks;
   auto kvbm = KvBlockManager::create(config, events->get());
   if (!kvbm.ok()) return fail(std::string(kvbm.status().message()));

@@ -22,6 +22,9 @@
 
 namespace kvbm::ucx_test {
 
+// The model of the UCX tests' tiers and of the helper's manager (a peer's blocks must be the same size).
+inline constexpr ModelConfig kModel{.num_layers = 3, .outer_dim = 2, .page_size = 4, .inner_dim = 64, .dtype_bytes = 2};
+
 // Byte k of the canonical stream (layer by layer, outer by outer) of a block filled with key `key`.
 inline std::uint8_t pattern_byte(std::uint64_t key, std::uint64_t k) {
   std::uint64_t z = key * 0x9E3779B97F4A7C15ull + (k / 8) + 1;
