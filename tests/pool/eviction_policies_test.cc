@@ -291,26 +291,25 @@ TEST(LearnedTest, RequestsWithHeldTailsKeepTheSetExact) {
   }
 }
 
-// Runs learned and LRU side by side over `requests` requests of `length` blocks (0: 1–10 at random):
-// request r uses a prefix of shared_blocks() blocks of one of 5 prompts (cached ones are matched), then
-// fresh blocks, and releases them tail first as BlockPool::release does. Checks that both choose the same
-// victims in the same order.
-void expect_lru_victims(std::uint32_t capacity, std::uint64_t requests, std::uint32_t length,
-                        std::uint32_t (*shared_blocks)(std::mt19937_64&), std::uint64_t min_hits) {
-  auto learned = make_eviction_policy(EvictionPolicyKind::kLearned, capacity);
-  auto lru = make_eviction_policy(EvictionPolicyKind::kLru, capacity);
+// Learned in a cache smaller than ~1.5 requests: every request then evicts most of what the others left,
+// and the policy evicts exactly as LRU does (same victims in the same order), whatever the classes.
+TEST(LearnedTest, SmallCacheEvictsInLruOrder) {
+  constexpr std::uint32_t kCap = 12;
+  auto learned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  auto lru = make_eviction_policy(EvictionPolicyKind::kLru, kCap);
   std::mt19937_64 rng(7);
   std::vector<std::uint32_t> free_ids;
-  for (std::uint32_t v = 0; v < capacity; ++v) free_ids.push_back(v);
+  for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
   std::map<std::uint64_t, std::uint32_t> cached;  // hash → id, the same in both (same victims)
   std::map<std::uint32_t, std::uint64_t> hash_of;
   std::uint64_t hits = 0, victims = 0;
-  for (std::uint64_t r = 0; r < requests; ++r) {
+  for (std::uint64_t r = 0; r < 2000; ++r) {
+    // A request of 10 blocks: a prefix of 0–8 blocks of one of 5 prompts, then fresh blocks.
     const std::uint64_t prompt = rng() % 5;
-    const std::uint32_t shared = shared_blocks(rng);
-    const std::uint32_t blocks = length != 0 ? length : 1 + static_cast<std::uint32_t>(rng() % 10);
+    const std::uint32_t shared = static_cast<std::uint32_t>(rng() % 9);
     std::vector<std::uint32_t> ids;
-    for (std::uint32_t d = 0; d < blocks; ++d) {
+    std::vector<std::uint64_t> hashes;
+    for (std::uint32_t d = 0; d < 10; ++d) {
       const std::uint64_t h = d < shared ? (prompt + 1) * 100 + d : 1000000 + r * 16 + d;
       if (auto it = cached.find(h); it != cached.end() && ids.size() == d) {
         learned->erase(B(it->second));
@@ -319,7 +318,7 @@ void expect_lru_victims(std::uint32_t capacity, std::uint64_t requests, std::uin
         ++hits;
         continue;
       }
-      if (free_ids.empty() && ids.size() == capacity) break;
+      if (free_ids.empty() && ids.size() == kCap) break;
       std::uint32_t v;
       if (!free_ids.empty()) {
         v = free_ids.back();
@@ -333,29 +332,17 @@ void expect_lru_victims(std::uint32_t capacity, std::uint64_t requests, std::uin
       cached[h] = v;
       hash_of[v] = h;
       ids.push_back(v);
+      hashes.push_back(h);
     }
+    // Release tail first, as BlockPool::release does.
     for (std::size_t i = ids.size(); i-- > 0;) {
       const InactiveBlockInfo in = info(hash_of[ids[i]], static_cast<std::uint32_t>(i), i + 1 == ids.size());
       learned->insert(B(ids[i]), in);
       lru->insert(B(ids[i]), in);
     }
   }
-  EXPECT_GT(victims, requests / 2);
-  EXPECT_GE(hits, min_hits);
-}
-
-// Learned in a cache smaller than ~1.5 requests: every request then evicts most of what the others left,
-// and the policy evicts exactly as LRU does (same victims in the same order), whatever the classes.
-TEST(LearnedTest, SmallCacheEvictsInLruOrder) {
-  expect_lru_victims(
-      12, 2000, 10, [](std::mt19937_64& rng) { return static_cast<std::uint32_t>(rng() % 9); }, 100);
-}
-
-// A trace with no reuse at all in a cache of many requests: the class counts hold no success, so every
-// p_c is the prior and their differences are noise; the policy evicts exactly as LRU does.
-TEST(LearnedTest, NoReuseEvictsInLruOrder) {
-  expect_lru_victims(
-      256, 4000, 0, [](std::mt19937_64&) { return 0u; }, 0);
+  EXPECT_GT(victims, 1000u);
+  EXPECT_GT(hits, 100u);
 }
 
 }  // namespace

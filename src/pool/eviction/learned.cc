@@ -24,9 +24,7 @@
 // older than kStaleGaps mean gaps — there the e^(−a/G) model has no support (reuses that late are too rare
 // to fit) and age order predicts better than the class; (2) while the cache holds less than kSmallCache
 // mean release batches (a running mean of blocks per batch, over about kBatchWindow batches): a request
-// then evicts most of what the others left, and class odds do not help; (3) while the counts hold fewer
-// successes in all than the prior's weight (kPrior): every p_c is then mostly the prior, and their
-// differences are noise (a trace with almost no reuse). The p_c count at most one
+// then evicts most of what the others left, and class odds do not help. The p_c count at most one
 // success per trial, and are made monotone along chains (a class an ancestor can be in is worth at least
 // as much as its descendants' classes); a request releases a parent no earlier than its children, so a
 // parent is not evicted before its own cached children (for requests of up to kBatchMemory new blocks
@@ -410,8 +408,7 @@ class LearnedPolicy final : public EvictionPolicy {
     inv_gap_ = (succ + 1.0) / (gaps + capacity_);
     // Before a batch has ended, the one in progress stands for the mean.
     const double batch = batches_ == 0 ? batch_size_ : batch_mean_;
-    const bool lru_order = capacity_ < kSmallCache * batch || succ < kPrior;
-    lru_age_ = lru_order ? 0 : static_cast<std::uint32_t>(std::min(kStaleGaps / inv_gap_, 4e9));
+    lru_age_ = capacity_ < kSmallCache * batch ? 0 : static_cast<std::uint32_t>(std::min(kStaleGaps / inv_gap_, 4e9));
     std::array<double, kClasses>& p = p_;
     for (std::uint32_t c = 0; c < kClasses; ++c) {
       // A class can be credited more successes than it has trials left (a success long after its trial,
