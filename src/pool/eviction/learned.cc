@@ -26,9 +26,10 @@
 // mean release batches (a running mean of blocks per batch, over about kBatchWindow batches): a request
 // then evicts most of what the others left, and class odds do not help. The p_c count at most one
 // success per trial, and are made monotone along chains (a class an ancestor can be in is worth at least
-// as much as its descendants' classes); a request releases a parent no earlier than its children, so a
-// parent is not evicted before its own cached children (for requests of up to kBatchMemory new blocks
-// released whole, as replay and BlockPool::release do) without the pool tracking lineage.
+// as much as its descendants' classes that have seen a trial or hold a block); a request releases a
+// parent no earlier than its children, so a parent is not evicted before its own cached children (for
+// requests of up to kBatchMemory new blocks released whole, as replay and BlockPool::release do) without
+// the pool tracking lineage.
 //
 // Ghost: the fate of recently evicted blocks, 7 × capacity entries in 32-way set-associative buckets
 // (FIFO within a bucket), each a 16-bit fingerprint of the sequence hash (the bucket index supplies the
@@ -417,9 +418,16 @@ class LearnedPolicy final : public EvictionPolicy {
       p[c] = std::clamp((std::min(stats_[c].successes, n) + mean * kPrior) / (n + kPrior), 1e-4, 1 - 1e-4);
     }
     // Each class takes the max over the classes its descendants can be in: a tail's (a non-tail block's
-    // child may end the request), deeper buckets', and lower levels' as below.
+    // child may end the request), deeper buckets', and lower levels' as below. Only classes with evidence
+    // pass their odds on — a trial or a cached block; a class no block has been in would pass on the bare
+    // prior (the overall rate), which hides what its ancestors' own counts say.
+    std::array<double, kClasses> passed;
+    for (std::uint32_t c = 0; c < kClasses; ++c) {
+      const bool evidence = stats_[c].trials >= 1 || ((nonempty_[c / 64] >> (c % 64)) & 1);
+      passed[c] = evidence ? p[c] : 0;
+    }
     auto at = [&](std::uint32_t t, std::uint32_t l, std::uint32_t d) -> double& {
-      return p[t * kReuseLevels * kDepthBuckets + l * kDepthBuckets + d];
+      return passed[t * kReuseLevels * kDepthBuckets + l * kDepthBuckets + d];
     };
     for (std::uint32_t t = 2; t-- > 0;) {
       for (std::uint32_t l = 0; l < kReuseLevels; ++l) {
@@ -434,6 +442,7 @@ class LearnedPolicy final : public EvictionPolicy {
         }
       }
     }
+    for (std::uint32_t c = 0; c < kClasses; ++c) p[c] = std::max(p[c], passed[c]);
     // The logits of the classes with blocks now; the others' when a block arrives (link), if one does
     // before the next refresh — most do not, and a log is most of this function's cost.
     for_each_nonempty([&](std::uint32_t c) { logit_[c] = std::log(p[c] / (1 - p[c])); });
