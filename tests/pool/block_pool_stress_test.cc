@@ -103,6 +103,9 @@ TEST_P(BlockPoolStressTest, ConcurrentOperationsKeepInvariants) {
 
   Exchange exchange;
   std::atomic<int> workers_left{kWorkers};
+  // The workers start after the poller's first status(), so that polls overlap the operations even when a
+  // loaded machine would otherwise run every worker to the end before the poller is scheduled.
+  std::atomic<bool> polled{false};
   std::vector<WorkerResult> results(kWorkers);
 
   auto fail = [](WorkerResult& r, const std::string& what) {
@@ -111,6 +114,7 @@ TEST_P(BlockPoolStressTest, ConcurrentOperationsKeepInvariants) {
 
   auto worker = [&](int index) {
     WorkerResult& r = results[static_cast<std::size_t>(index)];
+    while (!polled.load()) std::this_thread::yield();
     std::mt19937 rng(static_cast<std::uint32_t>(1234 + index));
     auto uniform = [&](std::uint32_t lo, std::uint32_t hi) {
       return std::uniform_int_distribution<std::uint32_t>(lo, hi)(rng);
@@ -240,6 +244,7 @@ TEST_P(BlockPoolStressTest, ConcurrentOperationsKeepInvariants) {
     while (workers_left.load() > 0) {
       const PoolStatus s = pool->status();
       ++status_polls;
+      polled.store(true);
       if (s.active + s.inactive + s.free + s.owned != kNumBlocks) ++status_errors;
       if (status_polls % 64 == 0) {
         absl::Status reset = pool->reset();
