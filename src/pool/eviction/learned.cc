@@ -15,7 +15,7 @@
 // successes, halved every 8 × capacity releases so that they follow the workload.
 //
 // Value: a block of class c and age a (releases since its own) scores logit(p_c) − a / G, where p_c is the
-// class's success rate shrunk towards the overall rate (prior weight 16 trials) and G the mean gap from
+// class's success rate shrunk towards the overall rate (prior weight 8 trials) and G the mean gap from
 // release to reuse over all classes: the log-odds that it is still to be used again, if gaps were
 // exponential. Each class is an LRU list, so only the oldest block of each is a candidate, and the victim
 // is the candidate of least score (victim_class: O(1) while the last scan's few best classes stay ahead of
@@ -217,7 +217,7 @@ class LearnedPolicy final : public EvictionPolicy {
   static constexpr std::size_t kWays = 32;
   static constexpr std::uint64_t kDecayPerBlock = 8;
   static constexpr std::uint32_t kBatchMemory = 64;  // new blocks of one batch that can move level
-  static constexpr double kPrior = 16;               // trials' weight of the overall rate in p_c
+  static constexpr double kPrior = 8;                // trials' weight of the overall rate in p_c
   static constexpr double kStaleGaps = 10;           // older than this many mean gaps: evicted in LRU order
   static constexpr double kSmallCache = 1.5;         // capacity in mean release batches below which: LRU
   static constexpr double kBatchWindow = 256;        // release batches in the running mean of their size
