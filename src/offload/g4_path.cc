@@ -85,7 +85,7 @@ void G4Path::put_batch(std::span<const SequenceHash> hashes) {
   values.reserve(hashes.size());
   std::uint64_t evicted = 0;
   for (SequenceHash h : hashes) {
-    std::optional<ImmutableBlock<CacheLevel::kG2>> block = g2_->pool->find(h);  // pinned while copied
+    std::optional<ImmutableBlock<CacheLevel::kG2>> block = g2_->pool->pin_for_copy(h);  // pinned while copied
     if (!block) {
       ++evicted;
       continue;

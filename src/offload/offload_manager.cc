@@ -325,7 +325,7 @@ class OffloadManager::Impl {
         ++filtered;
         continue;
       }
-      std::optional<ImmutableBlock<S>> b = src.pool->find(e.hash);  // pins the source for the copy
+      std::optional<ImmutableBlock<S>> b = src.pool->pin_for_copy(e.hash);  // pins the source for the copy
       if (!b) {
         ++evicted;
         continue;

@@ -30,6 +30,7 @@ struct Slot {
   std::uint8_t priority = kDefaultRetentionPriority;
   SlotState state = SlotState::kFree;
   bool has_parent = false;
+  bool copy_pinned = false;  // left the inactive set through find() (a copy), not used since
 };
 
 }  // namespace
@@ -204,11 +205,21 @@ class PoolCore {
     return out;
   }
 
-  std::optional<BlockId> find(SequenceHash hash) {
+  std::optional<BlockId> find(SequenceHash hash, bool for_copy) {
     MutexLock lock(&mu_);
     auto it = registry_.find(hash.value());
     if (it == registry_.end()) return std::nullopt;
-    retain_locked(it->second);
+    if (!for_copy) {
+      retain_locked(it->second);
+      return BlockId{it->second};
+    }
+    Slot& s = slots_[it->second];
+    if (s.refcount++ == 0) {
+      policy_->pin(BlockId{it->second});
+      s.copy_pinned = true;
+      --inactive_;
+      ++active_;
+    }
     return BlockId{it->second};
   }
 
@@ -263,9 +274,15 @@ class PoolCore {
     --owned_;
   }
 
+  // A copy of a held handle: not a use (a copy-pinned block stays copy-pinned).
   void retain(BlockId id) {
     MutexLock lock(&mu_);
-    retain_locked(id.value());
+    Slot& s = slots_[id.value()];
+    if (s.refcount == 0) {
+      retain_locked(id.value());
+    } else {
+      ++s.refcount;
+    }
   }
 
   void release_registered(std::span<const BlockId> ids) {
@@ -279,7 +296,12 @@ class PoolCore {
       --active_;
       ++inactive_;
       const bool is_leaf = !track_lineage_ || !cached_children_.contains(s.sequence_hash.value());
-      policy_->insert(id, InactiveBlockInfo{s.priority, is_leaf, is_tail, s.depth, s.sequence_hash.value()});
+      const InactiveBlockInfo info{s.priority, is_leaf, is_tail, s.depth, s.sequence_hash.value()};
+      if (std::exchange(s.copy_pinned, false)) {
+        policy_->unpin(id, info);
+      } else {
+        policy_->insert(id, info);
+      }
     }
   }
 
@@ -297,6 +319,7 @@ class PoolCore {
  private:
   void retain_locked(std::uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Slot& s = slots_[id];
+    s.copy_pinned = false;  // a use: the policy gets insert() at the release
     if (s.refcount++ == 0) {
       policy_->erase(BlockId{id});
       --inactive_;
@@ -387,7 +410,7 @@ absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<c
   return core->register_blocks(requests);
 }
 std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes) { return core->match(hashes); }
-std::optional<BlockId> find(PoolCore* core, SequenceHash hash) { return core->find(hash); }
+std::optional<BlockId> find(PoolCore* core, SequenceHash hash, bool for_copy) { return core->find(hash, for_copy); }
 bool contains(const PoolCore* core, SequenceHash hash) { return core->contains(hash); }
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes) { return core->touch(hashes); }
 absl::Status reset(PoolCore* core) { return core->reset(); }

@@ -345,5 +345,82 @@ TEST(LearnedTest, SmallCacheEvictsInLruOrder) {
   EXPECT_GT(hits, 100u);
 }
 
+// A copy's pin (BlockPool::pin_for_copy, EvictionPolicy::pin / unpin) is not a use: learned with blocks
+// pinned and unpinned between requests evicts exactly as learned without, and a block used while pinned
+// counts as used.
+TEST(LearnedTest, PinForCopyIsNotAUse) {
+  constexpr std::uint32_t kCap = 48;
+  auto plain = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  auto pinned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  std::mt19937_64 rng(11);
+  std::vector<std::uint32_t> free_ids;
+  for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
+  std::map<std::uint64_t, std::uint32_t> cached;
+  std::map<std::uint32_t, std::uint64_t> hash_of;
+  std::set<std::uint32_t> inactive;
+  std::uint64_t victims = 0, pins = 0;
+  for (std::uint64_t r = 0; r < 3000; ++r) {
+    const std::uint64_t prompt = rng() % 6;
+    const std::uint32_t shared = static_cast<std::uint32_t>(rng() % 6);
+    const std::uint32_t blocks = 1 + static_cast<std::uint32_t>(rng() % 8);
+    std::vector<std::uint32_t> ids;
+    for (std::uint32_t d = 0; d < blocks; ++d) {
+      const std::uint64_t h = d < shared ? (prompt + 1) * 100 + d : 1000000 + r * 16 + d;
+      if (auto it = cached.find(h); it != cached.end() && ids.size() == d) {
+        plain->erase(B(it->second));
+        pinned->erase(B(it->second));
+        inactive.erase(it->second);
+        ids.push_back(it->second);
+        continue;
+      }
+      std::uint32_t v;
+      if (!free_ids.empty()) {
+        v = free_ids.back();
+        free_ids.pop_back();
+      } else {
+        v = plain->evict()->value();
+        ASSERT_EQ(pinned->evict()->value(), v) << "request " << r << " block " << d;
+        ++victims;
+        inactive.erase(v);
+        cached.erase(hash_of[v]);
+      }
+      cached[h] = v;
+      hash_of[v] = h;
+      ids.push_back(v);
+    }
+    for (std::size_t i = ids.size(); i-- > 0;) {
+      const InactiveBlockInfo in = info(hash_of[ids[i]], static_cast<std::uint32_t>(i), i + 1 == ids.size());
+      plain->insert(B(ids[i]), in);
+      pinned->insert(B(ids[i]), in);
+      inactive.insert(ids[i]);
+    }
+    // Copies of a few inactive blocks, released in another order than taken.
+    std::vector<std::uint32_t> copies;
+    for (std::uint32_t v : inactive) {
+      if (rng() % 8 == 0) copies.push_back(v);
+    }
+    for (std::uint32_t v : copies) pinned->pin(B(v));
+    std::shuffle(copies.begin(), copies.end(), rng);
+    for (std::uint32_t v : copies) pinned->unpin(B(v), info(hash_of[v]));
+    pins += copies.size();
+    ASSERT_EQ(pinned->size(), plain->size());
+  }
+  EXPECT_GT(victims, 1000u);
+  EXPECT_GT(pins, 1000u);
+
+  // Used while pinned: the release that follows is a use (the same as erase + insert).
+  auto used = make_eviction_policy(EvictionPolicyKind::kLearned, 4);
+  auto erased = make_eviction_policy(EvictionPolicyKind::kLearned, 4);
+  for (std::uint32_t v = 0; v < 4; ++v) {
+    used->insert(B(v), info(v + 1, 0, true));
+    erased->insert(B(v), info(v + 1, 0, true));
+  }
+  used->pin(B(0));
+  used->insert(B(0), info(1, 0, true));
+  erased->erase(B(0));
+  erased->insert(B(0), info(1, 0, true));
+  EXPECT_EQ(drain(*used), drain(*erased));
+}
+
 }  // namespace
 }  // namespace kvbm

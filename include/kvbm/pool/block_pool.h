@@ -255,7 +255,7 @@ struct RegisterRequest {
 // On success: for each request, the registered slot (the request's own slot or the deduplicated one).
 absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests);
 std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes);
-std::optional<BlockId> find(PoolCore* core, SequenceHash hash);
+std::optional<BlockId> find(PoolCore* core, SequenceHash hash, bool for_copy);
 bool contains(const PoolCore* core, SequenceHash hash);
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes);
 absl::Status reset(PoolCore* core);
@@ -356,7 +356,14 @@ class BlockPool {
 
   // The block registered under `hash`, held; nullopt when absent.
   [[nodiscard]] std::optional<ImmutableBlock<L>> find(SequenceHash hash) {
-    std::optional<BlockId> id = detail::find(core_.get(), hash);
+    std::optional<BlockId> id = detail::find(core_.get(), hash, /*for_copy=*/false);
+    if (!id) return std::nullopt;
+    return ImmutableBlock<L>(core_.get(), *id, hash);
+  }
+  // As find(), for a copy to another tier (an offload's source): not a use. The eviction policy gets the
+  // block back as it was (EvictionPolicy::pin / unpin) unless a match or find() uses it meanwhile.
+  [[nodiscard]] std::optional<ImmutableBlock<L>> pin_for_copy(SequenceHash hash) {
+    std::optional<BlockId> id = detail::find(core_.get(), hash, /*for_copy=*/true);
     if (!id) return std::nullopt;
     return ImmutableBlock<L>(core_.get(), *id, hash);
   }

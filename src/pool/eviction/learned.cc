@@ -129,6 +129,11 @@ class LearnedPolicy final : public EvictionPolicy {
       }
       batch_size_ = 0;
     }
+    if (slot_[v].history == SlotHistory::kPinned) {  // used while pinned for a copy: a success, as erase()
+      succeed(slot_[v].cls, clock_ - slot_[v].tick);
+      slot_[v].reuse = next_level(slot_[v].reuse);
+      slot_[v].history = SlotHistory::kReturning;
+    }
     if (slot_[v].history != SlotHistory::kReturning) {
       slot_[v].key = key;
       slot_[v].reuse = batch_level_;
@@ -190,6 +195,37 @@ class LearnedPolicy final : public EvictionPolicy {
     slot_[v].reuse = next_level(slot_[v].reuse);
     start_trial(v, slot_[v].cls >= kReuseLevels * kDepthBuckets, depth_of_class(slot_[v].cls));
   }
+  // A copy's pin is not a use: the block leaves its list without a success and comes back to its place
+  // (by tick) in the same class — found by walking from the back, where a block pinned soon after its
+  // release sits; past kUnpinWalk blocks it goes to the back as the newest instead.
+  void pin(BlockId id) override {
+    flush();
+    const std::uint32_t v = id.value();
+    unlink(v);
+    slot_[v].history = SlotHistory::kPinned;
+  }
+  void unpin(BlockId id, const InactiveBlockInfo&) override {
+    flush();
+    const std::uint32_t v = id.value();
+    slot_[v].history = SlotHistory::kInactive;
+    const std::uint8_t c = slot_[v].cls;
+    const std::uint32_t s = sentinel(c);
+    std::uint32_t after = slot_[s].prev;  // the block v goes after: the last one older than v
+    for (std::uint32_t steps = 0; after != s && static_cast<std::int32_t>(slot_[after].tick - slot_[v].tick) > 0;
+         ++steps) {
+      if (steps == kUnpinWalk) {
+        after = slot_[s].prev;
+        slot_[v].tick = ++clock_;
+        break;
+      }
+      after = slot_[after].prev;
+    }
+    link_after(c, after, v);
+    if (after == s) {  // v is its class's front with an old tick: the class's key fell, and it may be oldest
+      if (!is_candidate(c)) bound_ = std::min(bound_, key_of(c));
+      oldest_ = kNoClass;
+    }
+  }
   void set_leaf(BlockId, bool) override {}
   std::optional<BlockId> evict() override {
     flush();
@@ -216,6 +252,7 @@ class LearnedPolicy final : public EvictionPolicy {
   };
   static constexpr std::size_t kWays = 32;
   static constexpr std::uint64_t kDecayPerBlock = 8;
+  static constexpr std::uint32_t kUnpinWalk = 64;    // see unpin()
   static constexpr std::uint32_t kBatchMemory = 64;  // new blocks of one batch that can move level
   static constexpr double kPrior = 8;                // trials' weight of the overall rate in p_c
   static constexpr double kStaleGaps = 10;           // older than this many mean gaps: evicted in LRU order
@@ -266,13 +303,15 @@ class LearnedPolicy final : public EvictionPolicy {
   std::uint32_t sentinel(std::uint32_t c) const { return capacity_ + c; }
   bool empty(std::uint32_t c) const { return slot_[sentinel(c)].next == sentinel(c); }
   std::uint32_t front(std::uint32_t c) const { return slot_[sentinel(c)].next; }
-  void push_back(std::uint32_t c, std::uint32_t v) {
-    const std::uint32_t s = sentinel(c), last = slot_[s].prev;
-    slot_[v].prev = last;
-    slot_[v].next = s;
-    slot_[last].next = v;
-    slot_[last].next_tick = slot_[v].tick;
-    slot_[s].prev = v;
+  // Links v into class c's list after `after` (a block of c, or its sentinel for the front).
+  void insert_after(std::uint32_t after, std::uint32_t v) {
+    const std::uint32_t before = slot_[after].next;
+    slot_[v].prev = after;
+    slot_[v].next = before;
+    slot_[v].next_tick = slot_[before].tick;
+    slot_[after].next = v;
+    slot_[after].next_tick = slot_[v].tick;
+    slot_[before].prev = v;
   }
   void remove(std::uint32_t v) {
     SlotState& prev = slot_[slot_[v].prev];
@@ -290,9 +329,10 @@ class LearnedPolicy final : public EvictionPolicy {
     stats_[c].trials += 1;
     link(c, v);
   }
-  void link(std::uint8_t c, std::uint32_t v) {
+  void link(std::uint8_t c, std::uint32_t v) { link_after(c, slot_[sentinel(c)].prev, v); }
+  void link_after(std::uint8_t c, std::uint32_t after, std::uint32_t v) {
     const bool was_empty = empty(c);
-    push_back(c, v);
+    insert_after(after, v);
     if (was_empty) {
       if ((logit_stale_[c / 64] >> (c % 64)) & 1) {
         logit_[c] = std::log(p_[c] / (1 - p_[c]));

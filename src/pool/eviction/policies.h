@@ -27,6 +27,6 @@ template <typename T>
   return v.capacity() * sizeof(T);
 }
 
-enum class SlotHistory : std::uint8_t { kFresh, kInactive, kReturning };
+enum class SlotHistory : std::uint8_t { kFresh, kInactive, kReturning, kPinned };
 
 }  // namespace kvbm::eviction
