@@ -30,7 +30,7 @@ struct Slot {
   std::uint8_t priority = kDefaultRetentionPriority;
   SlotState state = SlotState::kFree;
   bool has_parent = false;
-  bool copy_pinned = false;  // left the inactive set through find() (a copy), not used since
+  bool copy_pinned = false;  // left the inactive set through pin_for_copy() (a copy), not used since
 };
 
 }  // namespace
@@ -209,17 +209,7 @@ class PoolCore {
     MutexLock lock(&mu_);
     auto it = registry_.find(hash.value());
     if (it == registry_.end()) return std::nullopt;
-    if (!for_copy) {
-      retain_locked(it->second);
-      return BlockId{it->second};
-    }
-    Slot& s = slots_[it->second];
-    if (s.refcount++ == 0) {
-      policy_->pin(BlockId{it->second});
-      s.copy_pinned = true;
-      --inactive_;
-      ++active_;
-    }
+    retain_locked(it->second, for_copy);
     return BlockId{it->second};
   }
 
@@ -317,13 +307,19 @@ class PoolCore {
   const RegisteredInfo& registered_info(std::uint32_t id) const { return registered_[id]; }
 
  private:
-  void retain_locked(std::uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Takes a registered block for a use (match, find, a duplicate's registration) or, for_copy, for a
+  // copy to another tier (pin_for_copy), which the policy is told is not a use.
+  void retain_locked(std::uint32_t id, bool for_copy = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Slot& s = slots_[id];
-    s.copy_pinned = false;  // a use: the policy gets insert() at the release
-    if (s.refcount++ == 0) {
+    if (!for_copy) s.copy_pinned = false;  // a use: the policy gets insert() at the release
+    if (s.refcount++ != 0) return;
+    --inactive_;
+    ++active_;
+    if (for_copy) {
+      policy_->pin(BlockId{id});
+      s.copy_pinned = true;
+    } else {
       policy_->erase(BlockId{id});
-      --inactive_;
-      ++active_;
     }
   }
 

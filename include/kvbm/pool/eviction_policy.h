@@ -74,10 +74,11 @@ class EvictionPolicy {
   virtual void erase(BlockId id) = 0;
   // `id` was used while inactive: it becomes the most recently used. REQUIRES: id is held.
   virtual void touch(BlockId id) = 0;
-  // `id` left the inactive set to be copied (BlockPool::find: an offload pins its source), which is not
-  // a use. unpin() puts it back when the copy released it, unless it was used meanwhile (then the pool
-  // calls insert() as after any use). The defaults are erase and insert; a policy that learns from uses
-  // or keeps an order overrides them so that a copy changes neither. REQUIRES as erase / insert.
+  // `id` left the inactive set to be copied (BlockPool::pin_for_copy: an offload pins its source), which
+  // is not a use. unpin() puts it back when the copy released it, unless it was used meanwhile (then the
+  // pool calls insert() at the release, as after any use). The defaults are erase and insert; a policy
+  // that learns from uses or keeps an order overrides them so that a copy changes neither. REQUIRES as
+  // erase / insert.
   virtual void pin(BlockId id) { erase(id); }
   virtual void unpin(BlockId id, const InactiveBlockInfo& info) { insert(id, info); }
   // An inactive block's leaf state changed (its first child arrived or its last child left).
