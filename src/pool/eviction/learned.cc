@@ -129,9 +129,8 @@ class LearnedPolicy final : public EvictionPolicy {
       }
       batch_size_ = 0;
     }
-    if (slot_[v].history == SlotHistory::kPinned) {  // used while pinned for a copy: a success, as erase()
-      succeed(slot_[v].cls, clock_ - slot_[v].tick);
-      slot_[v].reuse = next_level(slot_[v].reuse);
+    if (slot_[v].history == SlotHistory::kPinned) {  // used while pinned for a copy: as erase() then
+      count_use(v);
       slot_[v].history = SlotHistory::kReturning;
     }
     if (slot_[v].history != SlotHistory::kReturning) {
@@ -183,16 +182,14 @@ class LearnedPolicy final : public EvictionPolicy {
     flush();
     const std::uint32_t v = id.value();
     unlink(v);
-    succeed(slot_[v].cls, clock_ - slot_[v].tick);
-    slot_[v].reuse = next_level(slot_[v].reuse);
+    count_use(v);
     slot_[v].history = SlotHistory::kReturning;
   }
   void touch(BlockId id) override {
     flush();
     const std::uint32_t v = id.value();
     unlink(v);
-    succeed(slot_[v].cls, clock_ - slot_[v].tick);
-    slot_[v].reuse = next_level(slot_[v].reuse);
+    count_use(v);
     start_trial(v, slot_[v].cls >= kReuseLevels * kDepthBuckets, depth_of_class(slot_[v].cls));
   }
   // A copy's pin is not a use: the block leaves its list without a success and comes back to its place
@@ -434,6 +431,11 @@ class LearnedPolicy final : public EvictionPolicy {
       if (i < kCandidates) cand_[i] = static_cast<std::uint8_t>(c);
     });
     bound_ = keys[kCandidates];
+  }
+  // Block v was used again: its trial succeeded, and it moves up a reuse level.
+  void count_use(std::uint32_t v) {
+    succeed(slot_[v].cls, clock_ - slot_[v].tick);
+    slot_[v].reuse = next_level(slot_[v].reuse);
   }
   void succeed(std::uint8_t c, std::uint32_t gap) {
     stats_[c].successes += 1;
