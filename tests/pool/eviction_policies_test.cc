@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -291,96 +292,58 @@ TEST(LearnedTest, RequestsWithHeldTailsKeepTheSetExact) {
   }
 }
 
-// Learned in a cache smaller than ~1.5 requests: every request then evicts most of what the others left,
-// and the policy evicts exactly as LRU does (same victims in the same order), whatever the classes.
-TEST(LearnedTest, SmallCacheEvictsInLruOrder) {
-  constexpr std::uint32_t kCap = 12;
-  auto learned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
-  auto lru = make_eviction_policy(EvictionPolicyKind::kLru, kCap);
-  std::mt19937_64 rng(7);
+// The request stream twin_run() feeds: request r takes a prefix of rng() % shared_choices blocks of one
+// of `prompts` prompts (the cached ones matched, while the prefix is unbroken), then fresh blocks, `length`
+// blocks in all (0: 1 + rng() % max_length).
+struct TwinRequests {
+  std::uint64_t prompts = 5;
+  std::uint32_t shared_choices = 9;
+  std::uint32_t length = 10;
+  std::uint32_t max_length = 0;
+};
+struct TwinCounts {
+  std::uint64_t hits = 0;
+  std::uint64_t victims = 0;
+};
+
+// Feeds policies a and b (capacity `capacity`) the same `requests` requests, each released tail first as
+// BlockPool::release does, and checks that they choose the same victims in the same order and hold the
+// same number of blocks. after_release(inactive, hash_of) runs after each request's release.
+void twin_run(EvictionPolicy& a, EvictionPolicy& b, std::uint32_t capacity, std::uint64_t requests, std::uint64_t seed,
+              const TwinRequests& shape, TwinCounts& counts,
+              const std::function<void(const std::set<std::uint32_t>&, const std::map<std::uint32_t, std::uint64_t>&)>&
+                  after_release = {}) {
+  std::mt19937_64 rng(seed);
   std::vector<std::uint32_t> free_ids;
-  for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
+  for (std::uint32_t v = 0; v < capacity; ++v) free_ids.push_back(v);
   std::map<std::uint64_t, std::uint32_t> cached;  // hash → id, the same in both (same victims)
   std::map<std::uint32_t, std::uint64_t> hash_of;
-  std::uint64_t hits = 0, victims = 0;
-  for (std::uint64_t r = 0; r < 2000; ++r) {
-    // A request of 10 blocks: a prefix of 0–8 blocks of one of 5 prompts, then fresh blocks.
-    const std::uint64_t prompt = rng() % 5;
-    const std::uint32_t shared = static_cast<std::uint32_t>(rng() % 9);
-    std::vector<std::uint32_t> ids;
-    std::vector<std::uint64_t> hashes;
-    for (std::uint32_t d = 0; d < 10; ++d) {
-      const std::uint64_t h = d < shared ? (prompt + 1) * 100 + d : 1000000 + r * 16 + d;
-      if (auto it = cached.find(h); it != cached.end() && ids.size() == d) {
-        learned->erase(B(it->second));
-        lru->erase(B(it->second));
-        ids.push_back(it->second);
-        ++hits;
-        continue;
-      }
-      if (free_ids.empty() && ids.size() == kCap) break;
-      std::uint32_t v;
-      if (!free_ids.empty()) {
-        v = free_ids.back();
-        free_ids.pop_back();
-      } else {
-        v = learned->evict()->value();
-        ASSERT_EQ(lru->evict()->value(), v) << "request " << r << " block " << d;
-        ++victims;
-        cached.erase(hash_of[v]);
-      }
-      cached[h] = v;
-      hash_of[v] = h;
-      ids.push_back(v);
-      hashes.push_back(h);
-    }
-    // Release tail first, as BlockPool::release does.
-    for (std::size_t i = ids.size(); i-- > 0;) {
-      const InactiveBlockInfo in = info(hash_of[ids[i]], static_cast<std::uint32_t>(i), i + 1 == ids.size());
-      learned->insert(B(ids[i]), in);
-      lru->insert(B(ids[i]), in);
-    }
-  }
-  EXPECT_GT(victims, 1000u);
-  EXPECT_GT(hits, 100u);
-}
-
-// A copy's pin (BlockPool::pin_for_copy, EvictionPolicy::pin / unpin) is not a use: learned with blocks
-// pinned and unpinned between requests evicts exactly as learned without, and a block used while pinned
-// counts as used.
-TEST(LearnedTest, PinForCopyIsNotAUse) {
-  constexpr std::uint32_t kCap = 48;
-  auto plain = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
-  auto pinned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
-  std::mt19937_64 rng(11);
-  std::vector<std::uint32_t> free_ids;
-  for (std::uint32_t v = 0; v < kCap; ++v) free_ids.push_back(v);
-  std::map<std::uint64_t, std::uint32_t> cached;
-  std::map<std::uint32_t, std::uint64_t> hash_of;
   std::set<std::uint32_t> inactive;
-  std::uint64_t victims = 0, pins = 0;
-  for (std::uint64_t r = 0; r < 3000; ++r) {
-    const std::uint64_t prompt = rng() % 6;
-    const std::uint32_t shared = static_cast<std::uint32_t>(rng() % 6);
-    const std::uint32_t blocks = 1 + static_cast<std::uint32_t>(rng() % 8);
+  for (std::uint64_t r = 0; r < requests; ++r) {
+    const std::uint64_t prompt = rng() % shape.prompts;
+    const std::uint32_t shared = static_cast<std::uint32_t>(rng() % shape.shared_choices);
+    const std::uint32_t blocks =
+        shape.length != 0 ? shape.length : 1 + static_cast<std::uint32_t>(rng() % shape.max_length);
     std::vector<std::uint32_t> ids;
     for (std::uint32_t d = 0; d < blocks; ++d) {
       const std::uint64_t h = d < shared ? (prompt + 1) * 100 + d : 1000000 + r * 16 + d;
       if (auto it = cached.find(h); it != cached.end() && ids.size() == d) {
-        plain->erase(B(it->second));
-        pinned->erase(B(it->second));
+        a.erase(B(it->second));
+        b.erase(B(it->second));
         inactive.erase(it->second);
         ids.push_back(it->second);
+        ++counts.hits;
         continue;
       }
+      if (free_ids.empty() && ids.size() == capacity) break;
       std::uint32_t v;
       if (!free_ids.empty()) {
         v = free_ids.back();
         free_ids.pop_back();
       } else {
-        v = plain->evict()->value();
-        ASSERT_EQ(pinned->evict()->value(), v) << "request " << r << " block " << d;
-        ++victims;
+        v = a.evict()->value();
+        ASSERT_EQ(b.evict()->value(), v) << "request " << r << " block " << d;
+        ++counts.victims;
         inactive.erase(v);
         cached.erase(hash_of[v]);
       }
@@ -390,22 +353,50 @@ TEST(LearnedTest, PinForCopyIsNotAUse) {
     }
     for (std::size_t i = ids.size(); i-- > 0;) {
       const InactiveBlockInfo in = info(hash_of[ids[i]], static_cast<std::uint32_t>(i), i + 1 == ids.size());
-      plain->insert(B(ids[i]), in);
-      pinned->insert(B(ids[i]), in);
+      a.insert(B(ids[i]), in);
+      b.insert(B(ids[i]), in);
       inactive.insert(ids[i]);
     }
-    // Copies of a few inactive blocks, released in another order than taken.
-    std::vector<std::uint32_t> copies;
-    for (std::uint32_t v : inactive) {
-      if (rng() % 8 == 0) copies.push_back(v);
-    }
-    for (std::uint32_t v : copies) pinned->pin(B(v));
-    std::shuffle(copies.begin(), copies.end(), rng);
-    for (std::uint32_t v : copies) pinned->unpin(B(v), info(hash_of[v]));
-    pins += copies.size();
-    ASSERT_EQ(pinned->size(), plain->size());
+    if (after_release) after_release(inactive, hash_of);
+    ASSERT_EQ(a.size(), b.size()) << "request " << r;
   }
-  EXPECT_GT(victims, 1000u);
+}
+
+// Learned in a cache smaller than ~1.5 requests: every request then evicts most of what the others left,
+// and the policy evicts exactly as LRU does (same victims in the same order), whatever the classes.
+TEST(LearnedTest, SmallCacheEvictsInLruOrder) {
+  constexpr std::uint32_t kCap = 12;
+  auto learned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  auto lru = make_eviction_policy(EvictionPolicyKind::kLru, kCap);
+  TwinCounts counts;
+  twin_run(*learned, *lru, kCap, 2000, 7, TwinRequests{}, counts);
+  EXPECT_GT(counts.victims, 1000u);
+  EXPECT_GT(counts.hits, 100u);
+}
+
+// A copy's pin (BlockPool::pin_for_copy, EvictionPolicy::pin / unpin) is not a use: learned with blocks
+// pinned and unpinned between requests evicts exactly as learned without, and a block used while pinned
+// counts as used.
+TEST(LearnedTest, PinForCopyIsNotAUse) {
+  constexpr std::uint32_t kCap = 48;
+  auto plain = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  auto pinned = make_eviction_policy(EvictionPolicyKind::kLearned, kCap);
+  std::mt19937_64 copy_rng(12);
+  std::uint64_t pins = 0;
+  TwinCounts counts;
+  twin_run(*plain, *pinned, kCap, 3000, 11, TwinRequests{6, 6, 0, 8}, counts,
+           [&](const std::set<std::uint32_t>& inactive, const std::map<std::uint32_t, std::uint64_t>& hash_of) {
+             // Copies of a few inactive blocks, released in another order than taken.
+             std::vector<std::uint32_t> copies;
+             for (std::uint32_t v : inactive) {
+               if (copy_rng() % 8 == 0) copies.push_back(v);
+             }
+             for (std::uint32_t v : copies) pinned->pin(B(v));
+             std::shuffle(copies.begin(), copies.end(), copy_rng);
+             for (std::uint32_t v : copies) pinned->unpin(B(v), info(hash_of.at(v)));
+             pins += copies.size();
+           });
+  EXPECT_GT(counts.victims, 1000u);
   EXPECT_GT(pins, 1000u);
 
   // Used while pinned: the release that follows is a use (the same as erase + insert).
