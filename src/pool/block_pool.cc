@@ -20,10 +20,10 @@ enum class SlotState : std::uint8_t { kFree, kOwned, kRegistered };
 
 constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
 
-// One slot's bookkeeping. Registered slots are active when refcount > 0 and inactive otherwise.
-struct Slot {
+// One slot's bookkeeping. Registered slots are active when refcount > 0 and inactive otherwise. 32 B and
+// aligned, so a slot never straddles two cache lines (the full identity is in registered_).
+struct alignas(32) Slot {
   SequenceHash sequence_hash{};
-  BlockHash block_hash{};
   SequenceHash parent_hash{};
   std::uint32_t refcount = 0;  // ImmutableBlock references
   std::uint32_t depth = 0;     // position in its chain (for policies): parent's depth + 1, root 0
@@ -32,6 +32,7 @@ struct Slot {
   bool has_parent = false;
   bool copy_pinned = false;  // left the inactive set through pin_for_copy() (a copy), not used since
 };
+static_assert(sizeof(Slot) == 32);
 
 }  // namespace
 
@@ -153,7 +154,6 @@ class PoolCore {
         }
         Slot& s = slots_[id];
         s.sequence_hash = r.identity.sequence_hash;
-        s.block_hash = r.identity.block_hash;
         s.has_parent = r.identity.parent.has_value();
         s.parent_hash = r.identity.parent.value_or(SequenceHash{0});
         s.refcount = 1;
