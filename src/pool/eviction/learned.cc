@@ -346,7 +346,8 @@ class LearnedPolicy final : public EvictionPolicy {
     remove(v);
     if (empty(c)) {
       nonempty_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
-      if (is_candidate(c)) bound_ = -std::numeric_limits<double>::infinity();  // the next evict scans
+      // An emptied candidate leaves the candidates; the others and bound_ stay valid (see victim_class).
+      if (auto it = std::find(cand_.begin(), cand_.end(), c); it != cand_.end()) *it = kNoClass;
       if (c == oldest_) oldest_ = kNoClass;
     } else if (was_front) {
       __builtin_prefetch(&slot_[front(c)]);  // the class's next victim
@@ -363,14 +364,15 @@ class LearnedPolicy final : public EvictionPolicy {
   // order would choose). A scan keeps the kCandidates classes of least keys and, in bound_, the least key
   // of the others. Until the next scan, the others' keys only rise (a list loses its front, so a newer
   // block is the front) except when a class becomes non-empty (link lowers bound_), and logits and G
-  // change only in refresh_logits (which forces a scan). So while a candidate's key is below bound_, the
-  // least candidate is the answer, and most evictions read a few candidates' keys instead of every class's.
+  // change only in refresh_logits (which forces a scan). A candidate whose class empties leaves the
+  // candidates (unlink) and the rest stay as they are. So while a candidate's key is below bound_, the least
+  // candidate is the answer, and most evictions read a few candidates' keys instead of every class's.
   std::uint32_t victim_class() {
     double best = std::numeric_limits<double>::infinity();
     std::uint32_t best_class = 0;
     for (std::uint32_t i = 0; i < kCandidates; ++i) {
       const std::uint32_t c = cand_[i];
-      if (c == kNoClass) break;
+      if (c == kNoClass) continue;
       const double key = key_of(c);
       if (key < best || (key == best && c < best_class)) best = key, best_class = c;
     }
@@ -416,20 +418,24 @@ class LearnedPolicy final : public EvictionPolicy {
   // Every non-empty class: the kCandidates least (key, class) pairs in order, and the next key in bound_.
   // Reads only per-class arrays, no per-block memory.
   void scan() {
+    // Sorted into locals, not members: a byte store to a member may alias any member for the compiler,
+    // which would then reload key_of's inputs on every class.
     std::array<double, kCandidates + 1> keys;
     keys.fill(std::numeric_limits<double>::infinity());
-    cand_.fill(kNoClass);
+    std::array<std::uint8_t, kCandidates + 1> cand;
+    cand.fill(kNoClass);
     for_each_nonempty([&](std::uint32_t c) {
       const double key = key_of(c);
       if (!(key < keys[kCandidates])) return;  // classes come in order: a tie stays behind
       std::uint32_t i = kCandidates;
       for (; i > 0 && key < keys[i - 1]; --i) {
         keys[i] = keys[i - 1];
-        if (i < kCandidates) cand_[i] = cand_[i - 1];
+        cand[i] = cand[i - 1];
       }
       keys[i] = key;
-      if (i < kCandidates) cand_[i] = static_cast<std::uint8_t>(c);
+      cand[i] = static_cast<std::uint8_t>(c);
     });
+    std::copy_n(cand.begin(), kCandidates, cand_.begin());
     bound_ = keys[kCandidates];
   }
   // Block v was used again: its trial succeeded, and it moves up a reuse level.
