@@ -5,6 +5,7 @@
 #include <absl/container/flat_hash_map.h>
 #include <absl/strings/str_cat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
@@ -19,6 +20,8 @@ namespace {
 enum class SlotState : std::uint8_t { kFree, kOwned, kRegistered };
 
 constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
+// Victims chosen before the first of them is unregistered (PoolCore::allocate).
+constexpr std::size_t kVictimBatch = 16;
 
 // One slot's bookkeeping. Registered slots are active when refcount > 0 and inactive otherwise. 32 B and
 // aligned, so a slot never straddles two cache lines (the full identity is in registered_).
@@ -86,25 +89,29 @@ class PoolCore {
         slots_[id].state = SlotState::kOwned;
         ids.push_back(BlockId{id});
       }
-      // Victims (available ≥ count guarantees them), each unregistered one step behind its choice when the
-      // policy reads no lineage (then unregistering cannot change its next choice): a victim's slot read
-      // (a cache miss when a policy's victims are scattered over the pool) overlaps the choice of the next,
-      // and the policy's own reads for that choice overlap this victim's unregistering.
-      const std::size_t first_victim = ids.size();
-      const std::size_t lag = track_lineage_ ? 0 : 1;
-      for (std::size_t i = first_victim; i < count + lag; ++i) {
-        if (i < count) {
+      // Victims (available ≥ count guarantees them). When the policy reads no lineage, unregistering cannot
+      // change its next choice, so up to kVictimBatch victims are chosen before any is unregistered: their
+      // slot reads, and then their registry probes, are in flight together instead of one after another
+      // (each a cache miss when the policy's victims are scattered over the pool). With lineage: one at a time.
+      const std::size_t batch = track_lineage_ ? 1 : kVictimBatch;
+      for (std::size_t begin = ids.size(); begin < count; begin = ids.size()) {
+        const std::size_t end = std::min(count, begin + batch);
+        for (std::size_t i = begin; i < end; ++i) {
           ids.push_back(*policy_->evict());
           __builtin_prefetch(&slots_[ids.back().value()]);
         }
-        if (i < first_victim + lag) continue;
-        const std::uint32_t id = ids[i - lag].value();
-        --inactive_;
-        if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
-        if (evicted != nullptr)
-          evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
-        unregister(id);
-        slots_[id].state = SlotState::kOwned;
+        if (batch > 1) {
+          for (std::size_t i = begin; i < end; ++i) registry_.prefetch(slots_[ids[i].value()].sequence_hash.value());
+        }
+        for (std::size_t i = begin; i < end; ++i) {
+          const std::uint32_t id = ids[i].value();
+          --inactive_;
+          if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
+          if (evicted != nullptr)
+            evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
+          unregister(id);
+          slots_[id].state = SlotState::kOwned;
+        }
       }
       owned_ += static_cast<std::uint32_t>(count);
     }
