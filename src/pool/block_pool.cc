@@ -6,6 +6,7 @@
 #include <absl/strings/str_cat.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
@@ -22,6 +23,8 @@ enum class SlotState : std::uint8_t { kFree, kOwned, kRegistered };
 constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
 // Victims chosen before the first of them is unregistered (PoolCore::allocate).
 constexpr std::size_t kVictimBatch = 16;
+// Hashes looked up before the first of them is retained (PoolCore::match).
+constexpr std::size_t kMatchBatch = 16;
 
 // One slot's bookkeeping. Registered slots are active when refcount > 0 and inactive otherwise. 32 B and
 // aligned, so a slot never straddles two cache lines (the full identity is in registered_).
@@ -203,11 +206,28 @@ class PoolCore {
     std::vector<BlockId> out;
     out.reserve(hashes.size());
     MutexLock lock(&mu_);
-    for (SequenceHash h : hashes) {
-      auto it = registry_.find(h.value());
-      if (it == registry_.end()) break;
-      retain_locked(it->second);
-      out.push_back(BlockId{it->second});
+    // The first hash alone (a miss there costs one lookup), then kMatchBatch at a time: prefetch their
+    // registry entries, look them up (prefetching each found slot), then retain them, so that a cold
+    // registry's and slot array's cache misses are in flight together instead of one after another.
+    // Retaining changes neither the registry nor a slot's id.
+    std::array<std::uint32_t, kMatchBatch> found;
+    for (std::size_t begin = 0, end = 0; begin < hashes.size(); begin = end) {
+      end = std::min(hashes.size(), begin == 0 ? 1 : begin + kMatchBatch);
+      if (end - begin > 1) {
+        for (std::size_t i = begin; i < end; ++i) registry_.prefetch(hashes[i].value());
+      }
+      std::size_t n = 0;
+      for (std::size_t i = begin; i < end; ++i) {
+        auto it = registry_.find(hashes[i].value());
+        if (it == registry_.end()) break;
+        found[n++] = it->second;
+        __builtin_prefetch(&slots_[it->second]);
+      }
+      for (std::size_t j = 0; j < n; ++j) {
+        retain_locked(found[j]);
+        out.push_back(BlockId{found[j]});
+      }
+      if (n < end - begin) break;  // a match stops at the first hash not cached
     }
     return out;
   }
