@@ -96,15 +96,17 @@ class LearnedPolicy final : public EvictionPolicy {
   }
   EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLearned; }
 
-  // Inserts are queued (up to kPending, applied in order before any other call, so the order of effects
-  // is unchanged) and the ghost bucket each will probe is prefetched at once: a release batch's probes
-  // then overlap instead of each waiting for its own cache miss.
+  // Inserts are queued (applied in order when kPending are queued or before any other call, so the order
+  // of effects is unchanged) and the ghost bucket each will probe is prefetched at once: a release batch's
+  // probes then overlap instead of each waiting for its own cache miss.
   void insert(BlockId id, const InactiveBlockInfo& info) override {
-    if (pending_count_ == kPending) flush();
     const std::uint32_t v = id.value();
     Pending& p = pending_[pending_count_++];
-    p = Pending{v, info.depth, ghost_key(info.sequence_hash), info.is_tail};
-    if (slot_[v].history != SlotHistory::kReturning) __builtin_prefetch(&ghost_[bucket_of(p.key)]);
+    // A block used while cached (returning) keeps its key and probes no ghost.
+    const bool returning = slot_[v].history == SlotHistory::kReturning;
+    p = Pending{v, info.depth, returning ? 0 : ghost_key(info.sequence_hash), info.is_tail};
+    if (!returning) __builtin_prefetch(&ghost_[bucket_of(p.key)]);
+    if (pending_count_ == kPending) apply_pending();  // last, so that the common path needs no frame
   }
   // Most calls find nothing queued: only then is the out-of-line apply loop entered.
   void flush() {
@@ -169,6 +171,9 @@ class LearnedPolicy final : public EvictionPolicy {
   // as starting them at level 0 and moving them (continue_batch), without the move. Level 0 (the batch
   // or the queue ended first): they start at level 0 and are remembered in batch_new_ for continue_batch.
   void start_deferred(std::uint8_t level) {
+    if (deferred_count_ != 0) start_deferred_blocks(level);  // most calls find none: no call made
+  }
+  [[gnu::noinline]] void start_deferred_blocks(std::uint8_t level) {
     for (std::uint32_t i = 0; i < deferred_count_; ++i) {
       const Deferred& d = deferred_[i];
       slot_[d.v].deferred = false;
@@ -242,11 +247,6 @@ class LearnedPolicy final : public EvictionPolicy {
   }
 
  private:
-  struct Stats {
-    double trials = 0;
-    double successes = 0;
-    double gap_sum = 0;
-  };
   static constexpr std::size_t kWays = 32;
   static constexpr std::uint64_t kDecayPerBlock = 8;
   static constexpr std::uint32_t kUnpinWalk = 64;    // see unpin()
@@ -282,8 +282,8 @@ class LearnedPolicy final : public EvictionPolicy {
       const std::uint8_t c = static_cast<std::uint8_t>(old + level * kDepthBuckets);  // same tail and depth
       unlink(u);
       link(c, u);
-      stats_[old].trials -= 1;
-      stats_[c].trials += 1;
+      trials_[old] -= 1;
+      trials_[c] += 1;
       slot_[u].cls = c;
       slot_[u].reuse = level;
     }
@@ -319,15 +319,15 @@ class LearnedPolicy final : public EvictionPolicy {
   // The tick of class c's oldest block (REQUIRES: c non-empty), kept in its sentinel.
   std::uint32_t front_tick(std::uint32_t c) const { return slot_[sentinel(c)].next_tick; }
 
-  void start_trial(std::uint32_t v, bool tail, std::uint32_t depth) {
+  [[gnu::always_inline]] void start_trial(std::uint32_t v, bool tail, std::uint32_t depth) {
     const std::uint8_t c = class_of(tail, slot_[v].reuse, depth);
     slot_[v].cls = c;
     slot_[v].tick = ++clock_;
-    stats_[c].trials += 1;
+    trials_[c] += 1;
     link(c, v);
   }
-  void link(std::uint8_t c, std::uint32_t v) { link_after(c, slot_[sentinel(c)].prev, v); }
-  void link_after(std::uint8_t c, std::uint32_t after, std::uint32_t v) {
+  [[gnu::always_inline]] void link(std::uint8_t c, std::uint32_t v) { link_after(c, slot_[sentinel(c)].prev, v); }
+  [[gnu::always_inline]] void link_after(std::uint8_t c, std::uint32_t after, std::uint32_t v) {
     const bool was_empty = empty(c);
     insert_after(after, v);
     if (was_empty) {
@@ -336,8 +336,8 @@ class LearnedPolicy final : public EvictionPolicy {
         logit_stale_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
       }
       if (!is_candidate(c)) bound_ = std::min(bound_, key_of(c));  // the only way another class's key falls
+      nonempty_[c / 64] |= std::uint64_t{1} << (c % 64);
     }
-    nonempty_[c / 64] |= std::uint64_t{1} << (c % 64);
     ++size_;
   }
   void unlink(std::uint32_t v) {
@@ -393,7 +393,7 @@ class LearnedPolicy final : public EvictionPolicy {
     scan_oldest();
     return clock_ - front_tick(oldest_) > lru_age_ ? oldest_ : kNoClass;
   }
-  void scan_oldest() {
+  [[gnu::noinline]] void scan_oldest() {
     std::uint32_t oldest = 0, second = 0;  // ages
     for_each_nonempty([&](std::uint32_t c) {
       const std::uint32_t age = clock_ - front_tick(c);
@@ -417,7 +417,7 @@ class LearnedPolicy final : public EvictionPolicy {
   bool is_candidate(std::uint32_t c) const { return std::find(cand_.begin(), cand_.end(), c) != cand_.end(); }
   // Every non-empty class: the kCandidates least (key, class) pairs in order, and the next key in bound_.
   // Reads only per-class arrays, no per-block memory.
-  void scan() {
+  [[gnu::noinline]] void scan() {
     // Sorted into locals, not members: a byte store to a member may alias any member for the compiler,
     // which would then reload key_of's inputs on every class.
     std::array<double, kCandidates + 1> keys;
@@ -444,15 +444,15 @@ class LearnedPolicy final : public EvictionPolicy {
     slot_[v].reuse = next_level(slot_[v].reuse);
   }
   void succeed(std::uint8_t c, std::uint32_t gap) {
-    stats_[c].successes += 1;
-    stats_[c].gap_sum += gap;
+    successes_[c] += 1;
+    gap_sum_[c] += gap;
   }
   // The class scores (see the top of the file); every kRefreshEvery evictions.
   [[gnu::noinline]] void refresh_logits() {
     refresh_ = kRefreshEvery;
     double succ = 0, gaps = 0;
     double trials = 0;
-    for (const Stats& s : stats_) succ += s.successes, gaps += s.gap_sum, trials += s.trials;
+    for (std::uint32_t c = 0; c < kClasses; ++c) succ += successes_[c], gaps += gap_sum_[c], trials += trials_[c];
     const double mean = (succ + 0.5) / (trials + 1.0);
     inv_gap_ = (succ + 1.0) / (gaps + capacity_);
     // Before a batch has ended, the one in progress stands for the mean.
@@ -462,18 +462,16 @@ class LearnedPolicy final : public EvictionPolicy {
     for (std::uint32_t c = 0; c < kClasses; ++c) {
       // A class can be credited more successes than it has trials left (a success long after its trial,
       // across halvings, or after the trial moved in continue_batch): at most one success per trial.
-      const double n = std::max(0.0, stats_[c].trials);
-      p[c] = std::clamp((std::min(stats_[c].successes, n) + mean * kPrior) / (n + kPrior), 1e-4, 1 - 1e-4);
+      const double n = std::max(0.0, trials_[c]);
+      p[c] = std::clamp((std::min(successes_[c], n) + mean * kPrior) / (n + kPrior), 1e-4, 1 - 1e-4);
     }
     // Each class takes the max over the classes its descendants can be in: a tail's (a non-tail block's
     // child may end the request), deeper buckets', and lower levels' as below. Only classes with evidence
     // pass their odds on — a trial or a cached block; a class no block has been in would pass on the bare
     // prior (the overall rate), which hides what its ancestors' own counts say.
     std::array<double, kClasses> passed;
-    for (std::uint32_t c = 0; c < kClasses; ++c) {
-      const bool evidence = stats_[c].trials >= 1 || ((nonempty_[c / 64] >> (c % 64)) & 1);
-      passed[c] = evidence ? p[c] : 0;
-    }
+    for (std::uint32_t c = 0; c < kClasses; ++c) passed[c] = trials_[c] >= 1 ? p[c] : 0;
+    for_each_nonempty([&](std::uint32_t c) { passed[c] = p[c]; });
     auto at = [&](std::uint32_t t, std::uint32_t l, std::uint32_t d) -> double& {
       return passed[t * kReuseLevels * kDepthBuckets + l * kDepthBuckets + d];
     };
@@ -500,7 +498,7 @@ class LearnedPolicy final : public EvictionPolicy {
   }
   void decay() {
     since_decay_ = 0;
-    for (Stats& s : stats_) s.trials /= 2, s.successes /= 2, s.gap_sum /= 2;
+    for (std::uint32_t c = 0; c < kClasses; ++c) trials_[c] /= 2, successes_[c] /= 2, gap_sum_[c] /= 2;
   }
   // Ghost keys: 32-bit fingerprints of the sequence hash (0 = empty).
   static std::uint32_t ghost_key(std::uint64_t hash) {
@@ -584,7 +582,10 @@ class LearnedPolicy final : public EvictionPolicy {
   };
   static_assert(sizeof(SlotState) == 32);
   std::vector<SlotState> slot_;
-  std::array<Stats, kClasses> stats_{};
+  // Per class, decayed: trials started, successes, and the sum of the successes' gaps (releases).
+  std::array<double, kClasses> trials_{};
+  std::array<double, kClasses> successes_{};
+  std::array<double, kClasses> gap_sum_{};
   std::array<std::uint64_t, (kClasses + 63) / 64> nonempty_{};  // classes with a cached block
   std::uint32_t clock_ = 0;
   static constexpr std::uint32_t kRefreshEvery = 64;  // evictions between refresh_logits
@@ -593,9 +594,12 @@ class LearnedPolicy final : public EvictionPolicy {
   std::array<double, kClasses> logit_{};  // log(p_ / (1 − p_)), for classes not marked in logit_stale_
   std::array<std::uint64_t, (kClasses + 63) / 64> logit_stale_{};
   std::uint32_t key_base_ = 0;  // key_of's base
-  static constexpr std::uint32_t kCandidates = 4;
+  static constexpr std::uint32_t kCandidates = 2;
   static constexpr std::uint8_t kNoClass = 0xFF;
-  std::array<std::uint8_t, kCandidates> cand_ = {kNoClass, kNoClass, kNoClass, kNoClass};  // see victim_class()
+  // See victim_class(). Any number of candidates gives the same victims; 2 (the classes a run of
+  // evictions alternates between, typically) makes the fewest instructions in the pool benchmark.
+  std::array<std::uint8_t, kCandidates> cand_ = {kNoClass, kNoClass};
+  static_assert(kCandidates == 2, "initialise every candidate to kNoClass");
   double bound_ = -std::numeric_limits<double>::infinity();
   double inv_gap_ = 0;
   std::uint32_t lru_age_ = 0;       // a class front older than this (releases) is evicted first, oldest first
