@@ -18,7 +18,7 @@
 // class's success rate shrunk towards the overall rate (prior weight 8 trials) and G the mean gap from
 // release to reuse over all classes: the log-odds that it is still to be used again, if gaps were
 // exponential. Each class is an LRU list, so only the oldest block of each is a candidate, and the victim
-// is the candidate of least score (victim_class: O(1) while the last scan's few best classes stay ahead of
+// is the candidate of least score (victim_class: O(1) while the last scan's two best classes stay ahead of
 // the rest, O(kClasses) for a new scan). When all classes look alike this is LRU. Two cases take the
 // globally oldest block (the oldest class front, LRU's victim) instead: (1) when that block is stale,
 // older than kStaleGaps mean gaps — there the e^(−a/G) model has no support (reuses that late are too rare
@@ -37,7 +37,7 @@
 // first, so a probe costs one miss. Without the ghost a class evicted early could never show that its
 // blocks come back.
 //
-// Cost: an eviction reads a few candidate classes' keys (each class's oldest tick sits in its list's
+// Cost: an eviction reads two candidate classes' keys (each class's oldest tick sits in its list's
 // sentinel record) and then the victim's record; an insert of a new block probes one ghost line (inserts
 // are queued, up to 16, and their lines prefetched, so a release batch's probes overlap); an eviction
 // writes one ghost entry. A batch's new blocks start in their final class (start_deferred), and logits
