@@ -118,13 +118,23 @@ void print_table(const PoolBenchOptions& options, const std::vector<Row>& rows) 
 // the ratio to LRU measured in the same run. Target for the default policy: <= 1.5x LRU.
 struct PolicyRow {
   EvictionPolicyKind kind;
-  double ns_per_block = 0;
+  double ns_per_block = 0;  // median of the policy's slices
+  double ratio_to_lru = 1;  // median over rounds of its slice over the LRU slice just before it
   std::string summary;
 };
 constexpr double kPolicyTargetRatio = 1.5;
+constexpr int kPolicyRounds = 15;
 
-// Three rounds over all policies, each policy's best round kept (rounds interleave, so drift of the
-// machine hits every policy alike). Row 0 is LRU.
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Paired slices: in each of kPolicyRounds rounds every other policy runs one slice right after an LRU
+// slice, and the ratio is the median over rounds of policy / LRU. A shared VM's neighbours change its speed
+// by tens of percent over seconds; two adjacent slices see the same machine, so their ratio cancels that
+// drift, and the median drops the rounds a burst split. Row 0 is LRU.
 absl::StatusOr<std::vector<PolicyRow>> measure_policies(double seconds) {
   std::vector<PolicyRow> out;
   std::vector<std::unique_ptr<bench::Workload>> workloads;
@@ -132,17 +142,31 @@ absl::StatusOr<std::vector<PolicyRow>> measure_policies(double seconds) {
     auto w = bench::make_policy_workload(kind);
     if (!w.ok()) return w.status();
     workloads.push_back(*std::move(w));
-    out.push_back(PolicyRow{kind, 0, {}});
+    out.push_back(PolicyRow{kind, 0, 1, {}});
   }
-  for (int round = 0; round < 3; ++round) {
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      auto m = bench::measure(*workloads[i], seconds / 3);
-      if (!m.ok()) return m.status();
+  if (out.empty() || out.front().kind != EvictionPolicyKind::kLru) {
+    return absl::InternalError("measure_policies: the first policy must be lru");
+  }
+  const double slice = seconds / kPolicyRounds;
+  std::vector<std::vector<double>> ns(out.size());
+  std::vector<std::vector<double>> ratios(out.size());
+  for (int round = 0; round < kPolicyRounds; ++round) {
+    for (std::size_t i = 1; i < out.size(); ++i) {
       // Thread CPU time: a policy's cost, not the scheduler's, on a shared machine.
-      if (round == 0 || m->cpu_ns_per_block < out[i].ns_per_block) out[i].ns_per_block = m->cpu_ns_per_block;
+      auto lru = bench::measure(*workloads[0], slice);
+      if (!lru.ok()) return lru.status();
+      auto m = bench::measure(*workloads[i], slice);
+      if (!m.ok()) return m.status();
+      ns[0].push_back(lru->cpu_ns_per_block);
+      ns[i].push_back(m->cpu_ns_per_block);
+      ratios[i].push_back(m->cpu_ns_per_block / lru->cpu_ns_per_block);
     }
   }
-  for (std::size_t i = 0; i < out.size(); ++i) out[i].summary = workloads[i]->summary();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i].ns_per_block = median(ns[i]);
+    if (i != 0) out[i].ratio_to_lru = median(ratios[i]);
+    out[i].summary = workloads[i]->summary();
+  }
   return out;
 }
 
@@ -150,12 +174,12 @@ void print_policies(const std::vector<PolicyRow>& policies) {
   if (policies.empty()) return;
   std::printf(
       "\neviction policies: request mix (match 8-block prefix, allocate + evict the rest, register, release "
-      "16), 65536-block pool; thread CPU ns per block, best of 3 rounds; ratio to lru from this run (target for the "
-      "default %s: <= %.1fx)\n",
-      std::string(eviction_policy_name(TierConfig{}.eviction)).c_str(), kPolicyTargetRatio);
+      "16), 65536-block pool; thread CPU ns per block, median of %d slices; ratio to lru: median over rounds of a "
+      "slice over the lru slice just before it (target for the default %s: <= %.1fx)\n",
+      kPolicyRounds, std::string(eviction_policy_name(TierConfig{}.eviction)).c_str(), kPolicyTargetRatio);
   for (const PolicyRow& p : policies) {
     std::printf("  %-14s %8.1f ns/block  %5.2fx lru  %s\n", std::string(eviction_policy_name(p.kind)).c_str(),
-                p.ns_per_block, p.ns_per_block / policies.front().ns_per_block, p.summary.c_str());
+                p.ns_per_block, p.ratio_to_lru, p.summary.c_str());
   }
 }
 
@@ -202,7 +226,7 @@ void print_json(const PoolBenchOptions& options, const std::vector<Row>& rows, c
     for (std::size_t i = 0; i < policies.size(); ++i) {
       absl::StrAppend(&out, i ? "," : "", "{\"policy\":", json_string(eviction_policy_name(policies[i].kind)),
                       absl::StrFormat(",\"ns_per_block\":%.3f,\"ratio_to_lru\":%.3f}", policies[i].ns_per_block,
-                                      policies[i].ns_per_block / policies.front().ns_per_block));
+                                      policies[i].ratio_to_lru));
     }
     out.push_back(']');
   }
