@@ -38,13 +38,13 @@
 // blocks come back.
 //
 // Cost: an eviction reads two candidate classes' keys (each class's oldest tick sits in its list's
-// sentinel record) and then the victim's record; an insert of a new block probes one ghost line (inserts
-// are queued, up to 16, and their lines prefetched, so a release batch's probes overlap); an eviction
-// writes one ghost entry. A batch's new blocks start in their final class (start_deferred), and logits
-// are computed only for classes that hold blocks.
+// sentinel record) and then the victim's record, prefetched two evictions of its class ahead; an insert of a new block
+// probes one ghost line (inserts are queued, up to 16, and their lines prefetched, so a release batch's probes
+// overlap); an eviction writes one ghost entry. A batch's new blocks start in their final class (start_deferred), and
+// logits are computed only for classes that hold blocks.
 //
-// Memory per cached block: a 32 B record (ghost key, tick, list links, the next block's tick, class,
-// level, history) and 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries): 60.2 B, plus
+// Memory per cached block: a 32 B record (ghost key, tick, list links, the next block's tick, the block
+// two ahead, class, level, history) and 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries): 60.2 B, plus
 // kClasses sentinel records and O(kClasses) fixed state (60.6 B per block at the 16,384 blocks of
 // tests/pool/eviction_policies_test.cc, which checks it against the 64 B budget with memory_bytes()).
 
@@ -92,7 +92,9 @@ class LearnedPolicy final : public EvictionPolicy {
         buckets_((static_cast<std::size_t>(capacity_) * kGhostPerBlock + kWays - 1) / kWays),
         ghost_(buckets_),
         ghost_next_(buckets_, 0) {
-    for (std::uint32_t c = 0; c < kClasses; ++c) slot_[sentinel(c)].prev = slot_[sentinel(c)].next = sentinel(c);
+    for (std::uint32_t c = 0; c < kClasses; ++c) {
+      slot_[sentinel(c)].prev = slot_[sentinel(c)].next = slot_[sentinel(c)].next2 = sentinel(c);
+    }
   }
   EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLearned; }
 
@@ -309,12 +311,21 @@ class LearnedPolicy final : public EvictionPolicy {
     slot_[after].next = v;
     slot_[after].next_tick = slot_[v].tick;
     slot_[before].prev = v;
+    // next2 after the links above: in a list that was empty (after = before = the sentinel) v's next2 is v.
+    slot_[v].next2 = slot_[before].next;
+    slot_[after].next2 = before;
+    slot_[slot_[after].prev].next2 = v;
   }
   void remove(std::uint32_t v) {
-    SlotState& prev = slot_[slot_[v].prev];
-    prev.next = slot_[v].next;
+    const std::uint32_t p = slot_[v].prev;
+    const std::uint32_t n = slot_[v].next;
+    SlotState& prev = slot_[p];
+    prev.next = n;
     prev.next_tick = slot_[v].next_tick;
-    slot_[slot_[v].next].prev = slot_[v].prev;
+    slot_[n].prev = p;
+    // From v's record, not n's (a load of n's line would wait for it); v alone in its list: its next2 is v.
+    prev.next2 = slot_[v].next2 == v ? n : slot_[v].next2;
+    slot_[prev.prev].next2 = n;
   }
   // The tick of class c's oldest block (REQUIRES: c non-empty), kept in its sentinel.
   std::uint32_t front_tick(std::uint32_t c) const { return slot_[sentinel(c)].next_tick; }
@@ -350,7 +361,10 @@ class LearnedPolicy final : public EvictionPolicy {
       if (auto it = std::find(cand_.begin(), cand_.end(), c); it != cand_.end()) *it = kNoClass;
       if (c == oldest_) oldest_ = kNoClass;
     } else if (was_front) {
-      __builtin_prefetch(&slot_[front(c)]);  // the class's next victim
+      // The class's next two victims: evictions come in runs (BlockPool chooses a batch of victims before it
+      // unregisters any), so the next one is asked for too soon for its record to arrive in time.
+      __builtin_prefetch(&slot_[front(c)]);
+      __builtin_prefetch(&slot_[slot_[sentinel(c)].next2]);
     }
     --size_;
   }
@@ -575,6 +589,7 @@ class LearnedPolicy final : public EvictionPolicy {
     std::uint32_t prev = 0;
     std::uint32_t next = 0;
     std::uint32_t next_tick = 0;  // the tick of the block after this one in its list (see front_tick)
+    std::uint32_t next2 = 0;      // the block two after this one (for a sentinel: its class's second oldest)
     std::uint8_t cls = 0;
     std::uint8_t reuse = 0;
     SlotHistory history = SlotHistory::kFresh;
