@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -156,15 +157,21 @@ class RedisServerProcess {
       pid_ = -1;
       return false;
     }
-    // Up when it answers PING; gone when the child exited (port taken, bad arguments).
+    // Up when our child answers; gone when it exited (port taken, bad arguments). The answer must name our
+    // child's pid: while a child that lost the port is still exiting, another process's server on that port
+    // (a test running beside this one that took the port while it was free) would answer a bare PING.
+    const std::string pid_field = "process_id:" + std::to_string(pid_) + "\r\n";
     for (int i = 0; i < 250; ++i) {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
         return false;
       }
-      RedisReplyPtr r = command({"PING"});
-      if (r && r->type == REDIS_REPLY_STATUS) return true;
+      RedisReplyPtr r = command({"INFO", "server"});
+      if (r && r->type == REDIS_REPLY_STRING) {
+        if (std::string_view(r->str, r->len).find(pid_field) != std::string_view::npos) return true;
+        // Another server holds the port: ours cannot bind it and will exit (then the loop above reaps it).
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
