@@ -92,6 +92,42 @@ TEST(MsgpackCodecTest, EncodesTheWireTypes) {
   EXPECT_EQ(cleared.via.map.size, 1u);
 }
 
+// Token ids and hashes are written by hand (one resize per array): the bytes must be msgpack::packer's,
+// the smallest encoding of each value, on both sides of every width boundary.
+TEST(MsgpackCodecTest, IntegerArraysAreTheBytesMsgpackPackerWrites) {
+  BlockStoredEvent e;
+  e.token_ids = {0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x12345678, 0xffffffffu};
+  e.block_hashes = {0,
+                    0x7f,
+                    0x80,
+                    0xff,
+                    0x100,
+                    0xffff,
+                    0x10000,
+                    0xffffffffull,
+                    0x100000000ull,
+                    0x8000000000000000ull,
+                    0xffffffffffffffffull};
+  e.block_size = 16;
+  const std::string payload = encode_event_batch(EventBatch{1.0, {e}, std::nullopt});
+  Buf tokens;
+  Packer tp(tokens);
+  tp.pack_array(static_cast<std::uint32_t>(e.token_ids.size()));
+  for (std::uint32_t t : e.token_ids) tp.pack_uint32(t);
+  Buf hashes;
+  Packer hp(hashes);
+  hp.pack_array(static_cast<std::uint32_t>(e.block_hashes.size()));
+  for (std::uint64_t h : e.block_hashes) hp.pack_uint64(h);
+  EXPECT_NE(payload.find(std::string("\xa9token_ids") + tokens.s + "\xaa" + "block_size"), std::string::npos);
+  EXPECT_NE(payload.find(std::string("\xac"
+                                     "block_hashes") +
+                         hashes.s + "\xb1" + "parent_block_hash"),
+            std::string::npos);
+  absl::StatusOr<EventBatch> decoded = decode_event_batch(payload);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->events, (std::vector<KvEvent>{e}));
+}
+
 TEST(MsgpackCodecTest, NilParentAndMedium) {
   EventBatch batch;
   BlockStoredEvent e;
