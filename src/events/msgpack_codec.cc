@@ -3,8 +3,8 @@
 // Encoding writes the map form with msgpack::packer straight into a std::string (integer arrays by hand,
 // the same bytes: pack_uints). Decoding unpacks with limits derived from the payload size (no container
 // can declare more elements than there are bytes left, so a hostile header cannot make the unpacker
-// allocate gigabytes), then walks the object tree by hand, checking every type. msgpack-cxx reports malformed input by
-// throwing; every exception is caught here and turned into InvalidArgument.
+// allocate gigabytes), then walks the object tree by hand, checking every type. msgpack-cxx reports
+// malformed input by throwing; every exception is caught here and turned into InvalidArgument.
 #include "kvbm/events/msgpack_codec.h"
 
 #include <absl/status/status.h>

@@ -38,15 +38,16 @@
 // blocks come back.
 //
 // Cost: an eviction reads two candidate classes' keys (each class's oldest tick sits in its list's
-// sentinel record) and then the victim's record, prefetched two evictions of its class ahead; an insert of a new block
-// probes one ghost line (inserts are queued, up to 16, and their lines prefetched, so a release batch's probes
-// overlap); an eviction writes one ghost entry. A batch's new blocks start in their final class (start_deferred), and
-// logits are computed only for classes that hold blocks.
+// sentinel record) and then the victim's record, prefetched two evictions of its class ahead; an insert
+// of a new block probes one ghost line (inserts are queued, up to 16, and their lines prefetched, so a
+// release batch's probes overlap); an eviction writes one ghost entry. A batch's new blocks start in
+// their final class (start_deferred), and logits are computed only for classes that hold blocks.
 //
 // Memory per cached block: a 32 B record (ghost key, tick, list links, the next block's tick, the block
-// two ahead, class, level, history) and 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries): 60.2 B, plus
-// kClasses sentinel records and O(kClasses) fixed state (60.6 B per block at the 16,384 blocks of
-// tests/pool/eviction_policies_test.cc, which checks it against the 64 B budget with memory_bytes()).
+// two ahead, class, level, history) and 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries):
+// 60.2 B, plus kClasses sentinel records and O(kClasses) fixed state (60.6 B per block at the 16,384
+// blocks of tests/pool/eviction_policies_test.cc, which checks it against the 64 B budget with
+// memory_bytes()).
 
 #include <algorithm>
 #include <array>
