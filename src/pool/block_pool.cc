@@ -100,11 +100,12 @@ class PoolCore {
       for (std::size_t begin = ids.size(); begin < count; begin = ids.size()) {
         const std::size_t end = std::min(count, begin + batch);
         for (std::size_t i = begin; i < end; ++i) {
-          ids.push_back(*policy_->evict());
-          __builtin_prefetch(&slots_[ids.back().value()]);
+          const BlockId victim = *policy_->evict();
+          ids.push_back(victim);
+          __builtin_prefetch(&slots_[victim.value()]);
           // register_blocks writes the slot's identity next: its lines arrive meanwhile.
-          __builtin_prefetch(&registered_[ids.back().value()], 1);
-          __builtin_prefetch(reinterpret_cast<const char*>(&registered_[ids.back().value()] + 1) - 1, 1);
+          __builtin_prefetch(&registered_[victim.value()], 1);
+          __builtin_prefetch(reinterpret_cast<const char*>(&registered_[victim.value()] + 1) - 1, 1);
         }
         if (batch > 1) {
           for (std::size_t i = begin; i < end; ++i) registry_.prefetch(slots_[ids[i].value()].sequence_hash.value());

@@ -118,10 +118,9 @@ TEST(MsgpackCodecTest, IntegerArraysAreTheBytesMsgpackPackerWrites) {
   Packer hp(hashes);
   hp.pack_array(static_cast<std::uint32_t>(e.block_hashes.size()));
   for (std::uint64_t h : e.block_hashes) hp.pack_uint64(h);
+  // Each key is a fixstr: 0xa0 | its length.
   EXPECT_NE(payload.find(std::string("\xa9token_ids") + tokens.s + "\xaa" + "block_size"), std::string::npos);
-  EXPECT_NE(payload.find(std::string("\xac"
-                                     "block_hashes") +
-                         hashes.s + "\xb1" + "parent_block_hash"),
+  EXPECT_NE(payload.find(std::string("\xac") + "block_hashes" + hashes.s + "\xb1" + "parent_block_hash"),
             std::string::npos);
   absl::StatusOr<EventBatch> decoded = decode_event_batch(payload);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
