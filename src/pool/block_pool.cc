@@ -49,6 +49,7 @@ class PoolCore {
         label_(cache_level_name(config.level)),
         track_lineage_(make_eviction_policy(config.eviction, 1)->uses_lineage()),
         track_depth_(make_eviction_policy(config.eviction, 1)->uses_depth()),
+        prefetch_policy_(make_eviction_policy(config.eviction, 1)->wants_prefetch()),
         tokens_(config.keep_tokens ? std::size_t{config.num_blocks} * config.page_size : 0),
         row_has_tokens_(config.num_blocks, 0),
         registered_(config.num_blocks),
@@ -226,6 +227,7 @@ class PoolCore {
         if (it == registry_.end()) break;
         found[n++] = it->second;
         __builtin_prefetch(&slots_[it->second]);
+        if (prefetch_policy_) policy_->prefetch(BlockId{it->second});
       }
       for (std::size_t j = 0; j < n; ++j) {
         retain_locked(found[j]);
@@ -381,6 +383,7 @@ class PoolCore {
   const std::string label_;
   const bool track_lineage_;
   const bool track_depth_;
+  const bool prefetch_policy_;
   std::vector<std::uint32_t> tokens_;
   std::vector<std::uint8_t> row_has_tokens_;
   std::vector<RegisteredInfo> registered_;

@@ -88,6 +88,10 @@ class EvictionPolicy {
   [[nodiscard]] virtual bool uses_lineage() const { return false; }
   // Whether the policy reads InactiveBlockInfo::depth (one registry lookup per registration to track).
   [[nodiscard]] virtual bool uses_depth() const { return false; }
+  // A hint, no effect on behaviour: the pool has just found `id` for a match and will erase (or pin) it
+  // shortly, so the policy may start loading that block's state. Only called when wants_prefetch().
+  virtual void prefetch(BlockId id) const { (void)id; }
+  [[nodiscard]] virtual bool wants_prefetch() const { return false; }
   // Chooses a victim and removes it; nullopt when the set is empty.
   [[nodiscard]] virtual std::optional<BlockId> evict() = 0;
   [[nodiscard]] virtual std::size_t size() const = 0;

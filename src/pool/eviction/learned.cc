@@ -38,10 +38,12 @@
 // blocks come back.
 //
 // Cost: an eviction reads two candidate classes' keys (each class's oldest tick sits in its list's
-// sentinel record) and then the victim's record, prefetched two evictions of its class ahead; an insert
-// of a new block probes one ghost line (inserts are queued, up to 16, and their lines prefetched, so a
-// release batch's probes overlap); an eviction writes one ghost entry. A batch's new blocks start in
-// their final class (start_deferred), and logits are computed only for classes that hold blocks.
+// sentinel record) and then the victim's record, prefetched two evictions of its class ahead, and up to
+// eight ahead by the calls between runs of evictions (walk); an erase finds its block's record prefetched
+// when the pool looked the block up (prefetch); an insert of a new block probes one ghost line (inserts
+// are queued, up to 16, and their lines prefetched, so a release batch's probes overlap); an eviction
+// writes one ghost entry. A batch's new blocks start in their final class (start_deferred), and logits
+// are computed only for classes that hold blocks.
 //
 // Memory per cached block: a 32 B record (ghost key, tick, list links, the next block's tick, the block
 // two ahead, class, level, history) and 7 ghost entries × 4 B = 28 B (+ 1 B FIFO cursor per 32 entries):
@@ -104,6 +106,7 @@ class LearnedPolicy final : public EvictionPolicy {
   // probes then overlap instead of each waiting for its own cache miss.
   void insert(BlockId id, const InactiveBlockInfo& info) override {
     const std::uint32_t v = id.value();
+    if (pending_count_ == 0) walk();
     Pending& p = pending_[pending_count_++];
     // A block used while cached (returning) keeps its key and probes no ghost.
     const bool returning = slot_[v].history == SlotHistory::kReturning;
@@ -188,6 +191,7 @@ class LearnedPolicy final : public EvictionPolicy {
   }
   void erase(BlockId id) override {
     flush();
+    walk();
     const std::uint32_t v = id.value();
     unlink(v);
     count_use(v);
@@ -232,6 +236,9 @@ class LearnedPolicy final : public EvictionPolicy {
     }
   }
   void set_leaf(BlockId, bool) override {}
+  // BlockPool::match looks a run of blocks up before it erases any: their records load meanwhile.
+  bool wants_prefetch() const override { return true; }
+  void prefetch(BlockId id) const override { __builtin_prefetch(&slot_[id.value()], 1); }
   std::optional<BlockId> evict() override {
     flush();
     if (size_ == 0) return std::nullopt;
@@ -240,6 +247,8 @@ class LearnedPolicy final : public EvictionPolicy {
     const std::uint32_t best = front(stale != kNoClass ? stale : victim_class());
     __builtin_prefetch(&ghost_[bucket_of(slot_[best].key)], 1);  // remember() writes there; overlap with unlink
     unlink(best);
+    walk_ = slot_[sentinel(slot_[best].cls)].next2;  // the class's second oldest, prefetched by unlink
+    walk_left_ = kWalkSteps;
     remember(best);
     slot_[best].history = SlotHistory::kFresh;
     return BlockId{best};
@@ -253,6 +262,7 @@ class LearnedPolicy final : public EvictionPolicy {
   static constexpr std::size_t kWays = 32;
   static constexpr std::uint64_t kDecayPerBlock = 8;
   static constexpr std::uint32_t kUnpinWalk = 64;    // see unpin()
+  static constexpr std::uint32_t kWalkSteps = 3;     // see walk()
   static constexpr std::uint32_t kBatchMemory = 64;  // new blocks of one batch that can move level
   static constexpr double kPrior = 8;                // trials' weight of the overall rate in p_c
   static constexpr double kStaleGaps = 10;           // older than this many mean gaps: evicted in LRU order
@@ -368,6 +378,20 @@ class LearnedPolicy final : public EvictionPolicy {
       __builtin_prefetch(&slot_[slot_[sentinel(c)].next2]);
     }
     --size_;
+  }
+  // After an eviction, the next kWalkSteps calls that choose no victim (a match's erases, the first insert
+  // of a release) walk the victim's class list on, two blocks a step, prefetching records, so that the
+  // next run of evictions finds more than the two records unlink prefetches. A step reads one record, the
+  // one the step before prefetched, with a call's worth of the pool's work in between for it to arrive.
+  // Any id it reads is an index into slot_, so a block moved or evicted meanwhile misleads only the
+  // prefetches.
+  void walk() {
+    if (walk_left_ == 0) return;
+    --walk_left_;
+    const SlotState& w = slot_[walk_];
+    __builtin_prefetch(&slot_[w.next]);
+    __builtin_prefetch(&slot_[w.next2]);
+    walk_ = w.next2;
   }
   // Class c's score without the term every class shares: logit_c − (clock − front_c)/G ranks the classes
   // as logit_c + (front_c − base)/G does for any base; the base is the clock at the last refresh_logits
@@ -598,6 +622,9 @@ class LearnedPolicy final : public EvictionPolicy {
   };
   static_assert(sizeof(SlotState) == 32);
   std::vector<SlotState> slot_;
+  // See walk(): the block whose record the next step reads (a prefetched one), and the steps left.
+  std::uint32_t walk_ = 0;
+  std::uint32_t walk_left_ = 0;
   // Per class, decayed: trials started, successes, and the sum of the successes' gaps (releases).
   std::array<double, kClasses> trials_{};
   std::array<double, kClasses> successes_{};
