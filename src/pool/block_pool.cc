@@ -87,6 +87,7 @@ class PoolCore {
                                                          " evictable of ", config_.num_blocks));
       }
       ids.reserve(count);
+      if (config_.events != nullptr) removed.block_hashes.reserve(count);
       while (ids.size() < count && !free_list_.empty()) {
         const std::uint32_t id = free_list_.back();
         free_list_.pop_back();
@@ -132,6 +133,10 @@ class PoolCore {
     out.reserve(requests.size());
     BlocksStored stored{config_.level, {}, std::nullopt, {}, config_.page_size};
     bool stored_without_tokens = false;  // token_ids must cover every stored block or be empty
+    if (config_.events != nullptr) {
+      stored.block_hashes.reserve(requests.size());
+      if (config_.keep_tokens) stored.token_ids.reserve(requests.size() * config_.page_size);
+    }
     {
       MutexLock lock(&mu_);
       // Validate everything first: registration is all or nothing.
