@@ -14,10 +14,12 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "kvbm/core/size.h"
 #include "kvbm/storage/disk_file.h"
@@ -195,6 +197,26 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::create(std::vector<std::uint
   return file;
 }
 
+namespace {
+
+// flock(LOCK_EX) on fd, waiting up to kLockGraceMs for a holder to let go; 0 or the errno. A manager killed
+// with writes in flight can hold the lock for a moment after it was reaped — seen once in CI (ASan build,
+// tests in parallel): a restart right after SIGKILL and waitpid found the lock held, most likely by the
+// killed process's io_uring requests, which the kernel releases asynchronously. A supervisor that restarts
+// a crashed manager at once must not be told the file is in use by another manager.
+int lock_exclusive(int fd) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(DiskFile::kLockGraceMs);
+  for (;;) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err != EWOULDBLOCK || std::chrono::steady_clock::now() >= deadline) return err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::open_persistent(std::unique_ptr<DiskFile> file,
                                                                     const std::string& dir, const Options& options,
                                                                     bool space_known, std::uint64_t space_bytes) {
@@ -216,12 +238,11 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::open_persistent(std::unique_
   file->persistent_ = true;
   file->path_ = std::move(path);
   // The destructor closes the fd and keeps the file on every path from here on.
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
+  if (const int err = lock_exclusive(fd); err != 0) {
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat("G3 persistent file '", file->path_,
-                                                        "' is in use by another kvbm manager (flock); give each "
-                                                        "manager its own g3.directory"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "G3 persistent file '", file->path_, "' is in use by another kvbm manager (flock, still held after ",
+          DiskFile::kLockGraceMs, " ms); give each manager its own g3.directory"));
     }
     return absl::InternalError(absl::StrCat("G3 persistent file '", file->path_, "': flock: ", std::strerror(err)));
   }

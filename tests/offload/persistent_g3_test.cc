@@ -15,10 +15,12 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
 #include "kvbm/core/hashing.h"
+#include "kvbm/storage/disk_file.h"
 #include "offload/persistent_g3_util.h"
 
 namespace kvbm {
@@ -424,6 +426,21 @@ TEST(PersistentG3Test, SecondManagerOnTheSameDirectoryIsRefused) {
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(second.status().message().find("in use"), std::string::npos) << second.status();
+}
+
+// A manager that lets go of the directory within the grace (as a killed one does once the kernel has torn
+// down its io_uring) does not make the next one fail.
+TEST(PersistentG3Test, LockReleasedWithinTheGraceIsTaken) {
+  TempDir dir;
+  auto first = KvBlockManager::create(persist_config(dir.path(), 256));
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::thread closer([m = *std::move(first)]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(DiskFile::kLockGraceMs / 8));
+    m.reset();
+  });
+  auto second = KvBlockManager::create(persist_config(dir.path(), 256));
+  closer.join();
+  EXPECT_TRUE(second.ok()) << second.status();
 }
 
 TEST(PersistentG3Test, ResetEmptiesTheFileToo) {

@@ -10,7 +10,8 @@
 //
 // Persistent files (Options::file_name set, used by g3.persist): the file has that fixed name, is opened
 // when it exists (created otherwise), locked with flock(LOCK_EX) so a second process cannot use it at
-// the same time, and kept when the DiskFile is destroyed. header_bytes (rounded up to 4 KiB) are reserved
+// the same time (a lock still held after kLockGraceMs is an error; see disk_file.cc), and kept when the
+// DiskFile is destroyed. header_bytes (rounded up to 4 KiB) are reserved
 // in front of region 0 for the caller's metadata (see offload/persistent_g3.h).
 //
 // Thread-safety: immutable after construction; concurrent I/O on distinct byte ranges is safe.
@@ -30,6 +31,8 @@ namespace kvbm {
 class DiskFile final : public Storage {
  public:
   static constexpr std::uint64_t kAlignment = 4096;
+  // How long opening a persistent file waits for another holder of its lock before it fails.
+  static constexpr int kLockGraceMs = 2000;
 
   struct Options {
     std::string directory;           // empty: the system temp dir ($TMPDIR, else /tmp)
