@@ -45,22 +45,7 @@ static_assert(sizeof(Slot) == 32);
 class PoolCore {
  public:
   explicit PoolCore(const BlockPoolConfig& config)
-      : config_(config),
-        label_(cache_level_name(config.level)),
-        track_lineage_(make_eviction_policy(config.eviction, 1)->uses_lineage()),
-        track_depth_(make_eviction_policy(config.eviction, 1)->uses_depth()),
-        prefetch_policy_(make_eviction_policy(config.eviction, 1)->wants_prefetch()),
-        tokens_(config.keep_tokens ? std::size_t{config.num_blocks} * config.page_size : 0),
-        row_has_tokens_(config.num_blocks, 0),
-        registered_(config.num_blocks),
-        slots_(config.num_blocks),
-        policy_(make_eviction_policy(config.eviction, config.num_blocks)) {
-    MutexLock lock(&mu_);
-    free_list_.reserve(config.num_blocks);
-    // Stack order: slot 0 is handed out first.
-    for (std::uint32_t i = config.num_blocks; i > 0; --i) free_list_.push_back(i - 1);
-    registry_.reserve(config.num_blocks);
-  }
+      : PoolCore(config, make_eviction_policy(config.eviction, config.num_blocks)) {}
 
   ~PoolCore() {
     MutexLock lock(&mu_);
@@ -345,6 +330,26 @@ class PoolCore {
   const RegisteredInfo& registered_info(std::uint32_t id) const { return registered_[id]; }
 
  private:
+  // The flags are read from the pool's own policy (declared before policy_, so initialised before the
+  // policy moves in).
+  PoolCore(const BlockPoolConfig& config, std::unique_ptr<EvictionPolicy> policy)
+      : config_(config),
+        label_(cache_level_name(config.level)),
+        track_lineage_(policy->uses_lineage()),
+        track_depth_(policy->uses_depth()),
+        prefetch_policy_(policy->wants_prefetch()),
+        tokens_(config.keep_tokens ? std::size_t{config.num_blocks} * config.page_size : 0),
+        row_has_tokens_(config.num_blocks, 0),
+        registered_(config.num_blocks),
+        slots_(config.num_blocks),
+        policy_(std::move(policy)) {
+    MutexLock lock(&mu_);
+    free_list_.reserve(config.num_blocks);
+    // Stack order: slot 0 is handed out first.
+    for (std::uint32_t i = config.num_blocks; i > 0; --i) free_list_.push_back(i - 1);
+    registry_.reserve(config.num_blocks);
+  }
+
   // Takes a registered block for a use (match, find, a duplicate's registration) or, for_copy, for a
   // copy to another tier (pin_for_copy), which the policy is told is not a use.
   void retain_locked(std::uint32_t id, bool for_copy = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -428,8 +428,8 @@ TEST(PersistentG3Test, SecondManagerOnTheSameDirectoryIsRefused) {
   EXPECT_NE(second.status().message().find("in use"), std::string::npos) << second.status();
 }
 
-// A manager that lets go of the directory within the grace (as a killed one does once the kernel has torn
-// down its io_uring) does not make the next one fail.
+// A manager that lets go of the directory within the grace (as a killed one's lock did, a moment after it
+// was reaped, in CI) does not make the next one fail.
 TEST(PersistentG3Test, LockReleasedWithinTheGraceIsTaken) {
   TempDir dir;
   auto first = KvBlockManager::create(persist_config(dir.path(), 256));

@@ -11,8 +11,8 @@
 // Persistent files (Options::file_name set, used by g3.persist): the file has that fixed name, is opened
 // when it exists (created otherwise), locked with flock(LOCK_EX) so a second process cannot use it at
 // the same time (a lock still held after kLockGraceMs is an error; see disk_file.cc), and kept when the
-// DiskFile is destroyed. header_bytes (rounded up to 4 KiB) are reserved
-// in front of region 0 for the caller's metadata (see offload/persistent_g3.h).
+// DiskFile is destroyed. header_bytes (rounded up to 4 KiB) are reserved in front of region 0 for the
+// caller's metadata (see offload/persistent_g3.h).
 //
 // Thread-safety: immutable after construction; concurrent I/O on distinct byte ranges is safe.
 #pragma once
