@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -110,6 +111,10 @@ TEST(CompareTest, DefaultPolicyIsNotBelowLru) {
         ASSERT_TRUE(lru.ok()) << lru.status();
         EXPECT_EQ(def->eviction, eviction_policy_name(TierConfig{}.eviction));
         EXPECT_GE(def->blocks_hit + lru->blocks_total / 2000, lru->blocks_hit)
+            << preset << " seed " << seed << " capacity " << capacity;
+        // The README's reading of "never below LRU": not by more than twice the noise of LRU's hit count.
+        EXPECT_GE(static_cast<double>(def->blocks_hit) + 2 * std::sqrt(static_cast<double>(lru->blocks_hit)),
+                  static_cast<double>(lru->blocks_hit))
             << preset << " seed " << seed << " capacity " << capacity;
         below += def->blocks_hit < lru->blocks_hit;
         default_hits += def->blocks_hit;
