@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -13,15 +14,21 @@
 namespace kvbm {
 namespace {
 
-std::vector<std::uint64_t> hash_values(const std::vector<SequenceHash>& hashes) {
-  std::vector<std::uint64_t> out;
-  out.reserve(hashes.size());
-  for (SequenceHash h : hashes) out.push_back(h.value());
-  return out;
-}
-
 double unix_seconds_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The alternative T held by `slot`, made so if it holds another (whose storage is freed here).
+template <typename T>
+T& hold(KvEvent& slot) {
+  if (T* e = std::get_if<T>(&slot)) return *e;
+  return slot.emplace<T>();
+}
+
+// Without a new string when the slot already held one (a medium name fits std::string's inline buffer).
+void set_medium(std::optional<std::string>& medium, CacheLevel level) {
+  if (!medium) medium.emplace();
+  medium->assign(cache_level_medium(level));
 }
 
 }  // namespace
@@ -56,33 +63,53 @@ absl::StatusOr<std::unique_ptr<EventManager>> EventManager::create(
 }
 
 EventManager::EventManager(EventManagerOptions options, std::vector<std::unique_ptr<EventPublisher>> publishers)
-    : options_(options), publishers_(std::move(publishers)) {
+    : options_(options),
+      publishers_(std::move(publishers)),
+      copy_events_(std::any_of(publishers_.begin(), publishers_.end(),
+                               [](const std::unique_ptr<EventPublisher>& p) { return p->reads_events(); })) {
   thread_ = std::thread([this] { run(); });
 }
 
 EventManager::~EventManager() { shutdown(); }
 
+// The event is written into its queue slot in place. A slot holds a spent event of an earlier batch
+// (see run()), so the hashes reuse its vector's capacity and the spent token ids leave with `event`:
+// storage the pools' thread allocated is freed by that thread, and its allocator's caches stay warm.
 void EventManager::on_stored(BlocksStored event) {
-  BlockStoredEvent e;
-  e.block_hashes = hash_values(event.block_hashes);
-  if (event.parent_hash) e.parent_block_hash = event.parent_hash->value();
-  e.token_ids = std::move(event.token_ids);
-  e.block_size = event.block_size;
-  e.medium = std::string(cache_level_medium(event.level));
-  enqueue(std::move(e));
+  push([&](KvEvent& slot) {
+    BlockStoredEvent& e = hold<BlockStoredEvent>(slot);
+    e.block_hashes.clear();
+    for (SequenceHash h : event.block_hashes) e.block_hashes.push_back(h.value());
+    e.parent_block_hash.reset();
+    if (event.parent_hash) e.parent_block_hash = event.parent_hash->value();
+    e.token_ids.swap(event.token_ids);
+    e.block_size = event.block_size;
+    e.lora_id.reset();
+    set_medium(e.medium, event.level);
+    e.lora_name.reset();
+  });
 }
 
 void EventManager::on_removed(BlocksRemoved event) {
-  BlockRemovedEvent e;
-  e.block_hashes = hash_values(event.block_hashes);
-  e.medium = std::string(cache_level_medium(event.level));
-  enqueue(std::move(e));
+  push([&](KvEvent& slot) {
+    BlockRemovedEvent& e = hold<BlockRemovedEvent>(slot);
+    e.block_hashes.clear();
+    for (SequenceHash h : event.block_hashes) e.block_hashes.push_back(h.value());
+    set_medium(e.medium, event.level);
+  });
 }
 
 // The wire format's AllBlocksCleared carries no medium: a router drops everything of the worker.
-void EventManager::on_cleared(CacheLevel /*level*/) { enqueue(AllBlocksClearedEvent{}); }
+void EventManager::on_cleared(CacheLevel /*level*/) {
+  push([](KvEvent& slot) { hold<AllBlocksClearedEvent>(slot); });
+}
 
 void EventManager::enqueue(KvEvent event) {
+  push([&](KvEvent& slot) { slot = std::move(event); });
+}
+
+template <typename Fill>
+void EventManager::push(Fill&& fill) {
   bool wake = false;
   {
     MutexLock lock(&mu_);
@@ -90,14 +117,21 @@ void EventManager::enqueue(KvEvent event) {
       ++stats_.dropped;
       return;
     }
-    if (queue_.size() >= options_.queue_capacity) {
-      queue_.pop_front();  // drop-oldest
+    if (queued() >= options_.queue_capacity) {
+      ++head_;  // drop-oldest: its slot is spent
       ++stats_.dropped;
+      if (head_ == options_.queue_capacity) {  // as many spent slots in front as live ones: compact
+        std::move(queue_.begin() + static_cast<std::ptrdiff_t>(head_),
+                  queue_.begin() + static_cast<std::ptrdiff_t>(tail_), queue_.begin());
+        tail_ -= head_;
+        head_ = 0;
+      }
     }
-    queue_.push_back(std::move(event));
+    if (tail_ == queue_.size()) queue_.emplace_back();
+    fill(queue_[tail_++]);
     ++accepted_;
     // The publisher thread waits either for a first event or for a full batch.
-    wake = queue_.size() == 1 || queue_.size() == options_.max_batch_events;
+    wake = queued() == 1 || queued() == options_.max_batch_events;
   }
   if (wake) work_cv_.notify_one();
 }
@@ -109,7 +143,7 @@ void EventManager::flush() {
   work_cv_.notify_one();
   // Done when every event accepted before the call has left the queue and is not in the batch being
   // published (a batch in flight that starts at or after `target` holds only newer events).
-  while (accepted_ - queue_.size() < target || (in_flight_ && in_flight_begin_ < target)) done_cv_.wait(mu_);
+  while (accepted_ - queued() < target || (in_flight_ && in_flight_begin_ < target)) done_cv_.wait(mu_);
   --flush_waiters_;
 }
 
@@ -129,42 +163,55 @@ EventManagerStats EventManager::stats() const {
 }
 
 void EventManager::run() {
+  // Swapped with queue_: the pools' thread gets back the slots of the events published last time.
+  std::vector<KvEvent> taken;
+  // More spent slots than this are freed here instead (after a burst), so that they do not hold memory.
+  const std::size_t keep_slots = std::max<std::size_t>(1024, 4 * options_.max_batch_events);
+  std::string payload;  // capacity reused
   mu_.lock();
   for (;;) {
-    while (queue_.empty() && !stopping_) work_cv_.wait(mu_);
-    if (queue_.empty()) break;  // stopping, and everything is published
+    while (queued() == 0 && !stopping_) work_cv_.wait(mu_);
+    if (queued() == 0) break;  // stopping, and everything is published
     // Let the batch fill up to max_batch_events for at most max_batch_delay, unless someone is waiting.
     const auto deadline = std::chrono::steady_clock::now() + options_.max_batch_delay;
-    while (queue_.size() < options_.max_batch_events && !stopping_ && flush_waiters_ == 0) {
+    while (queued() < options_.max_batch_events && !stopping_ && flush_waiters_ == 0) {
       if (work_cv_.wait_until(mu_, deadline) == std::cv_status::timeout) break;
     }
-    const std::size_t n = std::min(queue_.size(), options_.max_batch_events);
-    std::vector<KvEvent> events;
-    events.reserve(n);
-    in_flight_begin_ = accepted_ - queue_.size();
+    // Everything queued is taken at once, in O(1), so that a pool reporting an event meanwhile never
+    // waits for the lock while events are moved; it is published in batches of max_batch_events.
+    const std::size_t first = head_, last = tail_;
+    in_flight_begin_ = accepted_ - queued();
     in_flight_ = true;
-    for (std::size_t i = 0; i < n; ++i) {
-      events.push_back(std::move(queue_.front()));
-      queue_.pop_front();
-    }
+    taken.swap(queue_);
+    head_ = tail_ = 0;
     mu_.unlock();
 
-    EventBatch batch;
-    batch.timestamp = unix_seconds_now();
-    batch.events = std::move(events);
-    batch.data_parallel_rank = options_.data_parallel_rank;
-    std::uint64_t errors = 0;
-    if (!publishers_.empty()) {
-      const std::string payload = encode_event_batch(batch);
-      for (const std::unique_ptr<EventPublisher>& p : publishers_) {
-        if (!p->publish(batch, payload).ok()) ++errors;
+    std::uint64_t sent = 0, batches = 0, errors = 0;
+    for (std::size_t begin = first; begin < last; begin += options_.max_batch_events) {
+      const std::size_t end = std::min(last, begin + options_.max_batch_events);
+      if (!publishers_.empty()) {
+        const std::span<const KvEvent> events(taken.data() + begin, end - begin);
+        EventBatch batch;
+        batch.timestamp = unix_seconds_now();
+        batch.data_parallel_rank = options_.data_parallel_rank;
+        encode_event_batch(batch.timestamp, events, batch.data_parallel_rank, payload);
+        if (copy_events_) batch.events.assign(events.begin(), events.end());
+        for (const std::unique_ptr<EventPublisher>& p : publishers_) {
+          if (!p->publish(batch, payload).ok()) ++errors;
+        }
       }
+      sent += end - begin;
+      ++batches;
+    }
+    if (taken.size() > keep_slots) {
+      taken.clear();
+      taken.shrink_to_fit();
     }
 
     mu_.lock();
     in_flight_ = false;
-    stats_.sent += n;
-    ++stats_.batches;
+    stats_.sent += sent;
+    stats_.batches += batches;
     stats_.publish_errors += errors;
     const bool waiters = flush_waiters_ > 0;
     mu_.unlock();

@@ -514,30 +514,36 @@ absl::StatusOr<EventBatch> decode_object(const object& root) {
 
 std::string encode_event_batch(const EventBatch& batch) {
   std::string out;
-  out.reserve(64 + batch.events.size() * 64);
+  encode_event_batch(batch.timestamp, batch.events, batch.data_parallel_rank, out);
+  return out;
+}
+
+void encode_event_batch(double timestamp, std::span<const KvEvent> events,
+                        std::optional<std::int64_t> data_parallel_rank, std::string& out) {
+  out.clear();
+  out.reserve(64 + events.size() * 64);
   StringSink sink{&out};
   Packer pk(sink);
   pk.pack_array(3);
-  if (batch.timestamp == 18446744073709551616.0) {
+  if (timestamp == 18446744073709551616.0) {
     // msgpack-c's pack_double writes a whole double ≤ double(UINT64_MAX) as uint64_t(d); 2^64 itself
     // passes that test and the conversion is undefined (found by event_decode_fuzz). Raw float64 here.
-    const auto bits = std::bit_cast<std::uint64_t>(batch.timestamp);
+    const auto bits = std::bit_cast<std::uint64_t>(timestamp);
     char raw[9] = {static_cast<char>(0xcb)};
     for (int i = 0; i < 8; ++i) raw[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
     sink.write(raw, sizeof(raw));
   } else {
-    pk.pack_double(batch.timestamp);
+    pk.pack_double(timestamp);
   }
-  pk.pack_array(static_cast<std::uint32_t>(batch.events.size()));
-  for (const KvEvent& e : batch.events) {
+  pk.pack_array(static_cast<std::uint32_t>(events.size()));
+  for (const KvEvent& e : events) {
     std::visit([&](const auto& ev) { pack_event(pk, out, ev); }, e);
   }
-  if (batch.data_parallel_rank) {
-    pk.pack_int64(*batch.data_parallel_rank);
+  if (data_parallel_rank) {
+    pk.pack_int64(*data_parallel_rank);
   } else {
     pk.pack_nil();
   }
-  return out;
 }
 
 absl::StatusOr<EventBatch> decode_event_batch(std::string_view payload) {

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -226,6 +228,75 @@ TEST(EventManagerTest, PublishErrorsAreCountedAndOtherPublishersStillRun) {
   EXPECT_EQ(m->stats().sent, 4u);
   EXPECT_EQ(raw->payloads.load(), 2);  // each got the encoded payload
   EXPECT_EQ(c.events().size(), 4u);
+}
+
+// Sends only the payload, as ZMQ and NATS do.
+class PayloadPublisher final : public EventPublisher {
+ public:
+  std::string_view name() const override { return "payload"; }
+  bool reads_events() const override { return false; }
+  absl::Status publish(const EventBatch&, std::string_view payload) override {
+    MutexLock lock(&mu);
+    payloads.emplace_back(payload);
+    return absl::OkStatus();
+  }
+  Mutex mu;
+  std::vector<std::string> payloads ABSL_GUARDED_BY(mu);
+};
+
+// A new event is written over the slot of one published before (see EventManager): each published
+// event carries exactly its own fields, whatever the slot held, on both the payload and the batch.
+TEST(EventManagerTest, ReusedSlotsCarryOnlyTheNewEventsFields) {
+  Collector c;
+  auto payload = std::make_unique<PayloadPublisher>();
+  PayloadPublisher* raw = payload.get();
+  std::vector<std::unique_ptr<EventPublisher>> pubs;
+  pubs.push_back(std::move(payload));
+  pubs.push_back(c.publisher());
+  auto m = *EventManager::create({.max_batch_events = 64, .max_batch_delay = 60s}, std::move(pubs));
+  auto stored = [](std::vector<std::uint64_t> hashes, std::optional<std::uint64_t> parent,
+                   std::vector<std::uint32_t> tokens, CacheLevel level) {
+    BlocksStored e;
+    e.level = level;
+    for (std::uint64_t h : hashes) e.block_hashes.push_back(SequenceHash{h});
+    if (parent) e.parent_hash = SequenceHash{*parent};
+    e.token_ids = std::move(tokens);
+    e.block_size = 2;
+    return e;
+  };
+  std::vector<KvEvent> expected;
+  // Round 1 fills three slots; each later round writes other kinds and fewer fields over them.
+  m->on_stored(stored({1, 2, 3}, 7, {10, 11, 12, 13, 14, 15}, CacheLevel::kG1));
+  m->on_removed(BlocksRemoved{CacheLevel::kG2, {SequenceHash{4}, SequenceHash{5}}});
+  m->on_stored(stored({6}, std::nullopt, {16, 17}, CacheLevel::kG3));
+  expected.push_back(BlockStoredEvent{{1, 2, 3}, 7, {10, 11, 12, 13, 14, 15}, 2, std::nullopt, "GPU", std::nullopt});
+  expected.push_back(BlockRemovedEvent{{4, 5}, "CPU"});
+  expected.push_back(BlockStoredEvent{{6}, std::nullopt, {16, 17}, 2, std::nullopt, "DISK", std::nullopt});
+  m->flush();
+  m->on_stored(stored({8}, std::nullopt, {}, CacheLevel::kG2));
+  m->on_stored(stored({9, 10}, 3, {1, 2, 3, 4}, CacheLevel::kG1));
+  m->on_cleared(CacheLevel::kG1);
+  expected.push_back(BlockStoredEvent{{8}, std::nullopt, {}, 2, std::nullopt, "CPU", std::nullopt});
+  expected.push_back(BlockStoredEvent{{9, 10}, 3, {1, 2, 3, 4}, 2, std::nullopt, "GPU", std::nullopt});
+  expected.push_back(AllBlocksClearedEvent{});
+  m->flush();
+  m->on_removed(BlocksRemoved{CacheLevel::kG1, {SequenceHash{11}}});
+  m->enqueue(BlockRemovedEvent{{12, 13, 14}, std::nullopt});
+  expected.push_back(BlockRemovedEvent{{11}, "GPU"});
+  expected.push_back(BlockRemovedEvent{{12, 13, 14}, std::nullopt});
+  m->flush();
+
+  EXPECT_EQ(c.events(), expected);
+  std::vector<KvEvent> decoded;
+  {
+    MutexLock lock(&raw->mu);
+    for (const std::string& p : raw->payloads) {
+      auto batch = decode_event_batch(p);
+      ASSERT_TRUE(batch.ok()) << batch.status();
+      decoded.insert(decoded.end(), batch->events.begin(), batch->events.end());
+    }
+  }
+  EXPECT_EQ(decoded, expected);
 }
 
 TEST(EventManagerTest, ConcurrentProducersLoseNothingUnlessDropped) {

@@ -2,13 +2,21 @@
 //
 // The pools call on_stored / on_removed / on_cleared after releasing their locks; each call becomes one
 // KvEvent (one BlockStored per register call) and is appended to a bounded FIFO queue. One publisher
-// thread takes events in batches — as soon as `max_batch_events` are waiting, or `max_batch_delay` after
-// the first event of a batch arrived, whichever is first — encodes each batch once (encode_event_batch)
-// and hands it to every EventPublisher in order.
+// thread takes every queued event at once — as soon as `max_batch_events` are waiting, or
+// `max_batch_delay` after the first one arrived, whichever is first — and publishes them in batches of
+// at most `max_batch_events`: it encodes each batch once (encode_event_batch) and hands it to every
+// EventPublisher in order. Taking the queue is a swap, so a pool reporting an event meanwhile does not
+// wait for the lock while events are moved.
 //
 // Drop policy: when the queue holds `queue_capacity` events, a new event pushes out the OLDEST queued
 // one (a router would rather miss history than the present); every event dropped that way, or reported
-// after shutdown(), is counted in stats().dropped.
+// after shutdown(), is counted in stats().dropped. Events already taken by the publisher thread are
+// not dropped, so up to 2 × queue_capacity events may be held while a publisher is slow.
+//
+// Memory: the publisher thread hands the slots of published events back with the next swap, and a new
+// event is written over a spent one — its hash vector reused, its token ids freed by the thread that
+// allocated them (the pools'), which keeps that thread's allocator caches warm. Up to
+// max(1,024, 4 × max_batch_events) spent events are kept that way; more are freed after a burst.
 //
 // Thread-safety: every method may be called from any thread. Publishers are called only from the
 // publisher thread, never under the manager's lock or a pool's lock, so a publisher may call back into
@@ -22,7 +30,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -102,18 +109,28 @@ class EventManager final : public EventSink {
  private:
   EventManager(EventManagerOptions options, std::vector<std::unique_ptr<EventPublisher>> publishers);
   void run();
+  // Appends one event, written by fill(KvEvent& slot) into its slot under the lock (drop-oldest first).
+  template <typename Fill>
+  void push(Fill&& fill);
 
   const EventManagerOptions options_;
   const std::vector<std::unique_ptr<EventPublisher>> publishers_;  // used by the publisher thread only
+  const bool copy_events_;  // some publisher reads batch.events (EventPublisher::reads_events)
 
   mutable Mutex mu_;
   std::condition_variable_any work_cv_;  // publisher thread waits: events, flush or stop
   std::condition_variable_any done_cv_;  // flush() waits: progress
-  std::deque<KvEvent> queue_ ABSL_GUARDED_BY(mu_);
-  // Events ever accepted into the queue. They leave it only from the front (taken for a batch or
-  // dropped), so the front's accept index is accepted_ - queue_.size().
+  // The queued events are queue_[head_, tail_); the other slots hold spent events (dropped, or
+  // published and handed back by the publisher thread), overwritten as events arrive. Drop-oldest
+  // advances head_; the publisher thread takes the whole vector (swap) and resets both.
+  std::vector<KvEvent> queue_ ABSL_GUARDED_BY(mu_);
+  std::size_t head_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t tail_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t queued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return tail_ - head_; }
+  // Events ever accepted into the queue. They leave it only from the front (taken by the publisher
+  // thread or dropped), so the front's accept index is accepted_ - queued().
   std::uint64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
-  // The batch being published, if any: the accept index of its first event.
+  // The events being published (taken from the queue), if any: the accept index of the first.
   bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
   std::uint64_t in_flight_begin_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t flush_waiters_ ABSL_GUARDED_BY(mu_) = 0;

@@ -19,6 +19,10 @@ class EventPublisher {
   [[nodiscard]] virtual std::string_view name() const = 0;
   // Sends one batch. An error is counted by the EventManager and the batch is not retried.
   [[nodiscard]] virtual absl::Status publish(const EventBatch& batch, std::string_view payload) = 0;
+  // Whether publish() reads batch.events. One that sends only the payload returns false: when no
+  // publisher of an EventManager reads them, it hands over batches without their events (timestamp and
+  // rank set) instead of copying every event into a batch.
+  [[nodiscard]] virtual bool reads_events() const { return true; }
 };
 
 }  // namespace kvbm

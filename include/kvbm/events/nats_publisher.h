@@ -68,6 +68,7 @@ class NatsPublisher final : public EventPublisher {
   // Unavailable when the connection is closed; ResourceExhausted when the reconnect buffer is full;
   // InvalidArgument when the payload exceeds the server's max_payload.
   [[nodiscard]] absl::Status publish(const EventBatch& batch, std::string_view payload) override;
+  [[nodiscard]] bool reads_events() const override { return false; }
   // Waits until the server has processed everything published so far. DeadlineExceeded / Unavailable.
   [[nodiscard]] absl::Status flush(std::chrono::milliseconds timeout);
 

@@ -64,6 +64,7 @@ class ZmqPublisher final : public EventPublisher {
   // Sends [topic, seq, payload] and buffers the payload for replay. `batch` is not used: the payload is
   // already its msgpack encoding.
   [[nodiscard]] absl::Status publish(const EventBatch& batch, std::string_view payload) override;
+  [[nodiscard]] bool reads_events() const override { return false; }
   // Same, for callers that have only the payload.
   [[nodiscard]] absl::Status publish_payload(std::string_view payload);
 
