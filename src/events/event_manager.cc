@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
@@ -166,7 +167,8 @@ void EventManager::run() {
   // Swapped with queue_: the pools' thread gets back the slots of the events published last time.
   std::vector<KvEvent> taken;
   // More spent slots than this are freed here instead (after a burst), so that they do not hold memory.
-  const std::size_t keep_slots = std::max<std::size_t>(1024, 4 * options_.max_batch_events);
+  const std::size_t per_batch = options_.max_batch_events;
+  const std::size_t keep_slots = std::max<std::size_t>(1024, per_batch <= SIZE_MAX / 4 ? 4 * per_batch : SIZE_MAX);
   std::string payload;  // capacity reused
   mu_.lock();
   for (;;) {
@@ -187,8 +189,8 @@ void EventManager::run() {
     mu_.unlock();
 
     std::uint64_t sent = 0, batches = 0, errors = 0;
-    for (std::size_t begin = first; begin < last; begin += options_.max_batch_events) {
-      const std::size_t end = std::min(last, begin + options_.max_batch_events);
+    for (std::size_t begin = first, end = 0; begin < last; begin = end) {
+      end = begin + std::min(last - begin, per_batch);  // no overflow whatever max_batch_events is
       if (!publishers_.empty()) {
         const std::span<const KvEvent> events(taken.data() + begin, end - begin);
         EventBatch batch;

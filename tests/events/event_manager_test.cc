@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <limits>
 #include <optional>
 #include <string>
 #include <thread>
@@ -180,6 +181,21 @@ TEST(EventManagerTest, OverflowDropsOldestAndCounts) {
   EXPECT_EQ(s.sent, 5u);
   EXPECT_EQ(s.dropped, 6u);
   EXPECT_EQ(s.batches, 2u);
+}
+
+// Batch bounds are computed without overflow: with the largest max_batch_events and a dropped event
+// in front, each queued event is published once.
+TEST(EventManagerTest, LargestMaxBatchEventsPublishesEachEventOnce) {
+  Collector c;
+  auto m = make_manager(
+      {.queue_capacity = 2, .max_batch_events = std::numeric_limits<std::size_t>::max(), .max_batch_delay = 60s}, c);
+  for (std::uint64_t i = 0; i < 3; ++i) m->enqueue(removed(i));
+  m->flush();
+  std::vector<std::uint64_t> got;
+  for (const KvEvent& e : c.events()) got.push_back(first_hash(e));
+  EXPECT_THAT(got, ElementsAre(1, 2));
+  EXPECT_EQ(m->stats().batches, 1u);
+  EXPECT_EQ(m->stats().dropped, 1u);
 }
 
 TEST(EventManagerTest, ShutdownFlushesAndLaterEventsCountAsDropped) {
