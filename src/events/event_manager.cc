@@ -19,6 +19,12 @@ double unix_seconds_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// `out` = the values of `hashes`, in out's existing capacity.
+void assign_hashes(std::vector<std::uint64_t>& out, const std::vector<SequenceHash>& hashes) {
+  out.clear();
+  for (SequenceHash h : hashes) out.push_back(h.value());
+}
+
 // The alternative T held by `slot`, made so if it holds another (whose storage is freed here).
 template <typename T>
 T& hold(KvEvent& slot) {
@@ -79,8 +85,7 @@ EventManager::~EventManager() { shutdown(); }
 void EventManager::on_stored(BlocksStored event) {
   push([&](KvEvent& slot) {
     BlockStoredEvent& e = hold<BlockStoredEvent>(slot);
-    e.block_hashes.clear();
-    for (SequenceHash h : event.block_hashes) e.block_hashes.push_back(h.value());
+    assign_hashes(e.block_hashes, event.block_hashes);
     e.parent_block_hash.reset();
     if (event.parent_hash) e.parent_block_hash = event.parent_hash->value();
     e.token_ids.swap(event.token_ids);
@@ -94,8 +99,7 @@ void EventManager::on_stored(BlocksStored event) {
 void EventManager::on_removed(BlocksRemoved event) {
   push([&](KvEvent& slot) {
     BlockRemovedEvent& e = hold<BlockRemovedEvent>(slot);
-    e.block_hashes.clear();
-    for (SequenceHash h : event.block_hashes) e.block_hashes.push_back(h.value());
+    assign_hashes(e.block_hashes, event.block_hashes);
     set_medium(e.medium, event.level);
   });
 }
