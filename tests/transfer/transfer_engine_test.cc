@@ -254,6 +254,13 @@ TEST(TransferEngineTest, PollUntilDone) {
   }
 }
 
+// Only the engine completes a batch: a caller holding a completion can wait on it or poll it, not finish it.
+template <typename Completion>
+constexpr bool kCallerCanComplete = requires(Completion& c) {
+  c.complete(TransferResult{});
+};
+static_assert(!kCallerCanComplete<TransferCompletion>, "TransferCompletion::complete() must not be public");
+
 TEST(TransferEngineTest, EmptyBatchCompletesOk) {
   const ModelConfig model = small_model();
   Tier a = host_tier(HostLayout::kFc1, model, 4);

@@ -58,7 +58,7 @@ struct TransferResult {
   std::uint64_t bytes = 0;           // bytes of the blocks that arrived intact
 };
 
-// Completion of one submitted batch. Thread-safe.
+// Completion of one submitted batch, made and completed by the TransferEngine that took it. Thread-safe.
 class TransferCompletion {
  public:
   [[nodiscard]] bool done() const;
@@ -67,10 +67,11 @@ class TransferCompletion {
   // The result if done, else nullopt (poll).
   [[nodiscard]] std::optional<TransferResult> poll() const;
 
-  // Used by the engine.
+ private:
+  // Only the engine completes a batch (TransferEngine::Impl, a member of the friend, calls this).
+  friend class TransferEngine;
   void complete(TransferResult result);
 
- private:
   mutable Mutex mu_;
   mutable std::condition_variable cv_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
