@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "kvbm/layout/layout.h"
 #include "kvbm/storage/cuda_memory.h"
 #include "transfer/cuda_kernels.h"
 #include "transfer/cuda_path.h"
@@ -367,21 +368,19 @@ class Transfer {
     std::byte* run_src = nullptr;
     std::byte* run_dst = nullptr;
     std::uint64_t run_bytes = 0;
-    for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
-      for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
-        const RegionRef src_ref = src_layout.region_unchecked(s, layer, outer);
-        const RegionRef dst_ref = dst_layout.region_unchecked(d, layer, outer);
-        std::byte* src = at(src_base, src_ref);
-        std::byte* dst = at(dst_base, dst_ref);
-        if (run_bytes > 0 && src == run_src + run_bytes && dst == run_dst + run_bytes) {
-          run_bytes += src_ref.size;
-          continue;
-        }
-        if (run_bytes > 0) emit(run_src, run_dst, run_bytes);
-        run_src = src;
-        run_dst = dst;
-        run_bytes = src_ref.size;
+    for (const ChunkCoord c : canonical_chunks(model)) {
+      const RegionRef src_ref = src_layout.region_unchecked(s, c.layer, c.outer);
+      const RegionRef dst_ref = dst_layout.region_unchecked(d, c.layer, c.outer);
+      std::byte* src = at(src_base, src_ref);
+      std::byte* dst = at(dst_base, dst_ref);
+      if (run_bytes > 0 && src == run_src + run_bytes && dst == run_dst + run_bytes) {
+        run_bytes += src_ref.size;
+        continue;
       }
+      if (run_bytes > 0) emit(run_src, run_dst, run_bytes);
+      run_src = src;
+      run_dst = dst;
+      run_bytes = src_ref.size;
     }
     if (run_bytes > 0) emit(run_src, run_dst, run_bytes);
   }

@@ -42,11 +42,9 @@ void gather(const TierMemory& host, std::uint32_t block, std::byte* out) {
     return;
   }
   const std::uint64_t chunk = model.bytes_per_chunk();
-  for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
-    for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
-      std::memcpy(out, host.chunk(block, layer, outer).data(), chunk);
-      out += chunk;
-    }
+  for (const ChunkCoord c : canonical_chunks(model)) {
+    std::memcpy(out, host.chunk(block, c.layer, c.outer).data(), chunk);
+    out += chunk;
   }
 }
 
@@ -58,11 +56,9 @@ void scatter(const std::byte* in, const TierMemory& host, std::uint32_t block) {
     return;
   }
   const std::uint64_t chunk = model.bytes_per_chunk();
-  for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
-    for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
-      std::memcpy(host.chunk(block, layer, outer).data(), in, chunk);
-      in += chunk;
-    }
+  for (const ChunkCoord c : canonical_chunks(model)) {
+    std::memcpy(host.chunk(block, c.layer, c.outer).data(), in, chunk);
+    in += chunk;
   }
 }
 

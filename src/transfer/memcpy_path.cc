@@ -23,7 +23,7 @@ class HostCopier {
         model_(src.layout().model()),
         whole_(src.layout().block_is_contiguous() && dst.layout().block_is_contiguous()),
         overlap_(&src.storage() == &dst.storage()),
-        pending_(whole_ ? 1 : std::size_t{model_.num_layers} * model_.outer_dim) {}
+        pending_(whole_ ? 1 : canonical_chunks(model_).size()) {}
   HostCopier(const HostCopier&) = delete;
   HostCopier& operator=(const HostCopier&) = delete;
   ~HostCopier() { flush(); }
@@ -34,11 +34,8 @@ class HostCopier {
       return;
     }
     const std::uint64_t chunk = model_.bytes_per_chunk();
-    std::size_t k = 0;
-    for (std::uint32_t layer = 0; layer < model_.num_layers; ++layer) {
-      for (std::uint32_t outer = 0; outer < model_.outer_dim; ++outer) {
-        add(k++, dst_.chunk(db, layer, outer).data(), src_.chunk(sb, layer, outer).data(), chunk);
-      }
+    for (const ChunkCoord c : canonical_chunks(model_)) {
+      add(c.index, dst_.chunk(db, c.layer, c.outer).data(), src_.chunk(sb, c.layer, c.outer).data(), chunk);
     }
   }
 

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
 #include <random>
+#include <ranges>
 #include <tuple>
 #include <vector>
 
@@ -146,6 +148,58 @@ TEST(LayoutPropertyTest, RandomShapesAllLayouts) {
       }
     }
   }
+}
+
+static_assert(std::ranges::forward_range<CanonicalChunks>);
+static_assert(std::forward_iterator<CanonicalChunks::iterator>);
+
+TEST(CanonicalChunksTest, LayerMajorThenOuter) {
+  ModelConfig model;
+  model.num_layers = 3;
+  model.outer_dim = 2;
+  std::vector<ChunkCoord> walked;
+  for (const ChunkCoord c : canonical_chunks(model)) walked.push_back(c);
+  const std::vector<ChunkCoord> expected = {{0, 0, 0}, {0, 1, 1}, {1, 0, 2}, {1, 1, 3}, {2, 0, 4}, {2, 1, 5}};
+  EXPECT_EQ(walked, expected);
+  EXPECT_EQ(canonical_chunks(model).size(), 6u);
+
+  model.outer_dim = 1;  // MLA: one chunk per layer
+  walked.clear();
+  for (const ChunkCoord c : canonical_chunks(model)) walked.push_back(c);
+  EXPECT_EQ(walked, (std::vector<ChunkCoord>{{0, 0, 0}, {1, 0, 1}, {2, 0, 2}}));
+}
+
+// For every shape: each (layer, outer) once, index = layer × outer_dim + outer counting up from 0, and the
+// order in which a block-contiguous layout stores a block's chunks.
+TEST(CanonicalChunksTest, EveryChunkOnceInBlockContiguousOrder) {
+  std::mt19937_64 rng(20240602);
+  for (int iteration = 0; iteration < 200; ++iteration) {
+    const ModelConfig model = random_model(rng);
+    auto layout = FullyContiguousLayout::create(model, 2);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    const CanonicalChunks chunks = canonical_chunks(model);
+    ASSERT_EQ(chunks.size(), model.num_layers * model.outer_dim);
+    ASSERT_EQ(std::ranges::distance(chunks), static_cast<std::ptrdiff_t>(chunks.size()));
+    std::uint32_t next = 0;
+    for (const ChunkCoord c : chunks) {
+      ASSERT_EQ(c.index, next++);
+      ASSERT_LT(c.layer, model.num_layers);
+      ASSERT_LT(c.outer, model.outer_dim);
+      ASSERT_EQ(c.index, c.layer * model.outer_dim + c.outer);
+      EXPECT_EQ((*layout)->region_unchecked(1, c.layer, c.outer).offset,
+                (*layout)->block_stride() + std::uint64_t{c.index} * model.bytes_per_chunk());
+    }
+  }
+}
+
+TEST(CanonicalChunksTest, StopsEarly) {
+  ModelConfig model;
+  model.num_layers = 4;
+  model.outer_dim = 2;
+  const CanonicalChunks chunks = canonical_chunks(model);
+  const auto found = std::ranges::find_if(chunks, [](ChunkCoord c) { return c.layer == 2; });
+  ASSERT_NE(found, chunks.end());
+  EXPECT_EQ(*found, (ChunkCoord{2, 0, 4}));
 }
 
 TEST(LayoutTest, LayerSeparateOrderings) {

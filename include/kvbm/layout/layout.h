@@ -5,11 +5,14 @@
 // Thread-safety: immutable after construction, safe to share.
 //
 // Chunk: the bytes of one (block, layer, outer) triple, page_size × inner_dim × dtype_bytes long.
+// Canonical order: a block's chunks layer-major, then outer; canonical_chunks() walks it.
 #pragma once
 
 #include <absl/status/statusor.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +30,68 @@ struct RegionRef {
   friend bool operator==(const RegionRef&, const RegionRef&) = default;
 };
 
+// One step of the canonical chunk walk: a chunk's (layer, outer) and its place in canonical order.
+struct ChunkCoord {
+  std::uint32_t layer = 0;
+  std::uint32_t outer = 0;
+  std::uint32_t index = 0;  // layer × outer_dim + outer: chunks before this one in canonical order
+  friend bool operator==(const ChunkCoord&, const ChunkCoord&) = default;
+};
+
+// The chunks of one block in canonical order: layer-major, then outer — (0, 0), (0, 1), (1, 0), ... — with
+// index counting 0, 1, 2, ... It is the order a block-contiguous layout stores a block's chunks in, and the
+// one order every layout-independent form of a block uses (bounce buffers, checksums, remote values,
+// replay's fill pattern), so code that walks a block's chunks takes it from here instead of nesting its
+// own loops. A forward range of ChunkCoord values; holds two numbers, not the model.
+//   for (const ChunkCoord c : canonical_chunks(model)) use(c.layer, c.outer, c.index);
+// REQUIRES: num_layers × outer_dim fits in 32 bits (any model that ModelConfig::validate() accepts).
+class CanonicalChunks {
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::forward_iterator_tag;
+    using iterator_category = std::input_iterator_tag;  // yields values, not references
+    using value_type = ChunkCoord;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    ChunkCoord operator*() const { return at_; }
+    iterator& operator++() {
+      ++at_.index;
+      if (++at_.outer == outer_dim_) {
+        at_.outer = 0;
+        ++at_.layer;
+      }
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator before = *this;
+      ++*this;
+      return before;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.at_.index == b.at_.index; }
+
+   private:
+    friend class CanonicalChunks;
+    iterator(ChunkCoord at, std::uint32_t outer_dim) : at_(at), outer_dim_(outer_dim) {}
+    ChunkCoord at_;
+    std::uint32_t outer_dim_ = 1;
+  };
+
+  explicit CanonicalChunks(const ModelConfig& model) : num_layers_(model.num_layers), outer_dim_(model.outer_dim) {}
+  [[nodiscard]] iterator begin() const { return iterator(ChunkCoord{}, outer_dim_); }
+  [[nodiscard]] iterator end() const { return iterator(ChunkCoord{num_layers_, 0, size()}, outer_dim_); }
+  // Chunks per block: num_layers × outer_dim.
+  [[nodiscard]] std::uint32_t size() const { return num_layers_ * outer_dim_; }
+
+ private:
+  std::uint32_t num_layers_;
+  std::uint32_t outer_dim_;
+};
+
+// The canonical chunk walk of a block of `model` (see CanonicalChunks).
+[[nodiscard]] inline CanonicalChunks canonical_chunks(const ModelConfig& model) { return CanonicalChunks(model); }
+
 enum class LayoutKind : std::uint8_t { kFullyContiguous, kLayerSeparate, kCustom };
 
 class Layout {
@@ -40,8 +105,8 @@ class Layout {
   [[nodiscard]] std::uint64_t chunk_bytes() const { return model_.bytes_per_chunk(); }
   // Bytes each storage region must have, one entry per region.
   [[nodiscard]] virtual std::vector<std::uint64_t> region_sizes() const = 0;
-  // True when a whole block is one contiguous byte range in one region, laid [layer][outer] in order,
-  // so a copy can move a block in one piece.
+  // True when a whole block is one contiguous byte range in one region, its chunks in canonical order
+  // (canonical_chunks: [layer][outer]), so a copy can move a block in one piece.
   [[nodiscard]] virtual bool block_is_contiguous() const { return false; }
 
   // The chunk of (block, layer, outer). Unchecked: REQUIRES block < num_blocks, layer < num_layers,
