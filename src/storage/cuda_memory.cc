@@ -10,12 +10,13 @@
 #include <string>
 #include <utility>
 
+#include "storage/cuda_device_guard.h"
+
 namespace kvbm {
 namespace {
 
-std::string cuda_error(cudaError_t error) {
-  return absl::StrCat(std::string(cudaGetErrorName(error)), ": ", std::string(cudaGetErrorString(error)));
-}
+using detail::cuda_error;
+using detail::CudaDeviceGuard;
 
 // Out of memory is ResourceExhausted; no usable device or driver is FailedPrecondition; the rest Internal.
 absl::Status allocation_error(cudaError_t error, std::string message) {
@@ -43,25 +44,6 @@ absl::Status check_region_sizes(const char* what, const std::vector<std::uint64_
   }
   return absl::OkStatus();
 }
-
-// Makes `device` current for the lifetime of the guard and restores the previous one after.
-class ScopedDevice {
- public:
-  explicit ScopedDevice(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    status_ = cudaSetDevice(device);
-  }
-  ~ScopedDevice() {
-    if (previous_ >= 0) (void)cudaSetDevice(previous_);
-  }
-  ScopedDevice(const ScopedDevice&) = delete;
-  ScopedDevice& operator=(const ScopedDevice&) = delete;
-  [[nodiscard]] cudaError_t status() const { return status_; }
-
- private:
-  int previous_ = -1;
-  cudaError_t status_ = cudaSuccess;
-};
 
 // Page-locked host memory, mapped into the device address space (cudaHostAllocMapped) so kernels can
 // read and write it directly, and portable across devices. One allocation per region; owned (RAII).
@@ -115,7 +97,7 @@ class DeviceMemory final : public Storage {
       return absl::InvalidArgumentError(
           absl::StrCat("device memory: device must be in [0, ", count, "), got ", device));
     }
-    ScopedDevice scoped(device);
+    CudaDeviceGuard scoped(device);
     if (scoped.status() != cudaSuccess) {
       return absl::InternalError(
           absl::StrCat("device memory: cudaSetDevice(", device, ") failed: ", cuda_error(scoped.status())));
@@ -134,7 +116,7 @@ class DeviceMemory final : public Storage {
     return std::unique_ptr<Storage>(std::move(memory));
   }
   ~DeviceMemory() override {
-    ScopedDevice scoped(device_);
+    CudaDeviceGuard scoped(device_);
     for (const auto& [ptr, size] : regions_) (void)cudaFree(ptr);
   }
   DeviceMemory(const DeviceMemory&) = delete;

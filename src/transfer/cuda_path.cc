@@ -26,34 +26,12 @@
 
 #include "kvbm/layout/layout.h"
 #include "kvbm/storage/cuda_memory.h"
+#include "storage/cuda_device_guard.h"
 #include "transfer/cuda_kernels.h"
 #include "transfer/cuda_path.h"
 
 namespace kvbm::detail {
 namespace {
-
-std::string cuda_error(cudaError_t error) {
-  return absl::StrCat(std::string(cudaGetErrorName(error)), ": ", std::string(cudaGetErrorString(error)));
-}
-
-// Makes `device` current for the guard's lifetime, then restores the caller's device.
-class ScopedDevice {
- public:
-  explicit ScopedDevice(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    status_ = cudaSetDevice(device);
-  }
-  ~ScopedDevice() {
-    if (previous_ >= 0) (void)cudaSetDevice(previous_);
-  }
-  ScopedDevice(const ScopedDevice&) = delete;
-  ScopedDevice& operator=(const ScopedDevice&) = delete;
-  [[nodiscard]] cudaError_t status() const { return status_; }
-
- private:
-  int previous_ = -1;
-  cudaError_t status_ = cudaSuccess;
-};
 
 // Addresses of one side's regions.
 struct Side {
@@ -209,7 +187,7 @@ class Transfer {
       fail_all(status);
       return finish();
     }
-    ScopedDevice scoped(device_);
+    CudaDeviceGuard scoped(device_);
     if (scoped.status() != cudaSuccess) {
       (void)cudaGetLastError();
       fail_all(absl::InternalError(
