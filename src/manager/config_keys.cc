@@ -1,0 +1,246 @@
+// The configuration key table (config_keys.h): every key of KvbmConfig, written once, in make_key_table().
+//
+// To add a key: add its field to KvbmConfig (or the config struct it belongs to), add one row below with the
+// kind that fits (config_key_kinds.h), add a check to KvbmConfig::check() if a single key's range does not
+// say everything, and replace README's table with the output of `build/bin/kvbm config keys`
+// (config_reference_test compares them). TOML, environment, --set, to_toml() and `kvbm config` follow
+// from the row.
+#include "manager/config_keys.h"
+
+#include <absl/strings/ascii.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_replace.h>
+
+#include <bit>
+#include <utility>
+
+#include "kvbm/core/size.h"
+#include "manager/config_key_kinds.h"
+
+namespace kvbm {
+namespace detail {
+namespace {
+
+// A capacity: num_blocks and bytes clear each other, so the source set last wins.
+void add_capacity_keys(std::vector<KeySpec>& keys, const std::string& tier, std::function<TierConfig&(KvbmConfig&)> t,
+                       const std::string& what) {
+  keys.push_back(KeySpec{
+      ConfigKey{tier + ".num_blocks", "", "integer", absl::StrCat("[", tier == "g1" ? 1 : 0, ", ", kMaxTierBlocks, "]"),
+                absl::StrCat(what, " capacity in blocks (clears ", tier, ".bytes)")},
+      [t, tier](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+        auto v = parse_uint(key, value, tier == "g1" ? 1 : 0, kMaxTierBlocks);
+        if (!v.ok()) return v.status();
+        t(c).num_blocks = *v;
+        t(c).bytes = 0;
+        return absl::OkStatus();
+      },
+      [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).num_blocks); }});
+  keys.push_back(KeySpec{
+      ConfigKey{tier + ".bytes", "", "size", "a size ≥ one block, e.g. \"4GiB\", \"512MiB\", 1048576",
+                absl::StrCat(what, " capacity in bytes, rounded down to whole blocks (clears ", tier, ".num_blocks)")},
+      [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+        auto v = parse_size(value);
+        if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", v.status().message()));
+        t(c).bytes = *v;
+        t(c).num_blocks = 0;
+        return absl::OkStatus();
+      },
+      [t](const KvbmConfig& c) { return quoted(absl::StrCat(t(const_cast<KvbmConfig&>(c)).bytes)); }});
+}
+
+void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConfig KvbmConfig::*member,
+                   const std::string& what) {
+  auto t = [member](KvbmConfig& c) -> TierConfig& { return c.*member; };
+  add_capacity_keys(keys, tier, t, what);
+  keys.push_back(enum_key<LayoutKind>(
+      tier + ".layout", [t](KvbmConfig& c) -> LayoutKind& { return t(c).layout.kind; },
+      {{LayoutKind::kFullyContiguous, "fully_contiguous"}, {LayoutKind::kLayerSeparate, "layer_separate"}},
+      tier == "g3" ? "G3 layout (must be fully_contiguous: one aligned I/O per block)"
+                   : absl::StrCat("How ", what, " lays out block bytes")));
+  keys.push_back(bool_key(
+      tier + ".outer_contiguous", [t](KvbmConfig& c) -> bool& { return t(c).layout.outer_contiguous; },
+      "layer_separate: lay each layer [outer][block] instead of [block][outer]"));
+  keys.push_back(
+      KeySpec{ConfigKey{tier + ".alignment", "", "integer", absl::StrCat("power of two in [1, ", kMaxAlignment, "]"),
+                        "fully_contiguous: block stride alignment in bytes (g3: raised to 4096)"},
+              [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+                auto v = parse_uint(key, value, 1, kMaxAlignment);
+                if (!v.ok() || !std::has_single_bit(*v)) {
+                  return bad_value(key, value, absl::StrCat("a power of two in [1, ", kMaxAlignment, "]"));
+                }
+                t(c).layout.alignment = *v;
+                return absl::OkStatus();
+              },
+              [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).layout.alignment); }});
+  keys.push_back(enum_key<EvictionPolicyKind>(
+      tier + ".eviction", [t](KvbmConfig& c) -> EvictionPolicyKind& { return t(c).eviction; },
+      [] {
+        std::vector<std::pair<EvictionPolicyKind, std::string>> names;
+        for (EvictionPolicyKind k : all_eviction_policy_kinds()) names.emplace_back(k, eviction_policy_name(k));
+        return names;
+      }(),
+      absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU)")));
+  if (tier == "g3") {
+    keys.push_back(string_key(
+        "g3.directory", [](KvbmConfig& c) -> std::string& { return c.g3.directory; },
+        "a writable directory; empty = $TMPDIR or /tmp", "Directory of the G3 file"));
+    keys.push_back(bool_key(
+        "g3.direct_io", [](KvbmConfig& c) -> bool& { return c.g3.direct_io; },
+        "Open the G3 file O_DIRECT (falls back to buffered I/O where refused)"));
+    keys.push_back(bool_key(
+        "g3.unlink_after_open", [](KvbmConfig& c) -> bool& { return c.g3.unlink_after_open; },
+        "Remove the G3 file's name right after opening it"));
+    // Persistent G3 (issue 8/8): the disk tier survives a restart.
+    keys.push_back(bool_key(
+        "g3.persist", [](KvbmConfig& c) -> bool& { return c.g3.persist; },
+        "Keep the G3 file (kvbm-g3-persist.bin in g3.directory) and re-index it at start-up"));
+    return;
+  }
+  std::vector<std::pair<MemoryKind, std::string>> kinds = {{MemoryKind::kSystem, "system"},
+                                                           {MemoryKind::kPinned, "pinned"}};
+  if (tier == "g1") kinds.push_back({MemoryKind::kDevice, "device"});
+  keys.push_back(enum_key<MemoryKind>(
+      tier + ".memory", [t](KvbmConfig& c) -> MemoryKind& { return t(c).memory; }, kinds,
+      absl::StrCat("Where ", what, " bytes live (pinned/device: CUDA builds)")));
+  keys.push_back(bool_key(
+      tier + ".zero_fill", [t](KvbmConfig& c) -> bool& { return t(c).zero_fill; },
+      absl::StrCat("Pre-fault and zero ", what, " memory at start-up")));
+  keys.push_back(bool_key(
+      tier + ".huge_pages", [t](KvbmConfig& c) -> bool& { return t(c).huge_pages; },
+      absl::StrCat("Ask for transparent huge pages for ", what)));
+}
+
+std::vector<KeySpec> make_key_table() {
+  std::vector<KeySpec> keys;
+  auto model_key = [&](std::string key, std::uint32_t ModelConfig::*field, std::uint64_t hi, std::uint64_t lo,
+                       std::string description) {
+    keys.push_back(uint_key<std::uint32_t>(
+        std::move(key), [field](KvbmConfig& c) -> std::uint32_t& { return c.model.*field; }, lo, hi,
+        std::move(description)));
+  };
+  model_key("model.num_layers", &ModelConfig::num_layers, ModelConfig::kMaxLayers, 1, "Transformer layers per block");
+  model_key("model.outer_dim", &ModelConfig::outer_dim, 2, 1, "2 for separate K and V, 1 for MLA latent caches");
+  model_key("model.page_size", &ModelConfig::page_size, ModelConfig::kMaxPageSize, 1, "Tokens per block");
+  model_key("model.inner_dim", &ModelConfig::inner_dim, ModelConfig::kMaxInnerDim, 1,
+            "Elements per token per (layer, outer): num_kv_heads × head_dim");
+  model_key("model.dtype_bytes", &ModelConfig::dtype_bytes, ModelConfig::kMaxDtypeBytes, 1, "Bytes per element");
+  add_tier_keys(keys, "g1", &KvbmConfig::g1, "G1");
+  add_tier_keys(keys, "g2", &KvbmConfig::g2, "G2 (host)");
+  add_tier_keys(keys, "g3", &KvbmConfig::g3, "G3 (disk)");
+
+  const std::vector<std::pair<OffloadMode, std::string>> modes = {{OffloadMode::kWriteThrough, "write_through"},
+                                                                  {OffloadMode::kWriteBack, "write_back"},
+                                                                  {OffloadMode::kNone, "none"}};
+  keys.push_back(enum_key<OffloadMode>(
+      "offload.g1_to_g2", [](KvbmConfig& c) -> OffloadMode& { return c.offload.g1_to_g2; }, modes,
+      "When G1 blocks are copied to G2"));
+  keys.push_back(enum_key<OffloadMode>(
+      "offload.g2_to_g3", [](KvbmConfig& c) -> OffloadMode& { return c.offload.g2_to_g3; }, modes,
+      "When G2 blocks are copied to G3"));
+  auto offload_u32 = [&](std::string key, std::uint32_t OffloadConfig::*field, std::uint64_t lo, std::uint64_t hi,
+                         std::string description) {
+    keys.push_back(uint_key<std::uint32_t>(
+        std::move(key), [field](KvbmConfig& c) -> std::uint32_t& { return c.offload.*field; }, lo, hi,
+        std::move(description)));
+  };
+  offload_u32("offload.g3_min_frequency", &OffloadConfig::g3_min_frequency, 0, 1000,
+              "Blocks go to G3 only once seen this often (0 or 1: filter off)");
+  offload_u32("offload.frequency_decay_events", &OffloadConfig::frequency_decay_events, 1, 1u << 30,
+              "Sightings between halvings of every frequency count");
+  offload_u32("offload.batch_blocks", &OffloadConfig::batch_blocks, 1, 65536, "Blocks per offload transfer batch");
+  offload_u32("offload.queue_capacity", &OffloadConfig::queue_capacity, 1, 1u << 24,
+              "Queued offloads per tier pair; more are dropped and counted");
+  offload_u32("offload.transfer_threads", &OffloadConfig::transfer_threads, 1, 64, "Transfer engine threads");
+  keys.push_back(KeySpec{ConfigKey{"offload.max_bytes_in_flight", "", "size", "a size ≥ one block, e.g. \"256MiB\"",
+                                   "Cap on bytes being copied at once per tier pair"},
+                         [](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+                           auto v = parse_size(value);
+                           if (!v.ok())
+                             return absl::InvalidArgumentError(absl::StrCat(key, ": ", v.status().message()));
+                           c.offload.max_bytes_in_flight = *v;
+                           return absl::OkStatus();
+                         },
+                         [](const KvbmConfig& c) { return quoted(absl::StrCat(c.offload.max_bytes_in_flight)); }});
+  keys.push_back(bool_key(
+      "offload.onboard_direct", [](KvbmConfig& c) -> bool& { return c.offload.onboard_direct; },
+      "Onboard G3 blocks straight into G1 instead of through G2"));
+  keys.push_back(bool_key(
+      "keep_tokens", [](KvbmConfig& c) -> bool& { return c.keep_tokens; },
+      "Keep token ids per G1 block (events carry them; append needs them)"));
+  // Metrics (issue 8/8): Prometheus text on GET /metrics.
+  keys.push_back(uint_key<std::uint32_t>(
+      "metrics.port", [](KvbmConfig& c) -> std::uint32_t& { return c.metrics.port; }, 0, 65535,
+      "HTTP port serving Prometheus metrics on GET /metrics (0 = off)"));
+  keys.push_back(string_key(
+      "metrics.bind", [](KvbmConfig& c) -> std::string& { return c.metrics.bind; }, "an IPv4/IPv6 address or host name",
+      "Address the metrics server listens on"));
+  // G4, the remote tier on Redis (issue 7/8). Off while g4.endpoints is empty; needs G2.
+  auto g4_string = [&](std::string key, std::string G4Config::*field, std::string allowed, std::string description) {
+    keys.push_back(string_key(
+        std::move(key), [field](KvbmConfig& c) -> std::string& { return c.g4.*field; }, std::move(allowed),
+        std::move(description)));
+  };
+  auto g4_u32 = [&](std::string key, std::uint32_t G4Config::*field, std::uint64_t lo, std::uint64_t hi,
+                    std::string description) {
+    keys.push_back(uint_key<std::uint32_t>(
+        std::move(key), [field](KvbmConfig& c) -> std::uint32_t& { return c.g4.*field; }, lo, hi,
+        std::move(description)));
+  };
+  g4_string("g4.endpoints", &G4Config::endpoints, "\"host:port,host:port\"; empty = G4 off",
+            "Redis servers of the G4 tier; keys are spread over them by jump consistent hash");
+  g4_string("g4.namespace", &G4Config::key_namespace, "1 to 128 characters, no whitespace",
+            "First part of every G4 key: separates deployments and models sharing a Redis");
+  g4_u32("g4.ttl_seconds", &G4Config::ttl_seconds, 0, 1u << 30, "Expiry of stored G4 blocks (0 = none)");
+  g4_u32("g4.deadline_ms", &G4Config::deadline_ms, 1, 60000,
+         "Longest an engine-facing G4 call (match's lookup, onboarding's fetch) waits");
+  g4_u32("g4.connect_timeout_ms", &G4Config::connect_timeout_ms, 1, 60000, "G4 connect + PING bound per attempt");
+  g4_u32("g4.io_timeout_ms", &G4Config::io_timeout_ms, 1, 600000,
+         "A G4 read or write without progress this long drops the connection (node Unavailable)");
+  g4_u32("g4.max_batch_blocks", &G4Config::max_batch_blocks, 1, 4096, "Blocks per pipelined G4 batch");
+  for (KeySpec& k : keys) {
+    k.doc.env = "KVBM_" + absl::AsciiStrToUpper(absl::StrReplaceAll(k.doc.key, {{".", "_"}}));
+  }
+  return keys;
+}
+
+}  // namespace
+
+const std::vector<KeySpec>& key_table() {
+  static const std::vector<KeySpec> table = make_key_table();
+  return table;
+}
+
+const KeySpec* find_key(std::string_view key) {
+  for (const KeySpec& k : key_table()) {
+    if (k.doc.key == key) return &k;
+  }
+  return nullptr;
+}
+
+}  // namespace detail
+
+using detail::key_table;
+using detail::KeySpec;
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> docs = [] {
+    std::vector<ConfigKey> out;
+    for (const KeySpec& k : key_table()) out.push_back(k.doc);
+    return out;
+  }();
+  return docs;
+}
+
+std::string config_reference_markdown() {
+  const KvbmConfig defaults;
+  std::string out =
+      "| key | environment | type | allowed | default | meaning |\n| --- | --- | --- | --- | --- | --- |\n";
+  for (const KeySpec& k : key_table()) {
+    std::string allowed = absl::StrReplaceAll(k.doc.allowed, {{"|", "\\|"}});
+    absl::StrAppend(&out, "| `", k.doc.key, "` | `", k.doc.env, "` | ", k.doc.type, " | ", allowed, " | `",
+                    k.get(defaults), "` | ", k.doc.description, " |\n");
+  }
+  return out;
+}
+
+}  // namespace kvbm

@@ -1,0 +1,122 @@
+// KvbmConfig::check() and validate(): the whole configuration checked once, however its fields were set.
+#include "kvbm/manager/kvbm_config.h"
+
+#include <absl/strings/str_cat.h>
+
+#include <bit>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "manager/config_keys.h"
+
+namespace kvbm {
+namespace {
+
+using detail::kMaxAlignment;
+using detail::kMaxTierBlocks;
+
+void validate_tier(const std::string& name, const TierConfig& t, const ModelConfig& model, bool model_ok,
+                   std::vector<absl::Status>* errors) {
+  if (t.num_blocks != 0 && t.bytes != 0) {
+    errors->push_back(
+        absl::InvalidArgumentError(absl::StrCat(name, ": set only one of ", name, ".num_blocks or ", name,
+                                                ".bytes (got num_blocks=", t.num_blocks, ", bytes=", t.bytes, ")")));
+  }
+  if (model_ok || t.num_blocks != 0) {
+    const std::uint64_t per_block = model.bytes_per_block();
+    const std::uint64_t blocks = t.num_blocks != 0 ? t.num_blocks : t.bytes / per_block;
+    if (blocks == 0) {
+      errors->push_back(
+          absl::InvalidArgumentError(absl::StrCat(name, ".bytes = ", t.bytes, " is smaller than one block (", per_block,
+                                                  " bytes for ", model.to_string(), ")")));
+    } else if (blocks > kMaxTierBlocks) {
+      errors->push_back(absl::InvalidArgumentError(
+          absl::StrCat(name, " capacity must be in [1, ", kMaxTierBlocks, "] blocks, got ", blocks)));
+    }
+  }
+  if (!std::has_single_bit(t.layout.alignment) || t.layout.alignment > kMaxAlignment) {
+    errors->push_back(absl::InvalidArgumentError(
+        absl::StrCat(name, ".alignment must be a power of two in [1, ", kMaxAlignment, "], got ", t.layout.alignment)));
+  }
+  if (t.layout.kind == LayoutKind::kCustom) {
+    errors->push_back(absl::InvalidArgumentError(
+        absl::StrCat(name, ".layout must be fully_contiguous or layer_separate in a configuration")));
+  }
+}
+
+}  // namespace
+
+std::vector<absl::Status> KvbmConfig::check() const {
+  std::vector<absl::Status> errors;
+  // Model fields one by one (each names its key), so that every bad one is reported.
+  struct ModelField {
+    const char* key;
+    std::uint32_t value;
+    std::uint32_t hi;
+  };
+  bool model_ok = true;
+  for (const ModelField& f : {ModelField{"model.num_layers", model.num_layers, ModelConfig::kMaxLayers},
+                              ModelField{"model.outer_dim", model.outer_dim, 2},
+                              ModelField{"model.page_size", model.page_size, ModelConfig::kMaxPageSize},
+                              ModelField{"model.inner_dim", model.inner_dim, ModelConfig::kMaxInnerDim},
+                              ModelField{"model.dtype_bytes", model.dtype_bytes, ModelConfig::kMaxDtypeBytes}}) {
+    if (f.value < 1 || f.value > f.hi) {
+      errors.push_back(
+          absl::InvalidArgumentError(absl::StrCat(f.key, " must be an integer in [1, ", f.hi, "], got ", f.value)));
+      model_ok = false;
+    }
+  }
+  // Checks in bytes need a valid model (bytes per block); they are skipped while it is not.
+  if (!g1.enabled()) {
+    errors.push_back(absl::InvalidArgumentError("g1: set g1.num_blocks or g1.bytes (G1 is required)"));
+  }
+  for (auto [name, t] : {std::pair<std::string, const TierConfig*>{"g1", &g1}, {"g2", &g2}, {"g3", &g3}}) {
+    if (!t->enabled()) continue;
+    validate_tier(name, *t, model, model_ok, &errors);
+  }
+  if (g2.memory == MemoryKind::kDevice) {
+    errors.push_back(absl::InvalidArgumentError("g2.memory must be system or pinned (G2 is host memory), got device"));
+  }
+  if (g3.enabled()) {
+    if (!g2.enabled()) {
+      errors.push_back(
+          absl::InvalidArgumentError("g3 needs a g2 tier: blocks reach disk through host memory (G1 → G2 → G3); "
+                                     "set g2.num_blocks or g2.bytes"));
+    }
+    if (g3.layout.kind != LayoutKind::kFullyContiguous) {
+      errors.push_back(absl::InvalidArgumentError("g3.layout must be fully_contiguous (one aligned I/O per block)"));
+    }
+    if (g3.persist && g3.directory.empty()) {
+      errors.push_back(absl::InvalidArgumentError(
+          "g3.persist needs g3.directory: a persistent tier must not live in the temp dir; set g3.directory"));
+    }
+    if (g3.persist && g3.unlink_after_open) {
+      errors.push_back(absl::InvalidArgumentError(
+          "g3.persist and g3.unlink_after_open exclude each other: an unlinked file cannot be reopened after a "
+          "restart; set g3.unlink_after_open = false"));
+    }
+  }
+  if (model_ok && offload.max_bytes_in_flight < model.bytes_per_block()) {
+    errors.push_back(absl::InvalidArgumentError(absl::StrCat("offload.max_bytes_in_flight must be at least one block (",
+                                                             model.bytes_per_block(), " bytes), got ",
+                                                             offload.max_bytes_in_flight)));
+  }
+  // G4 (issue 7/8).
+  if (g4.enabled()) {
+    if (!g2.enabled()) {
+      errors.push_back(absl::InvalidArgumentError(
+          "g4 needs a g2 tier: blocks reach the remote tier from host memory and come back through it; "
+          "set g2.num_blocks or g2.bytes (or leave g4.endpoints empty)"));
+    }
+    for (absl::Status& e : g4.check()) errors.push_back(std::move(e));
+  }
+  return errors;
+}
+
+absl::Status KvbmConfig::validate() const {
+  std::vector<absl::Status> errors = check();
+  return errors.empty() ? absl::OkStatus() : errors.front();
+}
+
+}  // namespace kvbm
