@@ -112,18 +112,10 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
 
 std::vector<KeySpec> make_key_table() {
   std::vector<KeySpec> keys;
-  auto model_key = [&](std::string key, std::uint32_t ModelConfig::*field, std::uint64_t hi, std::uint64_t lo,
-                       std::string description) {
+  for (const ModelKey& m : kModelKeys) {
     keys.push_back(uint_key<std::uint32_t>(
-        std::move(key), [field](KvbmConfig& c) -> std::uint32_t& { return c.model.*field; }, lo, hi,
-        std::move(description)));
-  };
-  model_key("model.num_layers", &ModelConfig::num_layers, ModelConfig::kMaxLayers, 1, "Transformer layers per block");
-  model_key("model.outer_dim", &ModelConfig::outer_dim, 2, 1, "2 for separate K and V, 1 for MLA latent caches");
-  model_key("model.page_size", &ModelConfig::page_size, ModelConfig::kMaxPageSize, 1, "Tokens per block");
-  model_key("model.inner_dim", &ModelConfig::inner_dim, ModelConfig::kMaxInnerDim, 1,
-            "Elements per token per (layer, outer): num_kv_heads × head_dim");
-  model_key("model.dtype_bytes", &ModelConfig::dtype_bytes, ModelConfig::kMaxDtypeBytes, 1, "Bytes per element");
+        m.key, [field = m.field](KvbmConfig& c) -> std::uint32_t& { return c.model.*field; }, 1, m.max, m.description));
+  }
   add_tier_keys(keys, "g1", &KvbmConfig::g1, "G1");
   add_tier_keys(keys, "g2", &KvbmConfig::g2, "G2 (host)");
   add_tier_keys(keys, "g3", &KvbmConfig::g3, "G3 (disk)");

@@ -22,6 +22,23 @@ namespace kvbm::detail {
 inline constexpr std::uint64_t kMaxTierBlocks = 0xFFFFFFFEu;
 inline constexpr std::uint64_t kMaxAlignment = std::uint64_t{1} << 30;
 
+// The model's keys, each an integer in [1, max]. The key table makes their rows from this list and check()
+// checks every field against it, so that a model key's bound is written once.
+struct ModelKey {
+  const char* key;
+  std::uint32_t ModelConfig::*field;
+  std::uint32_t max;
+  const char* description;
+};
+inline constexpr ModelKey kModelKeys[] = {
+    {"model.num_layers", &ModelConfig::num_layers, ModelConfig::kMaxLayers, "Transformer layers per block"},
+    {"model.outer_dim", &ModelConfig::outer_dim, 2, "2 for separate K and V, 1 for MLA latent caches"},
+    {"model.page_size", &ModelConfig::page_size, ModelConfig::kMaxPageSize, "Tokens per block"},
+    {"model.inner_dim", &ModelConfig::inner_dim, ModelConfig::kMaxInnerDim,
+     "Elements per token per (layer, outer): num_kv_heads × head_dim"},
+    {"model.dtype_bytes", &ModelConfig::dtype_bytes, ModelConfig::kMaxDtypeBytes, "Bytes per element"},
+};
+
 // Sets the key from its text form; `key` is the key's name, for error messages.
 using Setter = std::function<absl::Status(KvbmConfig&, const std::string& key, std::string_view value)>;
 // The key's value as a TOML value.

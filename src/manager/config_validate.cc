@@ -50,20 +50,12 @@ void validate_tier(const std::string& name, const TierConfig& t, const ModelConf
 std::vector<absl::Status> KvbmConfig::check() const {
   std::vector<absl::Status> errors;
   // Model fields one by one (each names its key), so that every bad one is reported.
-  struct ModelField {
-    const char* key;
-    std::uint32_t value;
-    std::uint32_t hi;
-  };
   bool model_ok = true;
-  for (const ModelField& f : {ModelField{"model.num_layers", model.num_layers, ModelConfig::kMaxLayers},
-                              ModelField{"model.outer_dim", model.outer_dim, 2},
-                              ModelField{"model.page_size", model.page_size, ModelConfig::kMaxPageSize},
-                              ModelField{"model.inner_dim", model.inner_dim, ModelConfig::kMaxInnerDim},
-                              ModelField{"model.dtype_bytes", model.dtype_bytes, ModelConfig::kMaxDtypeBytes}}) {
-    if (f.value < 1 || f.value > f.hi) {
+  for (const detail::ModelKey& m : detail::kModelKeys) {
+    const std::uint32_t value = model.*m.field;
+    if (value < 1 || value > m.max) {
       errors.push_back(
-          absl::InvalidArgumentError(absl::StrCat(f.key, " must be an integer in [1, ", f.hi, "], got ", f.value)));
+          absl::InvalidArgumentError(absl::StrCat(m.key, " must be an integer in [1, ", m.max, "], got ", value)));
       model_ok = false;
     }
   }
