@@ -25,7 +25,7 @@
 #include "kvbm/core/event_sink.h"
 #include "kvbm/core/token_block_sequence.h"
 #include "kvbm/manager/kvbm_config.h"
-#include "kvbm/metrics/manager_metrics.h"
+#include "kvbm/manager/manager_metrics.h"
 #include "kvbm/offload/offload_manager.h"
 #include "kvbm/offload/tier.h"
 #include "kvbm/transfer/transfer_engine.h"
