@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvbm/core/json_escape.h"
 #include "kvbm/core/size.h"
 #include "kvbm/manager/kvbm_config.h"
 #include "kvbm/pool/eviction_policy.h"
@@ -33,22 +34,6 @@ struct Row {
   bench::Measurement m;
   std::string summary;
 };
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, absl::StrFormat("\\u%04x", static_cast<unsigned char>(c)));
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
 
 const Row* find_row(const std::vector<Row>& rows, bench::WorkloadKind kind) {
   for (const Row& r : rows) {
