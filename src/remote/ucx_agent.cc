@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "kvbm/core/hashing.h"
+#include "kvbm/core/little_endian.h"
 
 namespace kvbm {
 namespace {
@@ -32,9 +33,9 @@ std::string ucx_error_message(std::string_view what, ucs_status_t status) {
 class Writer {
  public:
   void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u16(std::uint16_t v) { le(v, 2); }
-  void u32(std::uint32_t v) { le(v, 4); }
-  void u64(std::uint64_t v) { le(v, 8); }
+  void u16(std::uint16_t v) { append_le<std::uint16_t>(&out_, v); }
+  void u32(std::uint32_t v) { append_le<std::uint32_t>(&out_, v); }
+  void u64(std::uint64_t v) { append_le<std::uint64_t>(&out_, v); }
   void bytes(std::string_view b) {
     u32(static_cast<std::uint32_t>(b.size()));
     out_.append(b);
@@ -42,65 +43,21 @@ class Writer {
   std::string& out() { return out_; }
 
  private:
-  void le(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
   std::string out_;
 };
 
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  absl::Status u8(std::uint8_t* v, std::string_view field) {
-    std::uint64_t x = 0;
-    if (absl::Status s = le(&x, 1, field); !s.ok()) return s;
-    *v = static_cast<std::uint8_t>(x);
-    return absl::OkStatus();
-  }
-  absl::Status u16(std::uint16_t* v, std::string_view field) {
-    std::uint64_t x = 0;
-    if (absl::Status s = le(&x, 2, field); !s.ok()) return s;
-    *v = static_cast<std::uint16_t>(x);
-    return absl::OkStatus();
-  }
-  absl::Status u32(std::uint32_t* v, std::string_view field) {
-    std::uint64_t x = 0;
-    if (absl::Status s = le(&x, 4, field); !s.ok()) return s;
-    *v = static_cast<std::uint32_t>(x);
-    return absl::OkStatus();
-  }
-  absl::Status u64(std::uint64_t* v, std::string_view field) { return le(v, 8, field); }
-  // A u32 length in [1, max], then that many bytes.
-  absl::Status bytes(std::string* v, std::uint32_t max, std::string_view field) {
-    std::uint32_t n = 0;
-    if (absl::Status s = u32(&n, field); !s.ok()) return s;
-    if (n == 0 || n > max) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ucx metadata: ", std::string(field), " length must be in [1, ", max, "], got ", n));
-    }
-    if (in_.size() - pos_ < n) return truncated(field);
-    v->assign(in_.substr(pos_, n));
-    pos_ += n;
-    return absl::OkStatus();
-  }
-  std::size_t pos() const { return pos_; }
+constexpr std::string_view kWhat = "ucx metadata";  // names the blob in LeReader's truncation errors
 
- private:
-  absl::Status le(std::uint64_t* v, int n, std::string_view field) {
-    if (in_.size() - pos_ < static_cast<std::size_t>(n)) return truncated(field);
-    std::uint64_t x = 0;
-    for (int i = 0; i < n; ++i) x |= std::uint64_t{static_cast<unsigned char>(in_[pos_ + i])} << (8 * i);
-    pos_ += n;
-    *v = x;
-    return absl::OkStatus();
+// A u32 length in [1, max], then that many bytes.
+absl::Status read_bytes(LeReader& r, std::string* v, std::uint32_t max, std::string_view field) {
+  std::uint32_t n = 0;
+  if (absl::Status s = r.read<std::uint32_t>(&n, field); !s.ok()) return s;
+  if (n == 0 || n > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ucx metadata: ", std::string(field), " length must be in [1, ", max, "], got ", n));
   }
-  absl::Status truncated(std::string_view field) const {
-    return absl::InvalidArgumentError(absl::StrCat("ucx metadata: truncated at byte ", pos_, " of ", in_.size(),
-                                                   " (reading ", std::string(field), ")"));
-  }
-  std::string_view in_;
-  std::size_t pos_ = 0;
-};
+  return r.read_bytes(v, n, field);
+}
 
 #define KVBM_RETURN_IF_ERROR(expr)            \
   do {                                        \
@@ -109,16 +66,16 @@ class Reader {
     }                                         \
   } while (0)
 
-absl::Status parse_tier(Reader& r, std::size_t index, UcxTierMetadata* t) {
+absl::Status parse_tier(LeReader& r, std::size_t index, UcxTierMetadata* t) {
   const std::string at = absl::StrCat("tier ", index, " ");
   std::uint8_t level = 0;
   std::uint8_t kind = 0;
   std::uint8_t outer = 0;
   std::uint8_t reserved = 0;
-  KVBM_RETURN_IF_ERROR(r.u8(&level, at + "level"));
-  KVBM_RETURN_IF_ERROR(r.u8(&kind, at + "layout"));
-  KVBM_RETURN_IF_ERROR(r.u8(&outer, at + "outer_contiguous"));
-  KVBM_RETURN_IF_ERROR(r.u8(&reserved, at + "reserved"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint8_t>(&level, at + "level"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint8_t>(&kind, at + "layout"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint8_t>(&outer, at + "outer_contiguous"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint8_t>(&reserved, at + "reserved"));
   if (level >= kNumCacheLevels) {
     return absl::InvalidArgumentError(absl::StrCat("ucx metadata: ", at, "level must be in [0, 3], got ", level));
   }
@@ -133,16 +90,16 @@ absl::Status parse_tier(Reader& r, std::size_t index, UcxTierMetadata* t) {
   t->level = static_cast<CacheLevel>(level);
   t->layout = kind == 0 ? LayoutKind::kFullyContiguous : LayoutKind::kLayerSeparate;
   t->outer_contiguous = outer == 1;
-  KVBM_RETURN_IF_ERROR(r.u32(&t->num_blocks, at + "num_blocks"));
-  KVBM_RETURN_IF_ERROR(r.u32(&t->model.num_layers, at + "num_layers"));
-  KVBM_RETURN_IF_ERROR(r.u32(&t->model.outer_dim, at + "outer_dim"));
-  KVBM_RETURN_IF_ERROR(r.u32(&t->model.page_size, at + "page_size"));
-  KVBM_RETURN_IF_ERROR(r.u32(&t->model.inner_dim, at + "inner_dim"));
-  KVBM_RETURN_IF_ERROR(r.u32(&t->model.dtype_bytes, at + "dtype_bytes"));
-  KVBM_RETURN_IF_ERROR(r.u64(&t->block_stride, at + "block_stride"));
-  KVBM_RETURN_IF_ERROR(r.u64(&t->base_offset, at + "base_offset"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&t->num_blocks, at + "num_blocks"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&t->model.num_layers, at + "num_layers"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&t->model.outer_dim, at + "outer_dim"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&t->model.page_size, at + "page_size"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&t->model.inner_dim, at + "inner_dim"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&t->model.dtype_bytes, at + "dtype_bytes"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint64_t>(&t->block_stride, at + "block_stride"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint64_t>(&t->base_offset, at + "base_offset"));
   std::uint32_t num_regions = 0;
-  KVBM_RETURN_IF_ERROR(r.u32(&num_regions, at + "num_regions"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&num_regions, at + "num_regions"));
   if (num_regions == 0 || num_regions > kMaxRegions) {
     return absl::InvalidArgumentError(
         absl::StrCat("ucx metadata: ", at, "num_regions must be in [1, ", kMaxRegions, "], got ", num_regions));
@@ -151,9 +108,9 @@ absl::Status parse_tier(Reader& r, std::size_t index, UcxTierMetadata* t) {
   for (std::uint32_t i = 0; i < num_regions; ++i) {
     UcxTierMetadata::Region& region = t->regions[i];
     const std::string rat = absl::StrCat(at, "region ", i, " ");
-    KVBM_RETURN_IF_ERROR(r.u64(&region.address, rat + "address"));
-    KVBM_RETURN_IF_ERROR(r.u64(&region.size, rat + "size"));
-    KVBM_RETURN_IF_ERROR(r.bytes(&region.rkey, kMaxRkeyBytes, rat + "rkey"));
+    KVBM_RETURN_IF_ERROR(r.read<std::uint64_t>(&region.address, rat + "address"));
+    KVBM_RETURN_IF_ERROR(r.read<std::uint64_t>(&region.size, rat + "size"));
+    KVBM_RETURN_IF_ERROR(read_bytes(r, &region.rkey, kMaxRkeyBytes, rat + "rkey"));
     if (region.address == 0 || region.size == 0 ||
         region.address > std::numeric_limits<std::uint64_t>::max() - region.size) {
       return absl::InvalidArgumentError(absl::StrCat("ucx metadata: ", rat, "address 0x", absl::Hex(region.address),
@@ -207,40 +164,40 @@ absl::StatusOr<UcxMetadata> parse_ucx_metadata(std::string_view blob) {
   if (blob.size() < 8 + 8) {
     return absl::InvalidArgumentError(absl::StrCat("ucx metadata: ", blob.size(), " bytes is too short for a blob"));
   }
-  Reader r(blob);
+  LeReader r(blob, kWhat);
   std::uint32_t magic = 0;
   std::uint16_t version = 0;
   std::uint16_t flags = 0;
-  KVBM_RETURN_IF_ERROR(r.u32(&magic, "magic"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint32_t>(&magic, "magic"));
   if (magic != kUcxBlobMagic) {
     return absl::InvalidArgumentError(absl::StrCat("ucx metadata: magic must be 0x", absl::Hex(kUcxBlobMagic),
                                                    " (\"KVUX\"), got 0x", absl::Hex(magic)));
   }
-  KVBM_RETURN_IF_ERROR(r.u16(&version, "version"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint16_t>(&version, "version"));
   if (version != kUcxBlobVersion) {
     return absl::InvalidArgumentError(
         absl::StrCat("ucx metadata: version must be ", kUcxBlobVersion, ", got ", version));
   }
-  KVBM_RETURN_IF_ERROR(r.u16(&flags, "flags"));
+  KVBM_RETURN_IF_ERROR(r.read<std::uint16_t>(&flags, "flags"));
   if (flags != 0) return absl::InvalidArgumentError(absl::StrCat("ucx metadata: flags must be 0, got ", flags));
   // The trailing checksum covers everything before it: check it before trusting any length.
   const std::string_view body = blob.substr(0, blob.size() - 8);
-  Reader tail(blob.substr(blob.size() - 8));
+  LeReader tail(blob.substr(blob.size() - 8), kWhat);
   std::uint64_t sum = 0;
-  KVBM_RETURN_IF_ERROR(tail.u64(&sum, "checksum"));
+  KVBM_RETURN_IF_ERROR(tail.read<std::uint64_t>(&sum, "checksum"));
   const std::uint64_t expected = xxh3_64(body.data(), body.size(), 0);
   if (sum != expected) {
     return absl::InvalidArgumentError(absl::StrCat("ucx metadata: checksum mismatch (blob says 0x", absl::Hex(sum),
                                                    ", bytes hash to 0x", absl::Hex(expected), ")"));
   }
-  Reader b(body);
+  LeReader b(body, kWhat);
   std::uint64_t skip = 0;
-  KVBM_RETURN_IF_ERROR(b.u64(&skip, "header"));  // magic, version, flags: checked above
+  KVBM_RETURN_IF_ERROR(b.read<std::uint64_t>(&skip, "header"));  // magic, version, flags: checked above
   UcxMetadata m;
-  KVBM_RETURN_IF_ERROR(b.u64(&m.worker_id, "worker_id"));
-  KVBM_RETURN_IF_ERROR(b.bytes(&m.worker_address, kMaxAddressBytes, "worker_address"));
+  KVBM_RETURN_IF_ERROR(b.read<std::uint64_t>(&m.worker_id, "worker_id"));
+  KVBM_RETURN_IF_ERROR(read_bytes(b, &m.worker_address, kMaxAddressBytes, "worker_address"));
   std::uint32_t num_tiers = 0;
-  KVBM_RETURN_IF_ERROR(b.u32(&num_tiers, "num_tiers"));
+  KVBM_RETURN_IF_ERROR(b.read<std::uint32_t>(&num_tiers, "num_tiers"));
   if (num_tiers == 0 || num_tiers > kMaxTiers) {
     return absl::InvalidArgumentError(
         absl::StrCat("ucx metadata: num_tiers must be in [1, ", kMaxTiers, "], got ", num_tiers));
