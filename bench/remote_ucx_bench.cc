@@ -23,7 +23,7 @@
 #include <optional>
 #include <vector>
 
-#include "kvbm/remote/ucx_agent.h"
+#include "kvbm/peer/ucx_agent.h"
 
 extern char** environ;
 

@@ -1,6 +1,6 @@
 // PeerBlockServer / PeerBlockClient: sequence hashes → pinned block ids + checksums over ZMQ REQ/REP,
 // then UCX reads into freshly allocated G1 blocks, verified before they are registered.
-#include "kvbm/remote/peer_blocks.h"
+#include "kvbm/peer/peer_blocks.h"
 
 #include <absl/strings/str_cat.h>
 

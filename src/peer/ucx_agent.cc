@@ -1,6 +1,6 @@
 // UcxAgent: ucp context + worker, registered tiers (ucp_mem_map + packed rkeys), imported peers
 // (endpoint + unpacked rkeys + rebuilt layout), and batched RMA with completion callbacks.
-#include "kvbm/remote/ucx_agent.h"
+#include "kvbm/peer/ucx_agent.h"
 
 #include <absl/strings/str_cat.h>
 #include <ucp/api/ucp.h>

@@ -1,4 +1,4 @@
-// UcxAgent: peer-to-peer block transfer over UCX (issue 7/8, DESIGN.md §2 "transfer ... remote").
+// UcxAgent: peer-to-peer block transfer over UCX (issue 7/8; the peer layer of DESIGN.md §2).
 //
 // One agent per process (or per worker). It registers tiers' memory with UCX (ucp_mem_map), exports a
 // metadata blob that a peer imports, and then reads (ucp_get_nbx) or writes (ucp_put_nbx) batches of the
