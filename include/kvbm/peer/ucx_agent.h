@@ -133,7 +133,7 @@ class UcxRequest {
   [[nodiscard]] std::size_t num_operations() const { return num_ops_; }  // UCX operations issued
   [[nodiscard]] std::uint64_t bytes() const { return bytes_; }           // payload bytes moved
 
-  struct State;  // shared with UCX callbacks (defined in ucx_agent.cc)
+  struct State;  // shared with UCX callbacks (defined in src/peer/ucx_state.h)
 
  private:
   friend class UcxAgent;
@@ -188,7 +188,7 @@ class UcxAgent {
   unsigned progress();
   [[nodiscard]] std::uint64_t worker_id() const { return options_.worker_id; }
 
-  struct Impl;  // UCX state (defined in ucx_agent.cc)
+  struct Impl;  // UCX state (defined in src/peer/ucx_state.h)
 
  private:
   friend class UcxRequest;
