@@ -37,8 +37,9 @@ absl::Status reply_status(std::string_view reply) {
 
 absl::Status register_manager_tiers(UcxAgent& agent, KvBlockManager& kvbm) {
   if (absl::Status s = agent.register_tier(CacheLevel::kG1, kvbm.g1_memory()); !s.ok()) return s;
-  if (kvbm.tiers().g2 != nullptr && kvbm.tiers().g2->memory->host_addressable()) {
-    if (absl::Status s = agent.register_tier(CacheLevel::kG2, *kvbm.tiers().g2->memory); !s.ok()) return s;
+  const TierMemory* g2 = kvbm.tier_memory(CacheLevel::kG2);
+  if (g2 != nullptr && g2->host_addressable()) {
+    if (absl::Status s = agent.register_tier(CacheLevel::kG2, *g2); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -198,7 +199,7 @@ std::string PeerBlockServer::resolve(std::string_view body) {
   }
   for (const G2Block& b : match.g2) {
     add(CacheLevel::kG2, b.id(),
-        canonical_block_checksum(*kvbm_->tiers().g2->memory, b.id(), b.sequence_hash().value()));
+        canonical_block_checksum(*kvbm_->tier_memory(CacheLevel::kG2), b.id(), b.sequence_hash().value()));
   }
   std::uint64_t lease_id = 0;
   if (m > 0) {
