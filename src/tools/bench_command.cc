@@ -15,10 +15,10 @@
 #include "kvbm/core/size.h"
 #include "kvbm/manager/kvbm_config.h"
 #include "kvbm/pool/eviction_policy.h"
-#include "pool_workloads.h"
-#include "remote_redis_bench.h"
-#include "remote_ucx_bench.h"
-#include "tiers_bench.h"
+#include "tools/bench/pool_workloads.h"
+#include "tools/bench/remote_redis_bench.h"
+#include "tools/bench/remote_ucx_bench.h"
+#include "tools/bench/tiers_bench.h"
 #include "tools/commands.h"
 
 namespace kvbm::tools {
@@ -250,7 +250,7 @@ int run_pool_bench(const PoolBenchOptions& options) {
   return 0;
 }
 
-// `kvbm bench tiers` (bench/tiers_bench.h): tier-to-tier throughput beside the machine's limits.
+// `kvbm bench tiers` (src/tools/bench/tiers_bench.h): tier-to-tier throughput beside the machine's limits.
 struct TiersCliOptions {
   double seconds = bench::TiersOptions{}.seconds;
   std::string dir;

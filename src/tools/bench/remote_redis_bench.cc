@@ -1,5 +1,5 @@
 // `kvbm bench remote`, Redis half: see remote_redis_bench.h.
-#include "remote_redis_bench.h"
+#include "tools/bench/remote_redis_bench.h"
 
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
