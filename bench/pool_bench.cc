@@ -1,5 +1,5 @@
 // kvbm_bench_pool: the block pool and hashing workloads of issue 2 under Google Benchmark. The
-// workloads are those of `kvbm bench pool` (bench/pool_workloads.h); items/s counts blocks, and
+// workloads are those of `kvbm bench pool` (src/tools/bench/pool_workloads.h); items/s counts blocks, and
 // ns_per_block is wall-clock time over the timed loop divided by the blocks it handled.
 #include <benchmark/benchmark.h>
 
@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "pool_workloads.h"
+#include "tools/bench/pool_workloads.h"
 
 namespace kvbm::bench {
 namespace {

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "remote_ucx_bench.h"
+#include "tools/bench/remote_ucx_bench.h"
 
 // UCX 1.13's transport modules keep a few small allocations until exit (libuct, not kvbm): not leaks of ours.
 extern "C" const char* __lsan_default_suppressions() { return "leak:libuct.so\nleak:libucs.so\nleak:libucp.so\n"; }

@@ -10,18 +10,16 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "kvbm/core/little_endian.h"
+
 namespace kvbm {
 namespace {
-
-void store_le_u64(std::uint64_t value, unsigned char* out) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(value >> (8 * i));
-}
 
 // The 16-byte chain input hashed from a stack buffer: XXH3 inlines to its 9-16 byte path.
 std::uint64_t chain_hash(std::uint64_t parent, std::uint64_t block, std::uint64_t seed) {
   unsigned char input[16];
-  store_le_u64(parent, input);
-  store_le_u64(block, input + 8);
+  store_le<std::uint64_t>(input, parent);
+  store_le<std::uint64_t>(input + 8, block);
   return XXH3_64bits_withSeed(input, sizeof(input), seed);
 }
 

@@ -117,6 +117,22 @@ PoolStatus tier_status(const std::unique_ptr<Tier<L>>& tier) {
   return tier ? tier->pool->status() : PoolStatus{};
 }
 
+// `f(tier)` for the local tier at `level` (a const Tier<L>*, null when not configured); a value-initialized
+// result (null, false) for G4 and any other level without a local tier.
+template <typename F>
+auto visit_tier(const TierStack& tiers, CacheLevel level, F f) -> decltype(f(tiers.g1.get())) {
+  switch (level) {
+    case CacheLevel::kG1:
+      return f(tiers.g1.get());
+    case CacheLevel::kG2:
+      return f(tiers.g2.get());
+    case CacheLevel::kG3:
+      return f(tiers.g3.get());
+    default:
+      return {};
+  }
+}
+
 // True when a block is not one of `tier`'s (another manager's, an empty handle, or a tier this manager
 // does not have).
 template <CacheLevel L>
@@ -289,6 +305,27 @@ PoolStatus KvBlockManager::status(CacheLevel level) const {
     default:
       return PoolStatus{};
   }
+}
+
+const TierMemory* KvBlockManager::tier_memory(CacheLevel level) const {
+  return visit_tier(tiers_, level, [](const auto* t) -> const TierMemory* { return t ? t->memory.get() : nullptr; });
+}
+
+const Layout* KvBlockManager::tier_layout(CacheLevel level) const {
+  return visit_tier(tiers_, level, [](const auto* t) -> const Layout* { return t ? t->layout.get() : nullptr; });
+}
+
+const Storage* KvBlockManager::tier_storage(CacheLevel level) const {
+  return visit_tier(tiers_, level, [](const auto* t) -> const Storage* { return t ? t->storage.get() : nullptr; });
+}
+
+bool KvBlockManager::tier_contains(CacheLevel level, SequenceHash hash) const {
+  return visit_tier(tiers_, level, [hash](const auto* t) { return t != nullptr && t->pool->contains(hash); });
+}
+
+std::optional<PersistentG3Stats> KvBlockManager::g3_persist_stats() const {
+  if (tiers_.g3 == nullptr || tiers_.g3->persist == nullptr) return std::nullopt;
+  return tiers_.g3->persist->stats();
 }
 
 bool KvBlockManager::has_tier(CacheLevel level) const {

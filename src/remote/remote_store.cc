@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kvbm/core/little_endian.h"
 #include "kvbm/remote/remote_config.h"
 
 namespace kvbm {
@@ -19,21 +20,6 @@ namespace {
 
 constexpr char kMagic[4] = {'K', 'V', 'B', '4'};
 constexpr std::size_t kChecksumOffset = 48;
-
-void put_u16(std::byte* p, std::uint16_t v) {
-  for (int i = 0; i < 2; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-void put_u64(std::byte* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-std::uint16_t get_u16(const std::byte* p) {
-  return static_cast<std::uint16_t>(std::to_integer<std::uint16_t>(p[0]) | (std::to_integer<std::uint16_t>(p[1]) << 8));
-}
-std::uint64_t get_u64(const std::byte* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
-  return v;
-}
 
 // xxh3_64(header[0, 48) ‖ payload, seed = sequence hash).
 std::uint64_t value_checksum(const std::byte* header, std::span<const std::byte> payload, std::uint64_t seed) {
@@ -63,13 +49,13 @@ RemoteValue::RemoteValue(const RemoteBlockInfo& info, std::uint64_t fingerprint,
     : info_(info), bytes_(kRemoteHeaderBytes + payload_bytes, '\0') {
   auto* h = reinterpret_cast<std::byte*>(bytes_.data());
   std::memcpy(h, kMagic, 4);
-  put_u16(h + 4, kRemoteFormatVersion);
-  put_u16(h + 6, info.parent ? 1 : 0);
-  put_u64(h + 8, fingerprint);
-  put_u64(h + 16, info.sequence_hash.value());
-  put_u64(h + 24, info.block_hash.value());
-  put_u64(h + 32, info.parent ? info.parent->value() : 0);
-  put_u64(h + 40, payload_bytes);
+  store_le<std::uint16_t>(h + 4, kRemoteFormatVersion);
+  store_le<std::uint16_t>(h + 6, info.parent ? 1 : 0);
+  store_le<std::uint64_t>(h + 8, fingerprint);
+  store_le<std::uint64_t>(h + 16, info.sequence_hash.value());
+  store_le<std::uint64_t>(h + 24, info.block_hash.value());
+  store_le<std::uint64_t>(h + 32, info.parent ? info.parent->value() : 0);
+  store_le<std::uint64_t>(h + 40, payload_bytes);
 }
 
 std::span<std::byte> RemoteValue::payload() {
@@ -79,7 +65,7 @@ std::span<std::byte> RemoteValue::payload() {
 
 void RemoteValue::seal() {
   auto* h = reinterpret_cast<std::byte*>(bytes_.data());
-  put_u64(h + kChecksumOffset, value_checksum(h, payload(), info_.sequence_hash.value()));
+  store_le<std::uint64_t>(h + kChecksumOffset, value_checksum(h, payload(), info_.sequence_hash.value()));
 }
 
 absl::Status decode_remote_value(std::string_view value, SequenceHash expected, std::uint64_t fingerprint,
@@ -91,22 +77,26 @@ absl::Status decode_remote_value(std::string_view value, SequenceHash expected, 
   }
   const auto* h = reinterpret_cast<const std::byte*>(value.data());
   if (std::memcmp(h, kMagic, 4) != 0) return absl::DataLossError(absl::StrCat(what, ": bad magic"));
-  if (get_u16(h + 4) != kRemoteFormatVersion) {
+  if (load_le<std::uint16_t>(h + 4) != kRemoteFormatVersion) {
     return absl::DataLossError(
-        absl::StrCat(what, ": format version ", get_u16(h + 4), ", expected ", kRemoteFormatVersion));
+        absl::StrCat(what, ": format version ", load_le<std::uint16_t>(h + 4), ", expected ", kRemoteFormatVersion));
   }
-  const std::uint16_t flags = get_u16(h + 6);
+  const std::uint16_t flags = load_le<std::uint16_t>(h + 6);
   if ((flags & ~1u) != 0) return absl::DataLossError(absl::StrCat(what, ": unknown flags ", flags));
-  if (get_u64(h + 8) != fingerprint) return absl::DataLossError(absl::StrCat(what, ": another model's block"));
-  if (get_u64(h + 16) != expected.value()) return absl::DataLossError(absl::StrCat(what, ": another block's value"));
-  if (get_u64(h + 40) != payload_bytes) return absl::DataLossError(absl::StrCat(what, ": payload length differs"));
+  if (load_le<std::uint64_t>(h + 8) != fingerprint)
+    return absl::DataLossError(absl::StrCat(what, ": another model's block"));
+  if (load_le<std::uint64_t>(h + 16) != expected.value())
+    return absl::DataLossError(absl::StrCat(what, ": another block's value"));
+  if (load_le<std::uint64_t>(h + 40) != payload_bytes)
+    return absl::DataLossError(absl::StrCat(what, ": payload length differs"));
   std::span<const std::byte> payload(h + kRemoteHeaderBytes, payload_bytes);
-  if (get_u64(h + kChecksumOffset) != value_checksum(h, payload, expected.value())) {
+  if (load_le<std::uint64_t>(h + kChecksumOffset) != value_checksum(h, payload, expected.value())) {
     return absl::DataLossError(absl::StrCat(what, ": checksum mismatch"));
   }
   out->info.sequence_hash = expected;
-  out->info.block_hash = BlockHash{get_u64(h + 24)};
-  out->info.parent = (flags & 1u) != 0 ? std::optional<SequenceHash>(SequenceHash{get_u64(h + 32)}) : std::nullopt;
+  out->info.block_hash = BlockHash{load_le<std::uint64_t>(h + 24)};
+  out->info.parent =
+      (flags & 1u) != 0 ? std::optional<SequenceHash>(SequenceHash{load_le<std::uint64_t>(h + 32)}) : std::nullopt;
   out->payload = payload;
   return absl::OkStatus();
 }

@@ -8,28 +8,13 @@
 #include <cmath>
 #include <string>
 
+#include "kvbm/core/json_escape.h"
 #include "kvbm/core/size.h"
 
 namespace kvbm {
 namespace {
 
 constexpr const char* kTierNames[3] = {"g1", "g2", "g3"};
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, absl::StrFormat("\\u%04x", static_cast<unsigned char>(c)));
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
 
 std::string pct(double x) { return absl::StrFormat("%.2f%%", x * 100); }
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kvbm/core/hashing.h"
+#include "kvbm/core/json_escape.h"
 #include "kvbm/replay/trace.h"
 
 namespace kvbm {
@@ -311,24 +312,6 @@ void append_number(std::string* out, T value) {
   auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), value);
   (void)ec;  // 64 characters hold any u64 or shortest-form double
   out->append(digits, end);
-}
-
-void append_json_string(std::string* out, std::string_view text) {
-  out->push_back('"');
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (byte < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", byte);
-      out->append(escaped);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
 }
 
 }  // namespace

@@ -11,13 +11,14 @@
 #include <string_view>
 #include <vector>
 
+#include "kvbm/core/json_escape.h"
 #include "kvbm/core/size.h"
 #include "kvbm/manager/kvbm_config.h"
 #include "kvbm/pool/eviction_policy.h"
-#include "pool_workloads.h"
-#include "remote_redis_bench.h"
-#include "remote_ucx_bench.h"
-#include "tiers_bench.h"
+#include "tools/bench/pool_workloads.h"
+#include "tools/bench/remote_redis_bench.h"
+#include "tools/bench/remote_ucx_bench.h"
+#include "tools/bench/tiers_bench.h"
 #include "tools/commands.h"
 
 namespace kvbm::tools {
@@ -33,22 +34,6 @@ struct Row {
   bench::Measurement m;
   std::string summary;
 };
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, absl::StrFormat("\\u%04x", static_cast<unsigned char>(c)));
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
 
 const Row* find_row(const std::vector<Row>& rows, bench::WorkloadKind kind) {
   for (const Row& r : rows) {
@@ -265,7 +250,7 @@ int run_pool_bench(const PoolBenchOptions& options) {
   return 0;
 }
 
-// `kvbm bench tiers` (bench/tiers_bench.h): tier-to-tier throughput beside the machine's limits.
+// `kvbm bench tiers` (src/tools/bench/tiers_bench.h): tier-to-tier throughput beside the machine's limits.
 struct TiersCliOptions {
   double seconds = bench::TiersOptions{}.seconds;
   std::string dir;

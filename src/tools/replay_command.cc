@@ -22,9 +22,9 @@
 
 #include "kvbm/core/size.h"
 #include "kvbm/events/event_manager.h"
+#include "kvbm/events/event_metrics.h"
 #include "kvbm/events/zmq_publisher.h"
 #include "kvbm/manager/kv_block_manager.h"
-#include "kvbm/metrics/event_metrics.h"
 #include "kvbm/replay/compare.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/replay.h"

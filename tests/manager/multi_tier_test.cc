@@ -54,6 +54,45 @@ TokenBlockSequence run_request(KvBlockManager& m, std::uint32_t first_token, std
   return *std::move(seq);
 }
 
+TEST(MultiTierTest, NarrowTierAccessorsAreNullForAbsentTiers) {
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 64));
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  const KvBlockManager& m = **kvbm;
+  for (CacheLevel level : {CacheLevel::kG1, CacheLevel::kG2, CacheLevel::kG3}) {
+    EXPECT_NE(m.tier_memory(level), nullptr) << cache_level_name(level);
+    EXPECT_NE(m.tier_layout(level), nullptr) << cache_level_name(level);
+    EXPECT_NE(m.tier_storage(level), nullptr) << cache_level_name(level);
+  }
+  EXPECT_EQ(m.tier_memory(CacheLevel::kG1), &m.g1_memory());
+  EXPECT_EQ(m.tier_layout(CacheLevel::kG1), &m.g1_layout());
+  EXPECT_EQ(m.tier_memory(CacheLevel::kG4), nullptr);
+  EXPECT_EQ(m.tier_layout(CacheLevel::kG4), nullptr);
+  EXPECT_EQ(m.tier_storage(CacheLevel::kG4), nullptr);
+  EXPECT_FALSE(m.g3_persist_stats().has_value());  // G3 without g3.persist
+
+  auto g1_only = KvBlockManager::create(tiered_config(4, 0, 0));
+  ASSERT_TRUE(g1_only.ok()) << g1_only.status();
+  EXPECT_EQ((*g1_only)->tier_memory(CacheLevel::kG2), nullptr);
+  EXPECT_EQ((*g1_only)->tier_storage(CacheLevel::kG3), nullptr);
+  EXPECT_FALSE((*g1_only)->tier_contains(CacheLevel::kG2, SequenceHash{1}));
+  EXPECT_FALSE((*g1_only)->g3_persist_stats().has_value());
+}
+
+TEST(MultiTierTest, TierContainsFollowsTheBlocksDownTheTiers) {
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 64));
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence seq = run_request(m, 100, 2);
+  m.flush();
+  for (SequenceHash h : seq.sequence_hashes()) {
+    EXPECT_TRUE(m.tier_contains(CacheLevel::kG1, h));
+    EXPECT_TRUE(m.tier_contains(CacheLevel::kG2, h));
+    EXPECT_TRUE(m.tier_contains(CacheLevel::kG3, h));
+    EXPECT_FALSE(m.tier_contains(CacheLevel::kG4, h));
+  }
+  EXPECT_FALSE(m.tier_contains(CacheLevel::kG1, SequenceHash{12345}));
+}
+
 TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
   auto kvbm = KvBlockManager::create(tiered_config(4, 8, 64));
   ASSERT_TRUE(kvbm.ok()) << kvbm.status();
@@ -168,8 +207,8 @@ TEST(MultiTierTest, CorruptedDiskBlockIsAMissNeverWrongBytes) {
   ASSERT_EQ(match.g3.size(), 4u);
 
   // Flip a byte of the third block on disk.
-  const auto& disk = static_cast<const DiskFile&>(*m.tiers().g3->storage);
-  const RegionRef where = m.tiers().g3->layout->region_unchecked(match.g3[2].id().value(), 1, 1);
+  const auto& disk = static_cast<const DiskFile&>(*m.tier_storage(CacheLevel::kG3));
+  const RegionRef where = m.tier_layout(CacheLevel::kG3)->region_unchecked(match.g3[2].id().value(), 1, 1);
   const std::uint64_t offset = disk.region_offset(where.region) + where.offset + 17;
   std::byte b{};
   ASSERT_EQ(pread(disk.fd(), &b, 1, static_cast<off_t>(offset)), 1);
@@ -235,7 +274,7 @@ TEST(MultiTierTest, FrequencyFilterKeepsOneOffsOffDisk) {
   run_request(m, 1, 2);
   m.flush();
   EXPECT_EQ(m.status(CacheLevel::kG3).inactive, 2u);
-  EXPECT_TRUE(m.tiers().g3->pool->contains(once.sequence_hashes()[0]));
+  EXPECT_TRUE(m.tier_contains(CacheLevel::kG3, once.sequence_hashes()[0]));
 }
 
 TEST(MultiTierTest, ResetClearsEveryTier) {

@@ -43,11 +43,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "create: %s\n", std::string(m.status().message()).c_str());
     return 1;
   }
-  G3Pool& g3 = *(*m)->tiers().g3->pool;
+  const KvBlockManager& kvbm = **m;
   std::unordered_set<std::uint64_t> pending, reported;
   auto report = [&] {
     for (auto it = pending.begin(); it != pending.end();) {
-      if (g3.contains(SequenceHash{*it})) {
+      if (kvbm.tier_contains(CacheLevel::kG3, SequenceHash{*it})) {
         write_line(std::to_string(*it));
         reported.insert(*it);
         it = pending.erase(it);

@@ -38,6 +38,9 @@ constexpr std::size_t kKillAfter = 1500;
 #endif
 constexpr std::uint32_t kG3Blocks = 16384;
 
+// The persistent index's counters of a manager created with g3.persist (throws if it has none).
+PersistentG3Stats persist_stats(const KvBlockManager& m) { return m.g3_persist_stats().value(); }
+
 // A fresh directory under the test temp dir, removed with everything in it at the end.
 class TempDir {
  public:
@@ -171,7 +174,7 @@ TEST(PersistentG3Test, SigkillMidOffloadThenRestartFindsEveryCommittedBlockByteE
   auto m = KvBlockManager::create(persist_config(dir.path(), kG3Blocks));
   ASSERT_TRUE(m.ok()) << m.status();
   const double restart_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const PersistentG3Stats ps = (*m)->tiers().g3->persist->stats();
+  const PersistentG3Stats ps = persist_stats(**m);
   std::printf(
       "SIGKILL after %zu reported commits: restart %.3f s, %llu blocks restored (%.3f s rebuild), "
       "%llu damaged, %llu duplicate\n",
@@ -182,7 +185,7 @@ TEST(PersistentG3Test, SigkillMidOffloadThenRestartFindsEveryCommittedBlockByteE
 
   // Every hash the child reported committed is found again.
   std::size_t missing = 0;
-  for (std::uint64_t h : committed) missing += !(*m)->tiers().g3->pool->contains(SequenceHash{h});
+  for (std::uint64_t h : committed) missing += !(*m)->tier_contains(CacheLevel::kG3, SequenceHash{h});
   EXPECT_EQ(missing, 0u) << "of " << committed.size() << " committed blocks";
   // Every block found is byte-exact: the reported ones one by one, then every request's prefix.
   std::size_t wrong = 0, not_onboarded = 0;
@@ -201,19 +204,19 @@ TEST(PersistentG3Test, CleanRestartRestoresEveryBlock) {
   {
     auto m = KvBlockManager::create(persist_config(dir.path(), 4096));
     ASSERT_TRUE(m.ok()) << m.status();
-    EXPECT_EQ((*m)->tiers().g3->persist->stats().restored, 0u);
+    EXPECT_EQ(persist_stats(**m).restored, 0u);
     run_requests(**m, kRequests);
     (*m)->flush();
     const PoolStatus s = (*m)->status(CacheLevel::kG3);
     before = s.active + s.inactive;
-    EXPECT_EQ((*m)->tiers().g3->persist->stats().commits, before);
+    EXPECT_EQ(persist_stats(**m).commits, before);
   }
   ASSERT_GT(before, 0u);
   auto m = KvBlockManager::create(persist_config(dir.path(), 4096));
   ASSERT_TRUE(m.ok()) << m.status();
   const PoolStatus s = (*m)->status(CacheLevel::kG3);
   EXPECT_EQ(s.inactive, before);
-  EXPECT_EQ((*m)->tiers().g3->persist->stats().restored, before);
+  EXPECT_EQ(persist_stats(**m).restored, before);
   std::size_t wrong = 0;
   // Everything was on disk: every request's whole prefix comes back, byte-exact.
   EXPECT_EQ(onboard_all_requests(**m, kRequests, &wrong), std::size_t{kRequests} * persist_test::kBlocksPerRequest);
@@ -222,7 +225,7 @@ TEST(PersistentG3Test, CleanRestartRestoresEveryBlock) {
   m->reset();
   auto again = KvBlockManager::create(persist_config(dir.path(), 4096));
   ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ((*again)->tiers().g3->persist->stats().restored, before);
+  EXPECT_EQ(persist_stats(**again).restored, before);
 }
 
 TEST(PersistentG3Test, RebuildTimeFigure) {
@@ -243,7 +246,7 @@ TEST(PersistentG3Test, RebuildTimeFigure) {
   auto m = KvBlockManager::create(persist_config(dir.path(), 16384));
   ASSERT_TRUE(m.ok()) << m.status();
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const PersistentG3Stats ps = (*m)->tiers().g3->persist->stats();
+  const PersistentG3Stats ps = persist_stats(**m);
   std::printf("restart with %llu of 16384 slots committed: create %.4f s, index rebuild %.4f s\n",
               static_cast<unsigned long long>(ps.restored), total, ps.rebuild_seconds);
   EXPECT_GT(ps.restored, 0u);
@@ -272,18 +275,18 @@ TEST(PersistentG3Test, DamagedRecordIsDroppedAndDamagedDataIsAMiss) {
 
   auto m = KvBlockManager::create(persist_config(dir.path(), 1024));
   ASSERT_TRUE(m.ok()) << m.status();
-  const PersistentG3Stats ps = (*m)->tiers().g3->persist->stats();
+  const PersistentG3Stats ps = persist_stats(**m);
   EXPECT_EQ(ps.dropped_damaged, 1u);
-  G3Pool& g3 = *(*m)->tiers().g3->pool;
-  EXPECT_FALSE(g3.contains(bad_record));
-  EXPECT_TRUE(g3.contains(bad_data));  // the record is intact; the bytes are checked when read
+  const KvBlockManager& kvbm = **m;
+  EXPECT_FALSE(kvbm.tier_contains(CacheLevel::kG3, bad_record));
+  EXPECT_TRUE(kvbm.tier_contains(CacheLevel::kG3, bad_data));  // the record is intact; the bytes are checked when read
   std::size_t wrong = 0;
   EXPECT_FALSE(onboard_one(**m, bad_data, &wrong));  // damaged bytes: a miss, never handed out
   EXPECT_EQ((*m)->offload_stats().checksum_failures, 1u);
   // Everything else comes back intact.
   std::size_t ok = 0;
   for (SequenceHash h : hashes) {
-    if (h != bad_record && h != bad_data && g3.contains(h)) ok += onboard_one(**m, h, &wrong);
+    if (h != bad_record && h != bad_data && kvbm.tier_contains(CacheLevel::kG3, h)) ok += onboard_one(**m, h, &wrong);
   }
   EXPECT_GT(ok, 0u);
   EXPECT_EQ(wrong, 0u);
@@ -300,15 +303,15 @@ TEST(PersistentG3Test, SlotsReusedByEvictionRestoreOnlyTheirNewBlocks) {
     const std::vector<SequenceHash> all = run_requests(**m, 150);
     (*m)->flush();
     for (SequenceHash h : all) {
-      if ((*m)->tiers().g3->pool->contains(h)) registered.push_back(h);
+      if ((*m)->tier_contains(CacheLevel::kG3, h)) registered.push_back(h);
     }
-    EXPECT_GT((*m)->tiers().g3->persist->stats().invalidations, 64u);
+    EXPECT_GT(persist_stats(**m).invalidations, 64u);
   }
   std::sort(registered.begin(), registered.end());
   registered.erase(std::unique(registered.begin(), registered.end()), registered.end());
   auto m = KvBlockManager::create(persist_config(dir.path(), 64));
   ASSERT_TRUE(m.ok()) << m.status();
-  const PersistentG3Stats ps = (*m)->tiers().g3->persist->stats();
+  const PersistentG3Stats ps = persist_stats(**m);
   EXPECT_EQ(ps.dropped_damaged, 0u);
   EXPECT_EQ(ps.dropped_duplicate, 0u);
   // Blocks evicted but whose slot was not rewritten keep a valid record (and valid bytes): they may come
@@ -316,7 +319,7 @@ TEST(PersistentG3Test, SlotsReusedByEvictionRestoreOnlyTheirNewBlocks) {
   EXPECT_GE(ps.restored, registered.size());
   std::size_t wrong = 0, found = 0;
   for (SequenceHash h : registered) {
-    EXPECT_TRUE((*m)->tiers().g3->pool->contains(h));
+    EXPECT_TRUE((*m)->tier_contains(CacheLevel::kG3, h));
     found += onboard_one(**m, h, &wrong);
   }
   EXPECT_EQ(found, registered.size());
@@ -360,7 +363,7 @@ TEST(PersistentG3Test, TwoRecordsOfOneHashKeepTheNewerAndClearTheOlder) {
   {
     auto m = KvBlockManager::create(persist_config(dir.path(), 256));
     ASSERT_TRUE(m.ok()) << m.status();
-    EXPECT_EQ((*m)->tiers().g3->persist->stats().dropped_duplicate, 1u);
+    EXPECT_EQ(persist_stats(**m).dropped_duplicate, 1u);
     std::size_t wrong = 0;
     EXPECT_TRUE(onboard_one(**m, h, &wrong));
     EXPECT_EQ(wrong, 0u);
@@ -377,7 +380,7 @@ TEST(PersistentG3Test, TwoRecordsOfOneHashKeepTheNewerAndClearTheOlder) {
   }
   auto m = KvBlockManager::create(persist_config(dir.path(), 256));
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ((*m)->tiers().g3->persist->stats().dropped_duplicate, 0u);
+  EXPECT_EQ(persist_stats(**m).dropped_duplicate, 0u);
 }
 
 TEST(PersistentG3Test, MismatchedConfigurationIsAClearError) {
@@ -403,7 +406,7 @@ TEST(PersistentG3Test, MismatchedConfigurationIsAClearError) {
   // The file is untouched by the refused starts: the right configuration still finds its blocks.
   auto same = KvBlockManager::create(persist_config(dir.path(), 1024));
   ASSERT_TRUE(same.ok()) << same.status();
-  EXPECT_GT((*same)->tiers().g3->persist->stats().restored, 0u);
+  EXPECT_GT(persist_stats(**same).restored, 0u);
 
   // Not a kvbm file at all.
   TempDir foreign;
@@ -454,7 +457,7 @@ TEST(PersistentG3Test, ResetEmptiesTheFileToo) {
   }
   auto m = KvBlockManager::create(persist_config(dir.path(), 1024));
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ((*m)->tiers().g3->persist->stats().restored, 0u);
+  EXPECT_EQ(persist_stats(**m).restored, 0u);
   EXPECT_EQ((*m)->status(CacheLevel::kG3).inactive, 0u);
 }
 

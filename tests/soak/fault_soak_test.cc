@@ -368,7 +368,7 @@ TEST(FaultSoakTest, ReplayUnderInjectedDiskFaultsHandsOutNoWrongBytesAndAccounts
     ASSERT_TRUE(next.ok()) << next.status();
     if (!next->has_value()) break;
     for (SequenceHash h : (*next)->blocks) {
-      if (!seen.insert(h.value()).second || !r.tiers().g3->pool->contains(h)) continue;
+      if (!seen.insert(h.value()).second || !r.tier_contains(CacheLevel::kG3, h)) continue;
       ++in_g3;
       auto blocks = r.match_and_onboard(std::span<const SequenceHash>(&h, 1));
       ASSERT_TRUE(blocks.ok()) << blocks.status();

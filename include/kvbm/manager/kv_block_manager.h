@@ -19,13 +19,14 @@
 #include <absl/status/statusor.h>
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "kvbm/core/event_sink.h"
 #include "kvbm/core/token_block_sequence.h"
 #include "kvbm/manager/kvbm_config.h"
-#include "kvbm/metrics/manager_metrics.h"
+#include "kvbm/manager/manager_metrics.h"
 #include "kvbm/offload/offload_manager.h"
 #include "kvbm/offload/tier.h"
 #include "kvbm/transfer/transfer_engine.h"
@@ -96,7 +97,17 @@ class KvBlockManager {
   [[nodiscard]] G1Pool& g1() { return *tiers_.g1->pool; }
   [[nodiscard]] const Layout& g1_layout() const { return *tiers_.g1->layout; }
   [[nodiscard]] const TierMemory& g1_memory() const { return *tiers_.g1->memory; }
-  [[nodiscard]] TierStack& tiers() { return tiers_; }
+
+  // Narrow, read-only views of one local tier (G1-G3) for the layers above (peer) and for tests. Each is
+  // null / false / nullopt for a tier this manager does not have, and for G4 (no local tier). Pointers
+  // stay valid for the manager's lifetime.
+  [[nodiscard]] const TierMemory* tier_memory(CacheLevel level) const;
+  [[nodiscard]] const Layout* tier_layout(CacheLevel level) const;
+  [[nodiscard]] const Storage* tier_storage(CacheLevel level) const;
+  // Whether `hash` is registered (active or inactive) in the tier's pool.
+  [[nodiscard]] bool tier_contains(CacheLevel level, SequenceHash hash) const;
+  // The persistent G3 index's counters; nullopt without G3 or without g3.persist.
+  [[nodiscard]] std::optional<PersistentG3Stats> g3_persist_stats() const;
 
  private:
   explicit KvBlockManager(const KvbmConfig& config) : config_(config) {}

@@ -1,4 +1,4 @@
-// UcxAgent: peer-to-peer block transfer over UCX (issue 7/8, DESIGN.md §2 "transfer ... remote").
+// UcxAgent: peer-to-peer block transfer over UCX (issue 7/8; the peer layer of DESIGN.md §2).
 //
 // One agent per process (or per worker). It registers tiers' memory with UCX (ucp_mem_map), exports a
 // metadata blob that a peer imports, and then reads (ucp_get_nbx) or writes (ucp_put_nbx) batches of the
@@ -133,7 +133,7 @@ class UcxRequest {
   [[nodiscard]] std::size_t num_operations() const { return num_ops_; }  // UCX operations issued
   [[nodiscard]] std::uint64_t bytes() const { return bytes_; }           // payload bytes moved
 
-  struct State;  // shared with UCX callbacks (defined in ucx_agent.cc)
+  struct State;  // shared with UCX callbacks (defined in src/peer/ucx_state.h)
 
  private:
   friend class UcxAgent;
@@ -188,7 +188,7 @@ class UcxAgent {
   unsigned progress();
   [[nodiscard]] std::uint64_t worker_id() const { return options_.worker_id; }
 
-  struct Impl;  // UCX state (defined in ucx_agent.cc)
+  struct Impl;  // UCX state (defined in src/peer/ucx_state.h)
 
  private:
   friend class UcxRequest;

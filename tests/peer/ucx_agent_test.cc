@@ -1,7 +1,7 @@
 // UcxAgent: the metadata blob (round trip, every truncation, corruption, version, bounds) and block
 // reads/writes between this process (worker B) and a helper process (worker A) over each transport
 // (UCX_TLS=tcp and UCX_TLS=sm), across differing layouts, byte-exact on both sides.
-#include "kvbm/remote/ucx_agent.h"
+#include "kvbm/peer/ucx_agent.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kvbm/core/hashing.h"
-#include "remote/ucx_test_util.h"
+#include "peer/ucx_test_util.h"
 
 namespace kvbm {
 namespace {

@@ -8,7 +8,7 @@
 // docs (notes/metrics.md) and in kManagerMetricNames below, which the tests check against a scrape.
 //
 // Other components add their own values with registry().add_collector() (e.g. add_event_collector() in
-// kvbm/metrics/event_metrics.h, or a remote tier's error counts), removing them before they are destroyed.
+// kvbm/events/event_metrics.h, or a remote tier's error counts), removing them before they are destroyed.
 //
 // Thread-safety: record_match() and the histograms may be used from any thread. attach() and stop() are
 // called by the manager (create and destructor).

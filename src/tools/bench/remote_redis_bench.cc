@@ -1,5 +1,5 @@
 // `kvbm bench remote`, Redis half: see remote_redis_bench.h.
-#include "remote_redis_bench.h"
+#include "tools/bench/remote_redis_bench.h"
 
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
@@ -21,8 +21,8 @@
 #include <random>
 #include <thread>
 
-#include "kvbm/remote/redis_server_process.h"
 #include "kvbm/remote/redis_store.h"
+#include "support/redis_server.h"  // tests/support: a redis-server child on a free port
 
 extern char** environ;
 
@@ -61,7 +61,7 @@ absl::StatusOr<RemoteBenchReport> run_remote_redis_bench(const RemoteBenchOption
   report.batch = options.batch;
   report.blocks = options.blocks;
 
-  RedisServerProcess own;
+  testing::RedisServer own;
   RemoteEndpoint endpoint;
   if (options.endpoint.empty()) {
     if (::access(options.redis_server.c_str(), X_OK) != 0) {

@@ -1,6 +1,6 @@
 // run_ucx_pull_bench: ucx_perftest (server + client processes) first, then a forked peer serving its
 // tier and this process pulling from it with UcxAgent, same UCX_TLS, same message size.
-#include "remote_ucx_bench.h"
+#include "tools/bench/remote_ucx_bench.h"
 
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
@@ -23,7 +23,7 @@
 #include <optional>
 #include <vector>
 
-#include "kvbm/remote/ucx_agent.h"
+#include "kvbm/peer/ucx_agent.h"
 
 extern char** environ;
 

@@ -1,5 +1,5 @@
 // `kvbm bench tiers`: see tiers_bench.h.
-#include "tiers_bench.h"
+#include "tools/bench/tiers_bench.h"
 
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>

@@ -20,9 +20,9 @@
 #include "kvbm/events/event_manager.h"
 #include "kvbm/events/zmq_publisher.h"
 #include "kvbm/manager/kv_block_manager.h"
-#include "kvbm/remote/peer_blocks.h"
-#include "kvbm/remote/ucx_agent.h"
-#include "remote/ucx_test_util.h"
+#include "kvbm/peer/peer_blocks.h"
+#include "kvbm/peer/ucx_agent.h"
+#include "peer/ucx_test_util.h"
 
 namespace {
 

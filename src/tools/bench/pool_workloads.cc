@@ -1,4 +1,4 @@
-#include "pool_workloads.h"
+#include "tools/bench/pool_workloads.h"
 
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>

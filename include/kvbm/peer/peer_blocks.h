@@ -41,7 +41,7 @@
 #include "kvbm/core/mutex.h"
 #include "kvbm/core/token_block_sequence.h"
 #include "kvbm/manager/kv_block_manager.h"
-#include "kvbm/remote/ucx_agent.h"
+#include "kvbm/peer/ucx_agent.h"
 
 namespace kvbm {
 

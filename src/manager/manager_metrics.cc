@@ -1,4 +1,4 @@
-#include "kvbm/metrics/manager_metrics.h"
+#include "kvbm/manager/manager_metrics.h"
 
 #include "kvbm/manager/kv_block_manager.h"
 

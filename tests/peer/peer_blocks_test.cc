@@ -3,7 +3,7 @@
 // the prefix, resolves it with A's PeerBlockServer, pulls the blocks over UCX (tcp and shared memory)
 // into its own G1 (of another layout), verifies and registers them. Plus: a peer whose checksums do not
 // match the bytes is refused (DataLoss, nothing registered), and the server's answers to bad requests.
-#include "kvbm/remote/peer_blocks.h"
+#include "kvbm/peer/peer_blocks.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 #include "kvbm/events/kv_indexer.h"
 #include "kvbm/events/zmq_subscriber.h"
-#include "remote/ucx_test_util.h"
+#include "peer/ucx_test_util.h"
 
 namespace kvbm {
 namespace {

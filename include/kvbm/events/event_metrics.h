@@ -1,6 +1,6 @@
 // The KV event pipeline's counters as metrics (issue 8/8): whoever owns an EventManager adds them to a
-// registry (usually a KvBlockManager's: `add_event_collector(kvbm->metrics(), *events)`). Header-only so
-// that kvbm_metrics does not depend on kvbm_events; include it where both are linked.
+// registry (usually a KvBlockManager's: `add_event_collector(kvbm->metrics(), *events)`). In the events
+// layer, which may use the metrics layer below it (never the reverse); header-only.
 #pragma once
 
 #include "kvbm/events/event_manager.h"

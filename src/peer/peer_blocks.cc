@@ -1,6 +1,6 @@
 // PeerBlockServer / PeerBlockClient: sequence hashes → pinned block ids + checksums over ZMQ REQ/REP,
 // then UCX reads into freshly allocated G1 blocks, verified before they are registered.
-#include "kvbm/remote/peer_blocks.h"
+#include "kvbm/peer/peer_blocks.h"
 
 #include <absl/strings/str_cat.h>
 
@@ -8,24 +8,13 @@
 #include <utility>
 
 #include "kvbm/core/hashing.h"
+#include "kvbm/core/little_endian.h"
 
 namespace kvbm {
 namespace {
 
 enum Op : std::uint8_t { kMetadata = 1, kResolve = 2, kRelease = 3 };
 constexpr std::size_t kEntryBytes = 16;
-
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-std::uint64_t get_le(std::string_view in, std::size_t pos, int n) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v |= std::uint64_t{static_cast<unsigned char>(in[pos + i])} << (8 * i);
-  return v;
-}
 
 std::string error_reply(const absl::Status& status) {
   std::string out(1, static_cast<char>(status.code()));
@@ -48,8 +37,9 @@ absl::Status reply_status(std::string_view reply) {
 
 absl::Status register_manager_tiers(UcxAgent& agent, KvBlockManager& kvbm) {
   if (absl::Status s = agent.register_tier(CacheLevel::kG1, kvbm.g1_memory()); !s.ok()) return s;
-  if (kvbm.tiers().g2 != nullptr && kvbm.tiers().g2->memory->host_addressable()) {
-    if (absl::Status s = agent.register_tier(CacheLevel::kG2, *kvbm.tiers().g2->memory); !s.ok()) return s;
+  const TierMemory* g2 = kvbm.tier_memory(CacheLevel::kG2);
+  if (g2 != nullptr && g2->host_addressable()) {
+    if (absl::Status s = agent.register_tier(CacheLevel::kG2, *g2); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -172,8 +162,8 @@ std::string PeerBlockServer::resolve(std::string_view body) {
     ++stats_.bad_requests;
     return error_reply(absl::InvalidArgumentError("resolve: truncated header"));
   }
-  const std::uint64_t lease_ms = get_le(body, 0, 8);
-  const std::uint64_t n = get_le(body, 8, 4);
+  const std::uint64_t lease_ms = load_le<std::uint64_t>(body.data());
+  const std::uint64_t n = load_le<std::uint32_t>(body.data() + 8);
   if (n == 0 || n > options_.max_hashes || body.size() != 12 + n * 8) {
     MutexLock lock(&mu_);
     ++stats_.bad_requests;
@@ -183,7 +173,7 @@ std::string PeerBlockServer::resolve(std::string_view body) {
   }
   std::vector<SequenceHash> hashes;
   hashes.reserve(n);
-  for (std::uint64_t i = 0; i < n; ++i) hashes.emplace_back(get_le(body, 12 + i * 8, 8));
+  for (std::uint64_t i = 0; i < n; ++i) hashes.emplace_back(load_le<std::uint64_t>(body.data() + 12 + i * 8));
   {
     MutexLock lock(&mu_);
     if (leases_.size() >= options_.max_leases) {
@@ -201,15 +191,15 @@ std::string PeerBlockServer::resolve(std::string_view body) {
   auto add = [&](CacheLevel level, BlockId id, std::uint64_t checksum) {
     entries.push_back(static_cast<char>(level));
     entries.append(3, '\0');
-    put_u32(entries, id.value());
-    put_u64(entries, checksum);
+    append_le<std::uint32_t>(&entries, id.value());
+    append_le<std::uint64_t>(&entries, checksum);
   };
   for (const G1Block& b : match.g1) {
     add(CacheLevel::kG1, b.id(), canonical_block_checksum(kvbm_->g1_memory(), b.id(), b.sequence_hash().value()));
   }
   for (const G2Block& b : match.g2) {
     add(CacheLevel::kG2, b.id(),
-        canonical_block_checksum(*kvbm_->tiers().g2->memory, b.id(), b.sequence_hash().value()));
+        canonical_block_checksum(*kvbm_->tier_memory(CacheLevel::kG2), b.id(), b.sequence_hash().value()));
   }
   std::uint64_t lease_id = 0;
   if (m > 0) {
@@ -223,8 +213,8 @@ std::string PeerBlockServer::resolve(std::string_view body) {
                                     .expiry = std::chrono::steady_clock::now() + lease});
     stats_.resolved_blocks += m;
   }
-  put_u64(reply, lease_id);
-  put_u32(reply, static_cast<std::uint32_t>(m));
+  append_le<std::uint64_t>(&reply, lease_id);
+  append_le<std::uint32_t>(&reply, static_cast<std::uint32_t>(m));
   reply += entries;
   return reply;
 }
@@ -238,9 +228,10 @@ std::string PeerBlockServer::release(std::string_view body) {
   Lease lease;
   {
     MutexLock lock(&mu_);
-    auto it = leases_.find(get_le(body, 0, 8));
+    auto it = leases_.find(load_le<std::uint64_t>(body.data()));
     if (it == leases_.end()) {
-      return error_reply(absl::NotFoundError(absl::StrCat("release: no lease ", get_le(body, 0, 8), " (expired?)")));
+      return error_reply(
+          absl::NotFoundError(absl::StrCat("release: no lease ", load_le<std::uint64_t>(body.data()), " (expired?)")));
     }
     lease = std::move(it->second);
     leases_.erase(it);
@@ -335,15 +326,15 @@ absl::StatusOr<PullResult> PeerBlockClient::pull_prefix(const TokenBlockSequence
   if (k == hashes.size()) return result;
 
   std::string request(1, static_cast<char>(kResolve));
-  put_u64(request, static_cast<std::uint64_t>(options_.lease.count()));
-  put_u32(request, static_cast<std::uint32_t>(hashes.size() - k));
-  for (std::size_t i = k; i < hashes.size(); ++i) put_u64(request, hashes[i].value());
+  append_le<std::uint64_t>(&request, static_cast<std::uint64_t>(options_.lease.count()));
+  append_le<std::uint32_t>(&request, static_cast<std::uint32_t>(hashes.size() - k));
+  for (std::size_t i = k; i < hashes.size(); ++i) append_le<std::uint64_t>(&request, hashes[i].value());
   auto reply = call(request);
   if (!reply.ok()) return reply.status();
   const std::string_view r = *reply;
   if (r.size() < 13) return absl::DataLossError("pull_prefix: truncated resolve reply");
-  const std::uint64_t lease_id = get_le(r, 1, 8);
-  const std::size_t m = get_le(r, 9, 4);
+  const std::uint64_t lease_id = load_le<std::uint64_t>(r.data() + 1);
+  const std::size_t m = load_le<std::uint32_t>(r.data() + 9);
   if (m > hashes.size() - k || r.size() != 13 + m * kEntryBytes || (m > 0) != (lease_id != 0)) {
     return absl::DataLossError(absl::StrCat("pull_prefix: malformed resolve reply (", m, " entries in ", r.size(),
                                             " bytes for ", hashes.size() - k, " hashes)"));
@@ -355,7 +346,7 @@ absl::StatusOr<PullResult> PeerBlockClient::pull_prefix(const TokenBlockSequence
     std::uint64_t id;
     ~LeaseGuard() {
       std::string release(1, static_cast<char>(kRelease));
-      put_u64(release, id);
+      append_le<std::uint64_t>(&release, id);
       (void)client->call(release);
     }
   } guard{this, lease_id};
@@ -372,8 +363,8 @@ absl::StatusOr<PullResult> PeerBlockClient::pull_prefix(const TokenBlockSequence
     if (level != static_cast<std::uint8_t>(CacheLevel::kG1) && level != static_cast<std::uint8_t>(CacheLevel::kG2)) {
       return absl::DataLossError(absl::StrCat("pull_prefix: entry ", i, " names tier ", level, ", expected G1 or G2"));
     }
-    entries[i] = Entry{static_cast<CacheLevel>(level), BlockId(static_cast<std::uint32_t>(get_le(r, at + 4, 4))),
-                       get_le(r, at + 8, 8)};
+    entries[i] = Entry{static_cast<CacheLevel>(level), BlockId(load_le<std::uint32_t>(r.data() + at + 4)),
+                       load_le<std::uint64_t>(r.data() + at + 8)};
   }
   auto fresh = kvbm_->allocate(m);
   if (!fresh.ok()) return fresh.status();
