@@ -46,14 +46,8 @@ absl::Status register_manager_tiers(UcxAgent& agent, KvBlockManager& kvbm) {
 
 std::uint64_t canonical_block_checksum(const TierMemory& memory, BlockId block, std::uint64_t tag) {
   const ModelConfig& model = memory.layout().model();
-  std::vector<std::byte> buf;
-  buf.reserve(model.bytes_per_block());
-  for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
-    for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
-      std::span<std::byte> chunk = memory.chunk(block.value(), layer, outer);
-      buf.insert(buf.end(), chunk.begin(), chunk.end());
-    }
-  }
+  std::vector<std::byte> buf(model.bytes_per_block());
+  memory.pack(block.value(), buf);
   return xxh3_64(buf.data(), buf.size(), tag);
 }
 

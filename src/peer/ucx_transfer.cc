@@ -127,24 +127,20 @@ absl::StatusOr<std::unique_ptr<UcxRequest>> UcxAgent::transfer(bool write, UcxPe
 
   // Chunks in canonical order, merged while adjacent on both sides.
   std::vector<Op> ops;
-  const std::uint32_t layers = ll.model().num_layers;
-  const std::uint32_t outers = ll.model().outer_dim;
   for (std::size_t i = 0; i < remote.size(); ++i) {
-    for (std::uint32_t layer = 0; layer < layers; ++layer) {
-      for (std::uint32_t outer = 0; outer < outers; ++outer) {
-        const RegionRef r = rl.region_unchecked(remote[i].value(), layer, outer);
-        std::span<std::byte> l = lm.chunk(local[i].value(), layer, outer);
-        const std::uint64_t raddr = rt.meta.regions[r.region].address + r.offset;
-        if (!ops.empty()) {
-          Op& last = ops.back();
-          if (last.remote_region == r.region && last.remote_address + last.size == raddr &&
-              last.local + last.size == l.data()) {
-            last.size += r.size;
-            continue;
-          }
+    for (const ChunkCoord c : canonical_chunks(ll.model())) {
+      const RegionRef r = rl.region_unchecked(remote[i].value(), c.layer, c.outer);
+      std::span<std::byte> l = lm.chunk(local[i].value(), c.layer, c.outer);
+      const std::uint64_t raddr = rt.meta.regions[r.region].address + r.offset;
+      if (!ops.empty()) {
+        Op& last = ops.back();
+        if (last.remote_region == r.region && last.remote_address + last.size == raddr &&
+            last.local + last.size == l.data()) {
+          last.size += r.size;
+          continue;
         }
-        ops.push_back(Op{.local = l.data(), .remote_region = r.region, .remote_address = raddr, .size = r.size});
       }
+      ops.push_back(Op{.local = l.data(), .remote_region = r.region, .remote_address = raddr, .size = r.size});
     }
   }
 

@@ -2,6 +2,8 @@
 
 #include <absl/status/status.h>
 
+#include <cstring>
+
 namespace kvbm {
 
 std::string_view storage_kind_name(StorageKind kind) {
@@ -48,5 +50,25 @@ absl::StatusOr<TierMemory> TierMemory::bind(const Layout* layout, const Storage*
 
 TierMemory::TierMemory(const Layout* layout, const Storage* storage, bool host)
     : layout_(layout), storage_(storage), host_addressable_(host) {}
+
+void TierMemory::pack(std::uint32_t block, std::span<std::byte> out) const {
+  std::size_t at = 0;
+  for (const ChunkCoord c : canonical_chunks(layout_->model())) {
+    const std::span<const std::byte> chunk = this->chunk(block, c.layer, c.outer);
+    std::memcpy(out.data() + at, chunk.data(), chunk.size());
+    at += chunk.size();
+  }
+}
+
+bool TierMemory::unpack(std::span<const std::byte> in, std::uint32_t block) const {
+  if (in.size() != layout_->model().bytes_per_block()) return false;
+  std::size_t at = 0;
+  for (const ChunkCoord c : canonical_chunks(layout_->model())) {
+    const std::span<std::byte> chunk = this->chunk(block, c.layer, c.outer);
+    std::memcpy(chunk.data(), in.data() + at, chunk.size());
+    at += chunk.size();
+  }
+  return true;
+}
 
 }  // namespace kvbm

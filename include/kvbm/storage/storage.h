@@ -80,6 +80,12 @@ class TierMemory {
     const RegionRef ref = layout_->region_unchecked(block, layer, outer);
     return storage_->host_region(ref.region).subspan(ref.offset, ref.size);
   }
+  // Copies block `block`'s bytes, in canonical order (canonical_chunks), into `out`, whatever the layout.
+  // REQUIRES: host_addressable(), out.size() == the model's bytes per block.
+  void pack(std::uint32_t block, std::span<std::byte> out) const;
+  // The reverse: `in` (canonical order) into block `block`. False, with the block's bytes unspecified, when
+  // `in` is not exactly one block. REQUIRES: host_addressable().
+  [[nodiscard]] bool unpack(std::span<const std::byte> in, std::uint32_t block) const;
 
  private:
   TierMemory(const Layout* layout, const Storage* storage, bool host);
