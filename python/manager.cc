@@ -123,6 +123,8 @@ py::dict offload_dict(const Stats& s) {
   d["checksum_failures"] = s.checksum_failures;
   d["onboard_truncated"] = s.onboard_truncated;
   d["write_back_blocks"] = s.write_back_blocks;
+  d["copied_at_eviction"] = s.copied_at_eviction;
+  d["copied_by_producer"] = s.copied_by_producer;
   return d;
 }
 

@@ -95,7 +95,8 @@ Replays a request trace through a cache and returns the report (the JSON of `kvb
 trace: None (a generated workload: `workload` preset, `requests`, `seed`), a JSONL path (Mooncake or token
 format, detected unless `format` says), or a list of requests, each a list of block hash ids or a dict with
 "hash_ids" (and optionally "timestamp", "input_length", "output_length"). config: tiers, model and offload
-policy (None, dict, TOML path or Config). data=False replays metadata only (one G1 pool, no bytes).
+policy (None, dict, TOML path or Config). data=False replays identities only: every tier, no bytes, the same
+hits as data=True (README "Replay semantics"). flush_between is accepted and changes nothing.
 The GIL is released while it runs.
 )doc");
 }

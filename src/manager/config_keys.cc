@@ -21,8 +21,10 @@ namespace kvbm {
 namespace detail {
 namespace {
 
-// A capacity: num_blocks and bytes clear each other, so the source set last wins.
-void add_capacity_keys(std::vector<KeySpec>& keys, const std::string& tier, std::function<TierConfig&(KvbmConfig&)> t,
+// A capacity: num_blocks and bytes clear each other, so the source set last wins. `T` is TierConfig or
+// G4Config (both have num_blocks and bytes).
+template <typename T>
+void add_capacity_keys(std::vector<KeySpec>& keys, const std::string& tier, std::function<T&(KvbmConfig&)> t,
                        const std::string& what) {
   keys.push_back(KeySpec{
       ConfigKey{tier + ".num_blocks", "", "integer", absl::StrCat("[", tier == "g1" ? 1 : 0, ", ", kMaxTierBlocks, "]"),
@@ -51,7 +53,7 @@ void add_capacity_keys(std::vector<KeySpec>& keys, const std::string& tier, std:
 void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConfig KvbmConfig::*member,
                    const std::string& what) {
   auto t = [member](KvbmConfig& c) -> TierConfig& { return c.*member; };
-  add_capacity_keys(keys, tier, t, what);
+  add_capacity_keys<TierConfig>(keys, tier, t, what);
   keys.push_back(enum_key<LayoutKind>(
       tier + ".layout", [t](KvbmConfig& c) -> LayoutKind& { return t(c).layout.kind; },
       {{LayoutKind::kFullyContiguous, "fully_contiguous"}, {LayoutKind::kLayerSeparate, "layer_separate"}},
@@ -141,10 +143,10 @@ std::vector<KeySpec> make_key_table() {
               "Sightings between halvings of every frequency count");
   offload_u32("offload.batch_blocks", &OffloadConfig::batch_blocks, 1, 65536, "Blocks per offload transfer batch");
   offload_u32("offload.queue_capacity", &OffloadConfig::queue_capacity, 1, 1u << 24,
-              "Queued offloads per tier pair; more are dropped and counted");
+              "Queued copies per link; beyond, offload.backlog decides");
   offload_u32("offload.transfer_threads", &OffloadConfig::transfer_threads, 1, 64, "Transfer engine threads");
   keys.push_back(KeySpec{ConfigKey{"offload.max_bytes_in_flight", "", "size", "a size ≥ one block, e.g. \"256MiB\"",
-                                   "Cap on bytes being copied at once per tier pair"},
+                                   "Cap on bytes being copied at once per link"},
                          [](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
                            auto v = parse_size(value);
                            if (!v.ok())
@@ -153,9 +155,11 @@ std::vector<KeySpec> make_key_table() {
                            return absl::OkStatus();
                          },
                          [](const KvbmConfig& c) { return quoted(absl::StrCat(c.offload.max_bytes_in_flight)); }});
-  keys.push_back(bool_key(
-      "offload.onboard_direct", [](KvbmConfig& c) -> bool& { return c.offload.onboard_direct; },
-      "Onboard G3 blocks straight into G1 instead of through G2"));
+  keys.push_back(enum_key<OffloadBacklog>(
+      "offload.backlog", [](KvbmConfig& c) -> OffloadBacklog& { return c.offload.backlog; },
+      {{OffloadBacklog::kWait, "wait"}, {OffloadBacklog::kDrop, "drop"}},
+      "When a link cannot keep up: wait (nothing lost: a full queue or an eviction makes the copy itself) or "
+      "drop (counted)"));
   keys.push_back(bool_key(
       "keep_tokens", [](KvbmConfig& c) -> bool& { return c.keep_tokens; },
       "Keep token ids per G1 block (events carry them; append needs them)"));
@@ -189,6 +193,9 @@ std::vector<KeySpec> make_key_table() {
   g4_u32("g4.io_timeout_ms", &G4Config::io_timeout_ms, 1, 600000,
          "A G4 read or write without progress this long drops the connection (node Unavailable)");
   g4_u32("g4.max_batch_blocks", &G4Config::max_batch_blocks, 1, 4096, "Blocks per pipelined G4 batch");
+  add_capacity_keys<G4Config>(
+      keys, "g4", [](KvbmConfig& c) -> G4Config& { return c.g4; },
+      "Planned G4 (--no-data replays model G4 as a pool this large; with bytes, Redis' memory decides)");
   for (KeySpec& k : keys) {
     k.doc.env = "KVBM_" + absl::AsciiStrToUpper(absl::StrReplaceAll(k.doc.key, {{".", "_"}}));
   }

@@ -103,6 +103,14 @@ std::vector<absl::Status> KvbmConfig::check() const {
     }
     for (absl::Status& e : g4.check()) errors.push_back(std::move(e));
   }
+  if (g4.num_blocks != 0 && g4.bytes != 0) {
+    errors.push_back(absl::InvalidArgumentError(absl::StrCat(
+        "g4: set only one of g4.num_blocks or g4.bytes (got num_blocks=", g4.num_blocks, ", bytes=", g4.bytes, ")")));
+  } else if (model_ok && g4.bytes != 0 && g4.bytes / model.bytes_per_block() == 0) {
+    errors.push_back(
+        absl::InvalidArgumentError(absl::StrCat("g4.bytes = ", g4.bytes, " is smaller than one block (",
+                                                model.bytes_per_block(), " bytes for ", model.to_string(), ")")));
+  }
   return errors;
 }
 

@@ -47,9 +47,11 @@ absl::StatusOr<std::unique_ptr<Storage>> make_memory(const std::string& tier, co
   return storage;
 }
 
-// Builds one tier: layout, storage, memory binding, pool (and checksums for disk).
+// Builds one tier: layout, storage, memory binding, pool (and checksums and persistence for disk). With
+// `identities_only`, just the layout (for the model's block size) and a pool without memory.
 template <CacheLevel L>
-absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, EventSink* events) {
+absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, EventSink* events, bool identities_only,
+                                                   ReleaseObserver* on_release, PersistentG3** persist_out) {
   const std::string name = absl::AsciiStrToLower(std::string(cache_level_name(L)));
   const TierConfig& tc = config.tier(L);
   const std::uint32_t blocks = config.tier_blocks(L);
@@ -62,33 +64,38 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
   if (!layout.ok()) return absl::Status(layout.status().code(), absl::StrCat(name, ": ", layout.status().message()));
   tier->layout = *std::move(layout);
 
-  if constexpr (L == CacheLevel::kG3) {
-    DiskFile::Options options;
-    options.directory = tc.directory;
-    options.direct_io = tc.direct_io;
-    options.unlink_after_open = tc.unlink_after_open;
-    if (tc.persist) {  // persistent G3: fixed file name, index in front of the data
-      options.file_name = PersistentG3::kFileName;
-      options.header_bytes = PersistentG3::header_bytes(blocks);
+  PersistentG3* persist = nullptr;
+  if (!identities_only) {
+    if constexpr (L == CacheLevel::kG3) {
+      tier->checksums = std::make_unique<BlockChecksums>(blocks);
+      DiskFile::Options options;
+      options.directory = tc.directory;
+      options.direct_io = tc.direct_io;
+      options.unlink_after_open = tc.unlink_after_open;
+      if (tc.persist) {  // persistent G3: fixed file name, index in front of the data
+        options.file_name = PersistentG3::kFileName;
+        options.header_bytes = PersistentG3::header_bytes(blocks);
+      }
+      auto disk = DiskFile::for_layout(*tier->layout, options);
+      if (!disk.ok()) return absl::Status(disk.status().code(), absl::StrCat("g3: ", disk.status().message()));
+      if (tc.persist) {
+        auto opened = PersistentG3::open(**disk, *tier->layout, tier->checksums.get());
+        if (!opened.ok()) {
+          return absl::Status(opened.status().code(), absl::StrCat("g3: ", opened.status().message()));
+        }
+        persist = opened->get();
+        tier->hooks = *std::move(opened);
+      }
+      tier->storage = *std::move(disk);
+    } else {
+      auto storage = make_memory(name, tc, *tier->layout);
+      if (!storage.ok()) return storage.status();
+      tier->storage = *std::move(storage);
     }
-    auto disk = DiskFile::for_layout(*tier->layout, options);
-    if (!disk.ok()) return absl::Status(disk.status().code(), absl::StrCat("g3: ", disk.status().message()));
-    if (tc.persist) {
-      auto persist = PersistentG3::open(**disk, *tier->layout);
-      if (!persist.ok()) return absl::Status(persist.status().code(), absl::StrCat("g3: ", persist.status().message()));
-      tier->persist = *std::move(persist);
-    }
-    tier->storage = *std::move(disk);
-    tier->checksums = std::make_unique<BlockChecksums>(blocks);
-  } else {
-    auto storage = make_memory(name, tc, *tier->layout);
-    if (!storage.ok()) return storage.status();
-    tier->storage = *std::move(storage);
+    auto memory = TierMemory::bind(tier->layout.get(), tier->storage.get());
+    if (!memory.ok()) return memory.status();
+    tier->memory = std::make_unique<TierMemory>(*std::move(memory));
   }
-
-  auto memory = TierMemory::bind(tier->layout.get(), tier->storage.get());
-  if (!memory.ok()) return memory.status();
-  tier->memory = std::make_unique<TierMemory>(*std::move(memory));
 
   BlockPoolConfig pool_config;
   pool_config.num_blocks = blocks;
@@ -99,16 +106,18 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
   pool_config.keep_tokens = config.keep_tokens && L == CacheLevel::kG1;
   pool_config.events = events;
   pool_config.memory = tier->memory.get();
+  pool_config.on_release = on_release;
   auto pool = BlockPool<L>::create(pool_config);
   if (!pool.ok()) return pool.status();
   tier->pool = *std::move(pool);
   if constexpr (L == CacheLevel::kG3) {
-    if (tier->persist) {
-      if (absl::Status s = tier->persist->restore(*tier->pool, *tier->checksums); !s.ok()) {
+    if (persist != nullptr) {
+      if (absl::Status s = persist->restore(*tier->pool, *tier->checksums); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("g3: restoring the persistent index: ", s.message()));
       }
     }
   }
+  if (persist_out != nullptr) *persist_out = persist;
   return tier;
 }
 
@@ -143,45 +152,72 @@ bool holds_foreign(const std::vector<ImmutableBlock<L>>& blocks, const Tier<L>* 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, EventSink* events,
-                                                                       std::shared_ptr<IoBackend> io) {
+absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, Options options) {
   if (absl::Status s = config.validate(); !s.ok()) return s;
   std::unique_ptr<KvBlockManager> m(new KvBlockManager(config));
+  m->identities_only_ = options.identities_only;
+  const bool bytes = !options.identities_only;
 
-  auto g1 = make_tier<CacheLevel::kG1>(config, events);
+  auto g1 = make_tier<CacheLevel::kG1>(config, options.events, !bytes, &m->release_relay_, nullptr);
   if (!g1.ok()) return g1.status();
   m->tiers_.g1 = *std::move(g1);
-  if (config.offload.onboard_direct && config.g3.enabled() && !m->tiers_.g1->memory->host_addressable()) {
-    return absl::InvalidArgumentError(
-        "offload.onboard_direct needs a host-addressable G1 (system or pinned memory): disk cannot be read straight "
-        "into device memory; set it to false to onboard through G2");
-  }
   if (config.g2.enabled()) {
-    auto g2 = make_tier<CacheLevel::kG2>(config, events);
+    auto g2 = make_tier<CacheLevel::kG2>(config, options.events, !bytes, nullptr, nullptr);
     if (!g2.ok()) return g2.status();
     m->tiers_.g2 = *std::move(g2);
   }
   if (config.g3.enabled()) {
-    auto g3 = make_tier<CacheLevel::kG3>(config, events);
+    auto g3 = make_tier<CacheLevel::kG3>(config, options.events, !bytes, nullptr, &m->g3_persist_);
     if (!g3.ok()) return g3.status();
     m->tiers_.g3 = *std::move(g3);
   }
-  if (m->tiers_.g2) {
-    TransferEngine::Options options;
-    options.threads = config.offload.transfer_threads;
-    options.io = std::move(io);
-    auto engine = TransferEngine::create(options);
-    if (!engine.ok()) return engine.status();
-    m->engine_ = *std::move(engine);
-    // G4 (issue 7/8): the remote tier under G2, when g4.endpoints is set.
-    std::unique_ptr<G4Path> g4;
-    if (config.g4.enabled()) {
-      auto path = make_redis_g4_path(config.g4, config.model, m->tiers_.g2.get(), config.offload.queue_capacity);
-      if (!path.ok()) return path.status();
-      g4 = *std::move(path);
+  if (config.g4.enabled() && !bytes) {  // identities only: G4 as an LRU pool of its planned capacity
+    const std::uint32_t blocks = config.tier_blocks(CacheLevel::kG4);
+    if (blocks == 0) {
+      return absl::InvalidArgumentError(
+          "g4: with identities only (kvbm replay --no-data) G4 is modelled as a pool of its planned capacity: set "
+          "g4.num_blocks or g4.bytes (with real bytes the Redis servers' memory decides)");
     }
-    m->offload_ = std::make_unique<OffloadManager>(&m->tiers_, m->engine_.get(), config.offload,
-                                                   m->metrics_->offload_observers(), std::move(g4));
+    auto g4 = std::make_unique<Tier<CacheLevel::kG4>>();
+    auto layout = make_layout(config.model, blocks, LayoutConfig{});
+    if (!layout.ok()) return absl::Status(layout.status().code(), absl::StrCat("g4: ", layout.status().message()));
+    g4->layout = *std::move(layout);
+    BlockPoolConfig pool_config;
+    pool_config.num_blocks = blocks;
+    pool_config.page_size = config.model.page_size;
+    pool_config.eviction = EvictionPolicyKind::kLru;
+    pool_config.keep_tokens = false;
+    pool_config.events = options.events;
+    auto pool = BlockPool<CacheLevel::kG4>::create(pool_config);
+    if (!pool.ok()) return pool.status();
+    g4->pool = *std::move(pool);
+    m->tiers_.g4 = std::move(g4);
+  }
+  if (m->tiers_.g2) {
+    if (bytes) {
+      TransferEngine::Options engine_options;
+      engine_options.threads = config.offload.transfer_threads;
+      engine_options.io = std::move(options.io);
+      auto engine = TransferEngine::create(engine_options);
+      if (!engine.ok()) return engine.status();
+      m->engine_ = *std::move(engine);
+    }
+    JobScheduler* scheduler = options.scheduler;
+    if (scheduler == nullptr) {
+      m->own_scheduler_ = make_thread_lane_scheduler();
+      scheduler = m->own_scheduler_.get();
+    }
+    OffloadManager::Options offload;
+    offload.scheduler = scheduler;
+    offload.observers = m->metrics_->offload_observers();
+    // G4 (issue 7/8): the remote tier under G2, when g4.endpoints is set and the tiers hold bytes.
+    if (config.g4.enabled() && bytes) {
+      auto path = make_redis_g4_path(config.g4, config.model);
+      if (!path.ok()) return path.status();
+      offload.g4 = *std::move(path);
+    }
+    m->offload_ = std::make_unique<OffloadManager>(&m->tiers_, m->engine_.get(), config.offload, std::move(offload));
+    m->release_relay_.set(m->offload_->g1_release_observer());
   }
   if (absl::Status s = m->metrics_->attach(*m, config.metrics); !s.ok()) return s;
   return m;
@@ -190,6 +226,7 @@ absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const Kvb
 KvBlockManager::~KvBlockManager() {
   metrics_->stop();  // no scrape may read the tiers while they go
   if (offload_) offload_->shutdown(/*drain=*/false);
+  release_relay_.set(nullptr);
 }
 
 absl::StatusOr<TokenBlockSequence> KvBlockManager::make_sequence(std::span<const std::uint32_t> tokens,
@@ -198,48 +235,31 @@ absl::StatusOr<TokenBlockSequence> KvBlockManager::make_sequence(std::span<const
 }
 
 absl::StatusOr<std::vector<G1MutableBlock>> KvBlockManager::allocate(std::size_t count) {
-  const bool write_back = offload_ && config_.offload.g1_to_g2 == OffloadMode::kWriteBack;
   std::vector<EvictedBlock> evicted;
-  auto blocks = tiers_.g1->pool->allocate(count, write_back ? &evicted : nullptr);
+  std::vector<EvictedBlock>* report = offload_ && offload_->wants_g1_evictions() ? &evicted : nullptr;
+  auto blocks = tiers_.g1->pool->allocate(count, report);
   if (!blocks.ok() && offload_ && blocks.status().code() == absl::StatusCode::kResourceExhausted) {
     // Background copies pin their source blocks while they read them; an engine must not see an
     // allocation fail for that. Let them finish, then try once more.
     offload_->flush();
-    blocks = tiers_.g1->pool->allocate(count, write_back ? &evicted : nullptr);
+    blocks = tiers_.g1->pool->allocate(count, report);
   }
-  if (blocks.ok() && !evicted.empty()) offload_->write_back_g1(evicted);
+  if (!evicted.empty()) offload_->on_g1_evicted(evicted);
   return blocks;
 }
 
 absl::StatusOr<std::vector<G1Block>> KvBlockManager::register_blocks(std::span<G1MutableBlock> blocks) {
-  auto registered = tiers_.g1->pool->register_blocks(blocks);
-  if (registered.ok() && offload_) {
-    std::vector<SequenceHash> hashes;
-    hashes.reserve(registered->size());
-    for (const G1Block& b : *registered) hashes.push_back(b.sequence_hash());
-    offload_->record_sightings(hashes);
-    offload_->on_g1_registered(*registered);
-  }
-  return registered;
+  return tiers_.g1->pool->register_blocks(blocks);
 }
 
 MatchResult KvBlockManager::match(std::span<const SequenceHash> hashes) {
   MatchResult result;
-  result.g1 = tiers_.g1->pool->match(hashes);
-  std::size_t matched = result.g1.size();
-  if (tiers_.g2 && matched < hashes.size()) {
-    result.g2 = tiers_.g2->pool->match(hashes.subspan(matched));
-    matched += result.g2.size();
+  if (offload_) {
+    result = offload_->match(hashes);
+  } else {
+    result.g1 = tiers_.g1->pool->match(hashes);
+    result.tiers.assign(result.g1.size(), CacheLevel::kG1);
   }
-  if (tiers_.g3 && matched < hashes.size()) {
-    result.g3 = tiers_.g3->pool->match(hashes.subspan(matched));
-    matched += result.g3.size();
-  }
-  if (offload_ && matched < hashes.size() && offload_->has_g4()) {  // G4: bounded by g4.deadline_ms
-    result.g4 = offload_->match_g4(hashes.subspan(matched));
-    matched += result.g4.size();
-  }
-  if (offload_ && matched > 0) offload_->record_sightings(hashes.first(matched));
   metrics_->record_match(hashes.size(), result.g1.size(), result.g2.size(), result.g3.size(), tiers_.g2 != nullptr,
                          tiers_.g3 != nullptr);
   return result;
@@ -249,17 +269,16 @@ std::shared_ptr<OnboardOperation> KvBlockManager::onboard(MatchResult match) {
   // A match of another manager (or a hand-made one with foreign handles) would hand out that
   // manager's slots as this one's, or copy the wrong bytes: an error, nothing copied.
   if (holds_foreign(match.g1, tiers_.g1.get()) || holds_foreign(match.g2, tiers_.g2.get()) ||
-      holds_foreign(match.g3, tiers_.g3.get())) {
-    auto op = std::make_shared<OnboardOperation>();
-    op->finish(absl::InvalidArgumentError(
-                   "onboard: the match holds blocks of another manager (or empty handles); match with this one"),
-               0.0);
-    return op;
+      holds_foreign(match.g3, tiers_.g3.get()) || (!match.g4.empty() && !has_tier(CacheLevel::kG4))) {
+    return OnboardOperation::finished(absl::InvalidArgumentError(
+        "onboard: the match holds blocks of another manager (or empty handles); match with this one"));
   }
   if (!offload_) {
-    auto op = std::make_shared<OnboardOperation>();
-    op->finish(std::move(match.g1), 0.0);
-    return op;
+    if (!match.g2.empty() || !match.g3.empty()) {
+      return OnboardOperation::finished(
+          absl::InvalidArgumentError("onboard: the match names tiers this manager does not have"));
+    }
+    return OnboardOperation::finished(std::move(match.g1));
   }
   return offload_->onboard(std::move(match));
 }
@@ -281,10 +300,13 @@ absl::Status KvBlockManager::reset() {
   if (tiers_.g2) {
     if (absl::Status s = tiers_.g2->pool->reset(); !s.ok()) return s;
   }
+  if (tiers_.g4) {
+    if (absl::Status s = tiers_.g4->pool->reset(); !s.ok()) return s;
+  }
   if (tiers_.g3) {
     if (absl::Status s = tiers_.g3->pool->reset(); !s.ok()) return s;
-    if (tiers_.g3->persist) {  // a reset G3 stays empty across a restart too
-      if (absl::Status s = tiers_.g3->persist->invalidate_all(); !s.ok()) return s;
+    if (tiers_.g3->hooks) {  // a reset persistent G3 stays empty across a restart too
+      if (absl::Status s = tiers_.g3->hooks->after_reset(); !s.ok()) return s;
     }
   }
   return absl::OkStatus();
@@ -302,6 +324,8 @@ PoolStatus KvBlockManager::status(CacheLevel level) const {
       return tier_status(tiers_.g2);
     case CacheLevel::kG3:
       return tier_status(tiers_.g3);
+    case CacheLevel::kG4:
+      return tier_status(tiers_.g4);  // identities only; the remote store's own state is in offload_stats()
     default:
       return PoolStatus{};
   }
@@ -324,8 +348,8 @@ bool KvBlockManager::tier_contains(CacheLevel level, SequenceHash hash) const {
 }
 
 std::optional<PersistentG3Stats> KvBlockManager::g3_persist_stats() const {
-  if (tiers_.g3 == nullptr || tiers_.g3->persist == nullptr) return std::nullopt;
-  return tiers_.g3->persist->stats();
+  if (g3_persist_ == nullptr) return std::nullopt;
+  return g3_persist_->stats();
 }
 
 bool KvBlockManager::has_tier(CacheLevel level) const {

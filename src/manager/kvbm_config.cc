@@ -22,6 +22,9 @@ const TierConfig& KvbmConfig::tier(CacheLevel level) const {
 }
 
 std::uint32_t KvbmConfig::tier_blocks(CacheLevel level) const {
+  if (level == CacheLevel::kG4) {  // the planned capacity (g4.num_blocks / g4.bytes)
+    return static_cast<std::uint32_t>(g4.num_blocks != 0 ? g4.num_blocks : g4.bytes / model.bytes_per_block());
+  }
   const TierConfig& t = tier(level);
   return static_cast<std::uint32_t>(t.num_blocks != 0 ? t.num_blocks : t.bytes / model.bytes_per_block());
 }

@@ -83,8 +83,9 @@ void collect_offload(const KvBlockManager& m, Exposition& e) {
   e.counter("kvbm_onboard_bytes_total", "Bytes copied up the tiers (onboarding)", {}, d(s.bytes_up));
 
   const char* skip_help =
-      "Offloads not done, by reason: present (target held it), evicted (source gone first), frequency (kept off "
-      "G3 by the frequency filter), no_space (target full of held blocks), queue_full (dropped at enqueue)";
+      "Offloads not done, by reason: present (target held it: touched instead), evicted (offload.backlog = drop: "
+      "source evicted before its copy), frequency (kept off G3 by the frequency filter), no_space (target full "
+      "of held blocks), queue_full (offload.backlog = drop: dropped at enqueue)";
   e.counter("kvbm_offload_skipped_blocks_total", skip_help, {{"reason", "present"}}, d(s.skipped_present));
   e.counter("kvbm_offload_skipped_blocks_total", skip_help, {{"reason", "evicted"}}, d(s.skipped_evicted));
   e.counter("kvbm_offload_skipped_blocks_total", skip_help, {{"reason", "frequency"}}, d(s.filtered_frequency));
@@ -92,6 +93,12 @@ void collect_offload(const KvBlockManager& m, Exposition& e) {
   e.counter("kvbm_offload_skipped_blocks_total", skip_help, {{"reason", "queue_full"}}, d(s.dropped_queue_full));
   e.counter("kvbm_offload_write_back_blocks_total", "Blocks copied down at eviction (write-back mode)", {},
             d(s.write_back_blocks));
+  const char* waited_help =
+      "Queued write-through copies made ahead of their turn so that nothing is lost (offload.backlog = wait), by "
+      "who made them: eviction (the eviction of the source, before its slot was reused), producer (a release "
+      "that found the queue full)";
+  e.counter("kvbm_offload_waited_blocks_total", waited_help, {{"by", "eviction"}}, d(s.copied_at_eviction));
+  e.counter("kvbm_offload_waited_blocks_total", waited_help, {{"by", "producer"}}, d(s.copied_by_producer));
 
   const char* depth_help = "Offloads queued now per tier pair";
   e.gauge("kvbm_offload_queue_depth_blocks", depth_help, pair_labels("g1", "g2"), d(s.queue_depth_g1_g2));

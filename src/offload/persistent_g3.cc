@@ -140,13 +140,15 @@ std::uint64_t PersistentG3::header_bytes(std::uint32_t num_blocks) {
   return kSuperblockBytes + round_up(std::uint64_t{num_blocks} * kRecordBytes, DiskFile::kAlignment);
 }
 
-absl::StatusOr<std::unique_ptr<PersistentG3>> PersistentG3::open(const DiskFile& file, const Layout& layout) {
+absl::StatusOr<std::unique_ptr<PersistentG3>> PersistentG3::open(const DiskFile& file, const Layout& layout,
+                                                                 const BlockChecksums* checksums) {
   const std::uint64_t header = header_bytes(layout.num_blocks());
   if (file.region_offset(0) != header) {
     return absl::InvalidArgumentError(absl::StrCat("G3 persistent file '", file.path(), "': data starts at ",
                                                    file.region_offset(0), ", expected ", header));
   }
   std::unique_ptr<PersistentG3> p(new PersistentG3());
+  p->checksums_ = checksums;
   p->path_ = file.path();
   p->num_blocks_ = layout.num_blocks();
   p->data_fd_ = file.fd();

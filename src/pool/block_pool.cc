@@ -21,6 +21,8 @@ namespace {
 enum class SlotState : std::uint8_t { kFree, kOwned, kRegistered };
 
 constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
+// Slot::origin once reported (or never set).
+constexpr std::uint8_t kNoOrigin = 0xFF;
 // Victims chosen before the first of them is unregistered (PoolCore::allocate).
 constexpr std::size_t kVictimBatch = 16;
 // Hashes looked up before the first of them is retained (PoolCore::match).
@@ -37,6 +39,8 @@ struct alignas(32) Slot {
   SlotState state = SlotState::kFree;
   bool has_parent = false;
   bool copy_pinned = false;  // left the inactive set through pin_for_copy() (a copy), not used since
+  // CacheLevel the bytes came from at registration, until reported at the first release (kNoOrigin after).
+  std::uint8_t origin = kNoOrigin;
 };
 static_assert(sizeof(Slot) == 32);
 
@@ -113,15 +117,30 @@ class PoolCore {
     return ids;
   }
 
-  absl::StatusOr<std::vector<BlockId>> register_blocks(std::span<const RegisterRequest> requests) {
-    std::vector<BlockId> out;
-    out.reserve(requests.size());
-    BlocksStored stored{config_.level, {}, std::nullopt, {}, config_.page_size};
-    bool stored_without_tokens = false;  // token_ids must cover every stored block or be empty
-    if (config_.events != nullptr) {
-      stored.block_hashes.reserve(requests.size());
-      if (config_.keep_tokens) stored.token_ids.reserve(requests.size() * config_.page_size);
-    }
+  // With `then_release`, the blocks are registered last to first (so that a batch written tail first is
+  // registered parent before child) and then released first to last, under the same lock: exactly
+  // registering them in that order and then releasing each result.
+  absl::StatusOr<std::vector<BlockId>> register_blocks(std::span<const RegisterRequest> requests, bool then_release) {
+    std::vector<BlockId> out(requests.size());
+    std::vector<ReleasedBlock> released;
+    // One Stored event per run of blocks that continue one another's chain (a router indexes a block
+    // under the parent its event names).
+    std::vector<BlocksStored> stored;
+    std::vector<bool> stored_without_tokens;  // an event's token_ids must cover every block or be empty
+    const auto stored_block = [&](const Slot& s, std::uint32_t id) {
+      if (stored.empty() || !s.has_parent || stored.back().block_hashes.back() != s.parent_hash) {
+        stored.push_back(BlocksStored{config_.level, {}, std::nullopt, {}, config_.page_size});
+        if (s.has_parent) stored.back().parent_hash = s.parent_hash;
+        stored_without_tokens.push_back(false);
+      }
+      stored.back().block_hashes.push_back(s.sequence_hash);
+      if (row_has_tokens_[id] != 0) {
+        const auto row = token_row(id);
+        stored.back().token_ids.insert(stored.back().token_ids.end(), row.begin(), row.end());
+      } else {
+        stored_without_tokens.back() = true;
+      }
+    };
     {
       MutexLock lock(&mu_);
       // Validate everything first: registration is all or nothing.
@@ -143,7 +162,9 @@ class PoolCore {
         }
       }
       const Slot* prev = nullptr;  // the block this call handed out last (registered or de-duplicated)
-      for (const RegisterRequest& r : requests) {
+      for (std::size_t n = 0; n < requests.size(); ++n) {
+        const std::size_t i = then_release ? requests.size() - 1 - n : n;
+        const RegisterRequest& r = requests[i];
         const std::uint32_t id = r.id.value();
         auto [it, inserted] = registry_.try_emplace(r.identity.sequence_hash.value(), id);
         if (!inserted) {
@@ -153,7 +174,7 @@ class PoolCore {
           slots_[id].state = SlotState::kFree;
           free_list_.push_back(id);
           --owned_;
-          out.push_back(BlockId{existing});
+          out[i] = BlockId{existing};
           prev = &slots_[existing];
           continue;
         }
@@ -163,6 +184,7 @@ class PoolCore {
         s.parent_hash = r.identity.parent.value_or(SequenceHash{0});
         s.refcount = 1;
         s.priority = r.priority;
+        s.origin = static_cast<std::uint8_t>(r.origin);
         s.depth = 0;
         if (s.has_parent && track_depth_) {
           if (prev != nullptr && prev->sequence_hash == s.parent_hash) {
@@ -179,21 +201,16 @@ class PoolCore {
         if (s.has_parent && track_lineage_) add_cached_child(s.parent_hash);
         --owned_;
         ++active_;
-        out.push_back(r.id);
-        if (config_.events != nullptr) {
-          if (stored.block_hashes.empty() && s.has_parent) stored.parent_hash = s.parent_hash;
-          stored.block_hashes.push_back(s.sequence_hash);
-          if (row_has_tokens_[id] != 0) {
-            const auto row = token_row(id);
-            stored.token_ids.insert(stored.token_ids.end(), row.begin(), row.end());
-          } else {
-            stored_without_tokens = true;
-          }
-        }
+        out[i] = r.id;
+        if (config_.events != nullptr) stored_block(s, id);
       }
+      if (then_release) release_locked(out, &released);
     }
-    if (stored_without_tokens) stored.token_ids.clear();
-    if (!stored.block_hashes.empty()) config_.events->on_stored(std::move(stored));
+    for (std::size_t e = 0; e < stored.size(); ++e) {
+      if (stored_without_tokens[e]) stored[e].token_ids.clear();
+      config_.events->on_stored(std::move(stored[e]));
+    }
+    if (!released.empty()) config_.on_release->on_released(config_.level, released);
     return out;
   }
 
@@ -239,6 +256,24 @@ class PoolCore {
   bool contains(SequenceHash hash) const {
     MutexLock lock(&mu_);
     return registry_.contains(hash.value());
+  }
+
+  void contains_each(std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) const {
+    out.resize(hashes.size());
+    MutexLock lock(&mu_);
+    for (std::size_t i = 0; i < hashes.size(); ++i) out[i] = registry_.contains(hashes[i].value()) ? 1 : 0;
+  }
+
+  std::vector<std::optional<BlockId>> find_each_for_copy(std::span<const SequenceHash> hashes) {
+    std::vector<std::optional<BlockId>> out(hashes.size());
+    MutexLock lock(&mu_);
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      auto it = registry_.find(hashes[i].value());
+      if (it == registry_.end()) continue;
+      retain_locked(it->second, /*for_copy=*/true);
+      out[i] = BlockId{it->second};
+    }
+    return out;
   }
 
   std::size_t touch(std::span<const SequenceHash> hashes) {
@@ -299,23 +334,12 @@ class PoolCore {
   }
 
   void release_registered(std::span<const BlockId> ids) {
-    MutexLock lock(&mu_);
-    // A batch is released tail first (BlockPool::release): its first block ended the request.
-    bool first = true;
-    for (BlockId id : ids) {
-      Slot& s = slots_[id.value()];
-      const bool is_tail = std::exchange(first, false);
-      if (--s.refcount != 0) continue;
-      --active_;
-      ++inactive_;
-      const bool is_leaf = !track_lineage_ || !cached_children_.contains(s.sequence_hash.value());
-      const InactiveBlockInfo info{s.priority, is_leaf, is_tail, s.depth, s.sequence_hash.value()};
-      if (std::exchange(s.copy_pinned, false)) {
-        policy_->unpin(id, info);
-      } else {
-        policy_->insert(id, info);
-      }
+    std::vector<ReleasedBlock> released;
+    {
+      MutexLock lock(&mu_);
+      release_locked(ids, &released);
     }
+    if (!released.empty()) config_.on_release->on_released(config_.level, released);
   }
 
   // Token rows are owned by whoever owns the slot (a MutableBlock while filling; read-only while
@@ -348,6 +372,35 @@ class PoolCore {
     // Stack order: slot 0 is handed out first.
     for (std::uint32_t i = config.num_blocks; i > 0; --i) free_list_.push_back(i - 1);
     registry_.reserve(config.num_blocks);
+  }
+
+  // Drops one reference of each block, in order; a batch is released tail first (BlockPool::release), so its
+  // first block ended the request. Blocks that become inactive go to the policy and, with an observer, to
+  // `released` (to be reported once the lock is dropped).
+  void release_locked(std::span<const BlockId> ids, std::vector<ReleasedBlock>* released)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (config_.on_release != nullptr) released->reserve(released->size() + ids.size());
+    bool first = true;
+    for (BlockId id : ids) {
+      Slot& s = slots_[id.value()];
+      const bool is_tail = std::exchange(first, false);
+      if (--s.refcount != 0) continue;
+      --active_;
+      ++inactive_;
+      const bool is_leaf = !track_lineage_ || !cached_children_.contains(s.sequence_hash.value());
+      const InactiveBlockInfo info{s.priority, is_leaf, is_tail, s.depth, s.sequence_hash.value()};
+      if (std::exchange(s.copy_pinned, false)) {
+        policy_->unpin(id, info);
+        continue;  // the end of a copy, not a use: nothing to report
+      }
+      policy_->insert(id, info);
+      if (config_.on_release != nullptr) {
+        const std::uint8_t origin = std::exchange(s.origin, kNoOrigin);
+        released->push_back(
+            ReleasedBlock{registered_[id.value()].identity, s.priority,
+                          origin == kNoOrigin ? std::nullopt : std::optional(static_cast<CacheLevel>(origin))});
+      }
+    }
   }
 
   // Takes a registered block for a use (match, find, a duplicate's registration) or, for_copy, for a
@@ -446,12 +499,19 @@ absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
 absl::StatusOr<std::vector<BlockId>> allocate(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
   return core->allocate(count, evicted);
 }
-absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests) {
-  return core->register_blocks(requests);
+absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
+                                                     bool then_release) {
+  return core->register_blocks(requests, then_release);
 }
 std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes) { return core->match(hashes); }
 std::optional<BlockId> find(PoolCore* core, SequenceHash hash, bool for_copy) { return core->find(hash, for_copy); }
 bool contains(const PoolCore* core, SequenceHash hash) { return core->contains(hash); }
+void contains_each(const PoolCore* core, std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) {
+  core->contains_each(hashes, out);
+}
+std::vector<std::optional<BlockId>> find_each_for_copy(PoolCore* core, std::span<const SequenceHash> hashes) {
+  return core->find_each_for_copy(hashes);
+}
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes) { return core->touch(hashes); }
 absl::Status reset(PoolCore* core) { return core->reset(); }
 PoolStatus status(const PoolCore* core) { return core->status(); }

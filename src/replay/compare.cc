@@ -37,7 +37,7 @@ absl::StatusOr<std::vector<std::string>> parse_policy_list(const std::string& te
 
 absl::StatusOr<PolicyComparison> run_comparison(TraceReader& trace, const ReplayOptions& base,
                                                 const std::vector<std::string>& policies, const SweepSpec& spec) {
-  if (spec.level != CacheLevel::kG1) return absl::InvalidArgumentError("--compare: sweep g1 (metadata only)");
+  if (spec.level != CacheLevel::kG1) return absl::InvalidArgumentError("--compare: sweep g1 (G1 alone, metadata only)");
   PolicyComparison c;
   c.policies = policies;
   c.capacities = spec.values;
@@ -45,6 +45,11 @@ absl::StatusOr<PolicyComparison> run_comparison(TraceReader& trace, const Replay
     ReplayOptions o = base;
     o.data = false;
     o.progress = false;
+    // A comparison of G1 eviction policies: G1 alone (the lower tiers would blur it, and the offline
+    // optimum is defined for one tier).
+    o.config.g2 = TierConfig{};
+    o.config.g3 = TierConfig{};
+    o.config.g4.endpoints.clear();
     o.optimal = name == "optimal";
     if (!o.optimal) {
       auto kind = parse_eviction_policy(name);

@@ -77,27 +77,11 @@ class ProgressBar {
   bool drawn_ = false;
 };
 
-// G1 as a bare pool of identities (metadata only).
-class MetadataCache {
- public:
-  explicit MetadataCache(G1Pool& pool) : pool_(pool) {}
-  bool contains(SequenceHash h) const { return pool_.contains(h); }
-  std::optional<G1Block> find(SequenceHash h) { return pool_.find(h); }
-  absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t n) { return pool_.allocate(n); }
-  absl::StatusOr<std::vector<G1Block>> register_blocks(std::span<G1MutableBlock> blocks) {
-    return pool_.register_blocks(blocks);
-  }
-  PoolStatus status() const { return pool_.status(); }
-  void fill(G1MutableBlock&, SequenceHash) {}
-
- private:
-  G1Pool& pool_;
-};
-
-// G1 of a KvBlockManager: allocation and registration go through the manager (write-back, write-through).
+// G1 of a KvBlockManager: allocation and registration go through the manager, so evictions and releases
+// reach the tier chain. Blocks are filled from their hash when the tiers hold bytes.
 class ManagerCache {
  public:
-  explicit ManagerCache(KvBlockManager& kv) : kv_(kv), model_(kv.model()) {}
+  explicit ManagerCache(KvBlockManager& kv) : kv_(kv), model_(kv.model()), bytes_(!kv.identities_only()) {}
   bool contains(SequenceHash h) const { return kv_.g1().contains(h); }
   std::optional<G1Block> find(SequenceHash h) { return kv_.g1().find(h); }
   absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t n) { return kv_.allocate(n); }
@@ -106,16 +90,14 @@ class ManagerCache {
   }
   PoolStatus status() const { return kv_.status(); }
   void fill(G1MutableBlock& block, SequenceHash h) {
-    for (std::uint32_t layer = 0; layer < model_.num_layers; ++layer) {
-      for (std::uint32_t outer = 0; outer < model_.outer_dim; ++outer) {
-        fill_chunk_bytes(h, layer * model_.outer_dim + outer, block.chunk(layer, outer));
-      }
-    }
+    if (!bytes_) return;
+    for (const ChunkCoord c : canonical_chunks(model_)) fill_chunk_bytes(h, c.index, block.chunk(c.layer, c.outer));
   }
 
  private:
   KvBlockManager& kv_;
   ModelConfig model_;
+  bool bytes_;
 };
 
 BlockIdentity identity_at(std::span<const SequenceHash> hashes, std::size_t i) {
@@ -244,50 +226,6 @@ absl::Status check_options(const ReplayOptions& o) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ReplayReport> run_metadata(TraceReader& trace, const ReplayOptions& o, std::uint64_t g1_blocks) {
-  BlockPoolConfig pc;
-  pc.num_blocks = static_cast<std::uint32_t>(g1_blocks);
-  pc.page_size = std::min<std::uint32_t>(o.block_tokens, ModelConfig::kMaxPageSize);
-  pc.eviction = o.config.g1.eviction;
-  pc.keep_tokens = false;
-  auto pool = G1Pool::create(pc);
-  if (!pool.ok()) return pool.status();
-  MetadataCache cache(**pool);
-
-  ReplayReport r;
-  r.tiers[0].enabled = true;
-  r.tiers[0].capacity_blocks = g1_blocks;
-  ProgressBar bar(o.progress, o.expected_requests);
-  Pacer pacer(o.timing, o.speed);
-  std::vector<G1Block> held;
-  std::vector<std::uint64_t> scratch;
-  const auto start = Clock::now();
-  while (true) {
-    const auto read_start = Clock::now();
-    auto next = trace.next();
-    r.trace_seconds += std::chrono::duration<double>(Clock::now() - read_start).count();
-    if (!next.ok()) return next.status();
-    if (!next->has_value()) break;
-    const TraceRequest& req = **next;
-    r.paced_seconds += pacer.wait_for(req.timestamp_ms);
-    const std::span<const SequenceHash> hashes(req.blocks);
-    held = (*pool)->match(hashes);
-    held.reserve(hashes.size());
-    const std::size_t k = held.size();
-    auto uncached = cache_suffix(cache, hashes, k, /*k_known_uncached=*/true, held, scratch);
-    if (!uncached.ok()) return uncached.status();
-    r.blocks_uncached += *uncached;
-    (*pool)->release(std::move(held));
-    count_request(r, req, k, o.block_tokens);
-    r.tiers[0].hits += k;
-    bar.update(r.requests);
-  }
-  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  bar.finish(r.requests);
-  r.tiers[0].final_status = (*pool)->status();
-  return r;
-}
-
 // Belady for the sequential semantics; see optimal_block_hits.
 class OptimalCache {
  public:
@@ -389,18 +327,24 @@ absl::StatusOr<ReplayReport> run_optimal(TraceReader& trace, const ReplayOptions
 }
 
 bool verify_block(const G1Block& block, const ModelConfig& model) {
-  for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
-    for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
-      if (!check_chunk_bytes(block.sequence_hash(), layer * model.outer_dim + outer, block.chunk(layer, outer))) {
-        return false;
-      }
-    }
+  for (const ChunkCoord c : canonical_chunks(model)) {
+    if (!check_chunk_bytes(block.sequence_hash(), c.index, block.chunk(c.layer, c.outer))) return false;
   }
   return true;
 }
 
-absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o, const KvbmConfig& config) {
-  auto kv = KvBlockManager::create(config, o.events);
+// The chain semantics of specs/replay-semantics.md, in both modes: a KvBlockManager whose background work
+// runs inline (every copy a request orders is done before the next request), with tiers that hold bytes
+// (data) or identities only (--no-data). Per request: match across the tiers (step 1), onboard what is
+// below G1 and cache the rest in G1 (step 2), release tail first (step 3), which starts the chain's work in
+// G2 and G3 (steps 4 and 5).
+absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& o, const KvbmConfig& config) {
+  InlineScheduler scheduler;
+  KvBlockManager::Options manager_options;
+  manager_options.events = o.events;
+  manager_options.scheduler = &scheduler;
+  manager_options.identities_only = !o.data;
+  auto kv = KvBlockManager::create(config, manager_options);
   if (!kv.ok()) return kv.status();
   KvBlockManager& m = **kv;
   if (o.on_manager) o.on_manager(m);
@@ -408,9 +352,9 @@ absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o
   const ModelConfig model = m.model();
 
   ReplayReport r;
-  r.data = true;
-  r.bytes_per_block = model.bytes_per_block();
-  for (int t = 0; t < 3; ++t) {
+  r.data = o.data;
+  r.bytes_per_block = o.data ? model.bytes_per_block() : 0;
+  for (int t = 0; t < kNumCacheLevels; ++t) {
     const auto level = static_cast<CacheLevel>(t);
     r.tiers[t].enabled = m.has_tier(level);
     r.tiers[t].capacity_blocks = r.tiers[t].enabled ? config.tier_blocks(level) : 0;
@@ -419,6 +363,7 @@ absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o
   ProgressBar bar(o.progress, o.expected_requests);
   Pacer pacer(o.timing, o.speed);
   std::vector<G1Block> held;
+  std::vector<CacheLevel> tiers;
   std::vector<std::uint64_t> scratch;
   std::vector<double> latencies_ms;
   const auto start = Clock::now();
@@ -432,40 +377,49 @@ absl::StatusOr<ReplayReport> run_data(TraceReader& trace, const ReplayOptions& o
     r.paced_seconds += pacer.wait_for(req.timestamp_ms);
     const std::span<const SequenceHash> hashes(req.blocks);
     MatchResult match = m.match(hashes);
-    const std::size_t in_g1 = match.g1.size();
-    const std::size_t matched = match.size();
-    r.tiers[0].hits += in_g1;
-    r.tiers[1].hits += match.g2.size();
-    r.tiers[2].hits += match.g3.size();
-    if (matched == in_g1) {
+    const std::size_t k = match.size();  // step 1: the hits, each credited to the first tier holding it
+    for (CacheLevel level : match.tiers) r.tiers[static_cast<int>(level)].hits += 1;
+    bool stopped = false;  // step 2 found every G1 slot held
+    if (match.resident()) {
       held = std::move(match.g1);
     } else {
+      tiers = match.tiers;
       std::shared_ptr<OnboardOperation> op = m.onboard(std::move(match));
       auto blocks = op->wait();
       if (!blocks.ok()) return blocks.status();
       held = *std::move(blocks);
       latencies_ms.push_back(op->latency_seconds() * 1e3);
       r.onboards += 1;
-      for (std::size_t i = in_g1; i < held.size(); ++i) {
-        r.verified_blocks += 1;
-        if (!verify_block(held[i], model)) r.verification_failures += 1;
+      if (o.data) {
+        for (std::size_t i = 0; i < held.size(); ++i) {
+          if (tiers[i] == CacheLevel::kG1) continue;
+          r.verified_blocks += 1;
+          if (!verify_block(held[i], model)) r.verification_failures += 1;
+        }
+      }
+      if (held.size() < k) {
+        r.onboard_truncated += k - held.size();
+        stopped = op->out_of_slots();
       }
     }
-    const std::size_t k = held.size();
-    r.onboard_truncated += matched - k;
-    auto uncached = cache_suffix(cache, hashes, k, /*k_known_uncached=*/matched == k, held, scratch);
-    if (!uncached.ok()) return uncached.status();
-    r.blocks_uncached += *uncached;
-    m.release(std::move(held));
+    if (stopped) {
+      r.blocks_uncached += hashes.size() - held.size();
+    } else {
+      // A block that could not be read up is computed again, like a miss.
+      const std::size_t from = held.size();
+      auto uncached = cache_suffix(cache, hashes, from, /*k_known_uncached=*/from == k, held, scratch);
+      if (!uncached.ok()) return uncached.status();
+      r.blocks_uncached += *uncached;
+    }
+    m.release(std::move(held));  // step 3, which starts steps 4 and 5
     held.clear();
-    if (o.flush_between) m.flush();
     count_request(r, req, k, o.block_tokens);
     bar.update(r.requests);
   }
   m.flush();
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   bar.finish(r.requests);
-  for (int t = 0; t < 3; ++t) r.tiers[t].final_status = m.status(static_cast<CacheLevel>(t));
+  for (int t = 0; t < kNumCacheLevels; ++t) r.tiers[t].final_status = m.status(static_cast<CacheLevel>(t));
   r.offload = m.offload_stats();
   r.transfers = m.transfer_stats();
   r.onboard_p50_ms = quantile(latencies_ms, 0.5);
@@ -581,10 +535,15 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
     config.g1.bytes = 0;
   }
   absl::StatusOr<ReplayReport> report;
-  if (options.data && !options.optimal) {
+  if (!options.optimal) {
     if (absl::Status s = config.validate(); !s.ok()) return s;
-    report = run_data(trace, options, config);
+    report = run_chain(trace, options, config);
   } else {
+    if (config.g2.enabled() || config.g3.enabled() || config.g4.enabled()) {
+      return absl::InvalidArgumentError(
+          "eviction optimal is the offline optimum of G1 alone: set g2 and g3 to 0 blocks (--g2-blocks 0 "
+          "--g3-blocks 0) and leave g4 off");
+    }
     if (absl::Status s = config.model.validate(); !s.ok()) return s;
     std::uint64_t blocks = config.g1.num_blocks;
     if (blocks == 0 && config.g1.bytes != 0) blocks = config.g1.bytes / config.model.bytes_per_block();
@@ -595,7 +554,7 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
               ? absl::StrCat(" (", config.g1.bytes, " bytes / ", config.model.bytes_per_block(), " bytes per block)")
               : std::string()));
     }
-    report = options.optimal ? run_optimal(trace, options, blocks) : run_metadata(trace, options, blocks);
+    report = run_optimal(trace, options, blocks);
   }
   if (!report.ok()) return report;
   report->trace = options.trace_name;

@@ -14,7 +14,7 @@
 namespace kvbm {
 namespace {
 
-constexpr const char* kTierNames[3] = {"g1", "g2", "g3"};
+constexpr const char* kTierNames[kNumCacheLevels] = {"g1", "g2", "g3", "g4"};
 
 std::string pct(double x) { return absl::StrFormat("%.2f%%", x * 100); }
 
@@ -41,7 +41,7 @@ std::string format_report_text(const ReplayReport& r) {
                   " of tokens, ", pct(r.mean_request_hit_rate()), " mean per request\n");
   absl::StrAppend(&out,
                   absl::StrFormat("  prefill saved       %d of %d prompt tokens\n", r.hit_tokens, r.input_tokens));
-  for (int t = 0; t < 3; ++t) {
+  for (int t = 0; t < kNumCacheLevels; ++t) {
     const TierReport& tr = r.tiers[t];
     if (!tr.enabled) continue;
     absl::StrAppend(
@@ -53,23 +53,30 @@ std::string format_report_text(const ReplayReport& r) {
   }
   if (r.blocks_uncached)
     absl::StrAppend(&out, "  uncached            ", r.blocks_uncached, " misses (every G1 slot held)\n");
-  if (r.data) {
+  if (r.tiers[1].enabled) {
     const OffloadStats& o = r.offload;
-    absl::StrAppend(&out, absl::StrFormat("  moved down          %s (G1→G2 %d blocks, G2→G3 %d blocks)\n",
-                                          format_size(o.bytes_down), o.g1_to_g2, o.g2_to_g3));
-    absl::StrAppend(&out, absl::StrFormat("  moved up            %s (G2→G1 %d, G3→G1 %d, G3→G2 %d blocks)\n",
-                                          format_size(o.bytes_up), o.g2_to_g1, o.g3_to_g1, o.g3_to_g2));
+    const auto bytes = [&](std::uint64_t n) { return r.data ? absl::StrCat(format_size(n), " ") : std::string(); };
+    absl::StrAppend(&out, absl::StrFormat("  moved down          %s(G1→G2 %d blocks, G2→G3 %d, G2→G4 %d)\n",
+                                          bytes(o.bytes_down), o.g1_to_g2, o.g2_to_g3, o.links[3].written));
+    absl::StrAppend(&out,
+                    absl::StrFormat("  moved up            %s(G2→G1 %d, G3→G1 %d, G4→G1 %d blocks; %d staged into "
+                                    "G2 on their way up)\n",
+                                    bytes(o.bytes_up), o.g2_to_g1, o.g3_to_g1, o.g4_to_g1, o.g3_to_g2));
+  }
+  if (r.data) {
     absl::StrAppend(
         &out, absl::StrFormat("  onboarding          %d requests, latency p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
                               r.onboards, r.onboard_p50_ms, r.onboard_p99_ms, r.onboard_max_ms));
     absl::StrAppend(&out, absl::StrFormat("  verification        %d onboarded blocks checked, %d failures\n",
                                           r.verified_blocks, r.verification_failures));
+  }
+  if (r.tiers[1].enabled) {
+    const OffloadStats& o = r.offload;
     absl::StrAppend(
-        &out,
-        absl::StrFormat("  offload             queue peaks G1→G2 %d, G2→G3 %d; dropped %d; filtered %d; no space %d; "
-                        "skipped %d present, %d evicted\n",
-                        o.queue_peak_g1_g2, o.queue_peak_g2_g3, o.dropped_queue_full, o.filtered_frequency, o.no_space,
-                        o.skipped_present, o.skipped_evicted));
+        &out, absl::StrFormat("  offload             kept off G3 by the frequency filter %d; already below (touched "
+                              "instead) %d; lost %d (backlog = drop: %d at a full queue, %d evicted first)\n",
+                              o.filtered_frequency, o.skipped_present, o.dropped_queue_full + o.skipped_evicted,
+                              o.dropped_queue_full, o.skipped_evicted));
     if (o.transfer_failures || o.checksum_failures || r.onboard_truncated) {
       absl::StrAppend(&out, absl::StrFormat("  errors              %d transfer failures, %d checksum failures, %d "
                                             "blocks lost to truncated onboarding\n",
@@ -98,7 +105,7 @@ std::string format_report_json(const ReplayReport& r) {
                   ",\"input_tokens\":", r.input_tokens, ",\"prefill_tokens_saved\":", r.hit_tokens,
                   ",\"blocks_uncached\":", r.blocks_uncached);
   absl::StrAppend(&out, ",\"tiers\":{");
-  for (int t = 0; t < 3; ++t) {
+  for (int t = 0; t < kNumCacheLevels; ++t) {
     const TierReport& tr = r.tiers[t];
     absl::StrAppend(
         &out, t ? "," : "", "\"", kTierNames[t], "\":{\"enabled\":", tr.enabled ? "true" : "false",
@@ -111,12 +118,14 @@ std::string format_report_json(const ReplayReport& r) {
   const OffloadStats& o = r.offload;
   absl::StrAppend(&out, ",\"bytes_moved\":{\"down\":", o.bytes_down, ",\"up\":", o.bytes_up, "}",
                   ",\"blocks_moved\":{\"g1_to_g2\":", o.g1_to_g2, ",\"g2_to_g3\":", o.g2_to_g3,
-                  ",\"g2_to_g1\":", o.g2_to_g1, ",\"g3_to_g1\":", o.g3_to_g1, ",\"g3_to_g2\":", o.g3_to_g2, "}");
+                  ",\"g2_to_g4\":", o.links[3].written, ",\"g2_to_g1\":", o.g2_to_g1, ",\"g3_to_g1\":", o.g3_to_g1,
+                  ",\"g3_to_g2\":", o.g3_to_g2, "}");
   absl::StrAppend(&out, ",\"offload\":{\"queue_peak_g1_g2\":", o.queue_peak_g1_g2,
                   ",\"queue_peak_g2_g3\":", o.queue_peak_g2_g3, ",\"dropped_queue_full\":", o.dropped_queue_full,
                   ",\"filtered_frequency\":", o.filtered_frequency, ",\"no_space\":", o.no_space,
                   ",\"skipped_present\":", o.skipped_present, ",\"skipped_evicted\":", o.skipped_evicted,
-                  ",\"write_back_blocks\":", o.write_back_blocks, ",\"transfer_failures\":", o.transfer_failures,
+                  ",\"write_back_blocks\":", o.write_back_blocks, ",\"copied_at_eviction\":", o.copied_at_eviction,
+                  ",\"copied_by_producer\":", o.copied_by_producer, ",\"transfer_failures\":", o.transfer_failures,
                   ",\"checksum_failures\":", o.checksum_failures, "}");
   absl::StrAppend(&out, ",\"onboard\":{\"count\":", r.onboards,
                   absl::StrFormat(",\"p50_ms\":%.6g,\"p99_ms\":%.6g,\"max_ms\":%.6g", r.onboard_p50_ms,

@@ -102,9 +102,6 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text) {
 
 absl::StatusOr<std::vector<SweepPoint>> run_sweep(TraceReader& trace, const ReplayOptions& base,
                                                   const SweepSpec& spec) {
-  if (!base.data && spec.level != CacheLevel::kG1) {
-    return absl::InvalidArgumentError("--sweep: metadata-only replay (--no-data) has one tier; sweep g1");
-  }
   std::vector<SweepPoint> points;
   for (const std::string& value : spec.values) {
     ReplayOptions o = base;

@@ -15,6 +15,7 @@
 #include "kvbm/core/size.h"
 #include "kvbm/manager/kvbm_config.h"
 #include "kvbm/pool/eviction_policy.h"
+#include "tools/bench/offload_bench.h"
 #include "tools/bench/pool_workloads.h"
 #include "tools/bench/remote_redis_bench.h"
 #include "tools/bench/remote_ucx_bench.h"
@@ -320,6 +321,66 @@ int run_tiers_command(const TiersCliOptions& cli) {
   return 0;
 }
 
+// ---- `kvbm bench offload`: the allocation stall of a saturated offload queue, wait beside drop ----
+struct OffloadCliOptions {
+  double seconds = bench::OffloadBenchOptions{}.seconds;
+  std::string block_bytes = "256KiB";
+  bool json = false;
+};
+
+int run_offload_command(const OffloadCliOptions& cli) {
+  bench::OffloadBenchOptions options;
+  options.seconds = cli.seconds;
+  absl::StatusOr<std::uint64_t> block = parse_size(cli.block_bytes);
+  if (!block.ok() || *block == 0) {
+    std::fprintf(stderr, "kvbm bench offload: --block-bytes must be a size >= 1 byte (e.g. 256KiB), got '%s'\n",
+                 cli.block_bytes.c_str());
+    return 2;
+  }
+  options.block_bytes = *block;
+  absl::StatusOr<bench::OffloadBenchReport> report = bench::run_offload_bench(options);
+  if (!report.ok()) {
+    std::fprintf(stderr, "kvbm bench offload: %s\n", report.status().ToString().c_str());
+    return 1;
+  }
+  const double base = report->rows.front().alloc_p50_ns;
+  if (cli.json) {
+    std::string out = absl::StrFormat(R"({"block_bytes":%d,"queue_capacity":%d,"results":[)", report->block_bytes,
+                                      report->queue_capacity);
+    for (std::size_t i = 0; i < report->rows.size(); ++i) {
+      const bench::OffloadBenchRow& r = report->rows[i];
+      absl::StrAppend(&out, i ? "," : "",
+                      absl::StrFormat(R"({"backlog":%s,"allocations":%d,"alloc_p50_ns":%.0f,"alloc_p99_ns":%.0f,)"
+                                      R"("alloc_max_ns":%.0f,"p50_ratio_to_g1_only":%.3f,"blocks_per_second":%.0f,)"
+                                      R"("written":%d,"at_eviction":%d,"producer_runs":%d,"dropped":%d})",
+                                      json_string(r.backlog), r.allocations, r.alloc_p50_ns, r.alloc_p99_ns,
+                                      r.alloc_max_ns, base > 0 ? r.alloc_p50_ns / base : 0.0, r.blocks_per_second,
+                                      r.written, r.at_eviction, r.producer_runs, r.dropped));
+    }
+    std::printf("%s]}\n", out.c_str());
+    return 0;
+  }
+  std::printf(
+      "kvbm bench offload: one thread allocates, registers and releases %u-block requests into a %u-block G1 as "
+      "fast as it can, %s blocks; G2 is 4x G1, both pre-faulted; offload queue %u copies; %.2f s per row\n",
+      bench::OffloadBenchOptions{}.request_blocks, bench::OffloadBenchOptions{}.g1_blocks,
+      format_size(report->block_bytes).c_str(), report->queue_capacity, cli.seconds);
+  std::printf("machine: %s\n\n", bench::machine_description().c_str());
+  std::printf("%-8s %12s %12s %12s %9s %12s %10s %11s %9s %9s\n", "backlog", "alloc p50", "alloc p99", "alloc max",
+              "p50/g1", "blocks/s", "written", "at evict", "producer", "dropped");
+  for (const bench::OffloadBenchRow& r : report->rows) {
+    std::printf("%-8s %9.0f ns %9.0f ns %9.0f ns %9.2f %12.0f %10llu %11llu %9llu %9llu\n", r.backlog.c_str(),
+                r.alloc_p50_ns, r.alloc_p99_ns, r.alloc_max_ns, base > 0 ? r.alloc_p50_ns / base : 0.0,
+                r.blocks_per_second, static_cast<unsigned long long>(r.written),
+                static_cast<unsigned long long>(r.at_eviction), static_cast<unsigned long long>(r.producer_runs),
+                static_cast<unsigned long long>(r.dropped));
+  }
+  std::printf(
+      "\nwait: an eviction of a block whose copy is queued makes the copy first, so nothing is lost and the "
+      "allocation pays; drop: it is dropped and counted.\n");
+  return 0;
+}
+
 // ---- `kvbm bench remote` (issue 7/8): G4 on Redis beside redis-benchmark ----
 struct RemoteCliOptions {
   std::string endpoint;
@@ -456,6 +517,19 @@ void add_bench_command(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   tiers->add_flag("--json", tiers_options->json, "Print one JSON object instead of the table");
   tiers->callback([tiers_options, exit_code] { *exit_code = run_tiers_command(*tiers_options); });
+
+  auto offload_options = std::make_shared<OffloadCliOptions>();
+  CLI::App* offload = bench->add_subcommand(
+      "offload",
+      "What no silent loss costs: G1 allocation latency (p50/p99) under a saturated G1->G2 offload queue with "
+      "offload.backlog = wait beside drop, and beside G1 alone, same run");
+  offload->add_option("--seconds", offload_options->seconds, "Measured seconds per row")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  offload->add_option("--block-bytes", offload_options->block_bytes, "Bytes per block, e.g. 256KiB")
+      ->capture_default_str();
+  offload->add_flag("--json", offload_options->json, "Print one JSON object instead of the table");
+  offload->callback([offload_options, exit_code] { *exit_code = run_offload_command(*offload_options); });
 
   // `kvbm bench remote` (issue 7/8): G4 on Redis beside redis-benchmark, same server, same run.
   auto remote_options = std::make_shared<RemoteCliOptions>();

@@ -222,10 +222,9 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
   if (!(f.speed > 0)) return absl::InvalidArgumentError(absl::StrCat("--speed must be > 0, got ", f.speed));
   o.speed = f.speed;
   o.flush_between = f.flush_between;
-  if (f.metrics_port) {  // metrics (issue 8/8): served by the replaying manager, so data mode only
-    if (!o.data) {
-      return absl::InvalidArgumentError("--metrics-port needs data mode (not --no-data or --eviction optimal)");
-    }
+  if (f.metrics_port) {  // metrics (issue 8/8): served by the replaying manager
+    if (o.optimal)
+      return absl::InvalidArgumentError("--metrics-port needs a replaying manager (not --eviction optimal)");
     if (absl::Status s = set_key(c, "--metrics-port", "metrics.port", absl::StrCat(*f.metrics_port)); !s.ok()) return s;
   }
   // --set key=value: the last layer (defaults < --config < KVBM_* < flags < --set).
@@ -234,7 +233,7 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
     c.apply_overrides(f.sets, &set_errors);
     if (!set_errors.empty()) return set_errors.front();
   }
-  if (o.data) {
+  if (!o.optimal) {
     if (absl::Status s = c.validate(); !s.ok())
       return absl::InvalidArgumentError(absl::StrCat("configuration: ", s.message()));
   }
@@ -378,7 +377,8 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "replay",
       "Replay a request trace through kvbm's tiers and report hit rates, bytes moved and latencies.\n"
-      "With no --trace, a generated workload (--workload, default 'default') is replayed.");
+      "With no --trace, a generated workload (--workload, default 'default') is replayed.\n"
+      "What is computed (both modes, on any machine): README.md, section 'Replay semantics'.");
   cmd->add_option("--trace", flags->trace, "JSONL trace file (Mooncake hash_ids or token-level)");
   cmd->add_option("--format", flags->format, "Trace format: mooncake | tokens (default: detected)");
   cmd->add_option("--workload", flags->workload, "Generated workload preset when no --trace is given");
@@ -386,7 +386,8 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--seed", flags->seed, "Generated workload: seed");
   cmd->add_option("--block-tokens", flags->block_tokens,
                   "Tokens per block (default 512 for hash-level traces, 16 for token traces)");
-  cmd->add_flag("--no-data", flags->no_data, "Metadata only: one G1 pool of identities, no bytes (fast)");
+  cmd->add_flag("--no-data", flags->no_data,
+                "Identities only: every tier a pool of block identities, no bytes (fast; same hits as with bytes)");
   cmd->add_option("--config", flags->config, "TOML configuration (see `kvbm config`); flags override it");
   cmd->add_option("--set", flags->sets, "key=value configuration override, applied last (repeatable)")
       ->allow_extra_args(false);
@@ -411,7 +412,8 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--bytes-per-block", flags->bytes_per_block, "Bytes per block (e.g. 2MiB); overrides --scale");
   cmd->add_option("--timing", flags->timing, "fast (default) | trace: honour the trace's timestamps");
   cmd->add_option("--speed", flags->speed, "--timing trace: replay this many times faster than recorded");
-  cmd->add_flag("--flush-between", flags->flush_between, "Wait for background offloads after every request");
+  cmd->add_flag("--flush-between", flags->flush_between,
+                "Accepted for old scripts: every request's copies are always done before the next one");
   cmd->add_flag("--json", flags->json, "Print one JSON object instead of the text report");
   cmd->add_option("--sweep", flags->sweep, "TIER=V1,V2,...: replay at several capacities (g2=1GiB,4GiB; g1=1000,2000)");
   cmd->add_option("--compare", flags->compare,

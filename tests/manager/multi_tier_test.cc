@@ -110,8 +110,6 @@ TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
   EXPECT_EQ(in_g2.g1.size(), 0u);
   EXPECT_EQ(in_g2.g2.size(), 4u);
   in_g2 = MatchResult{};
-  // Offload queues hold hashes, not pins: flush between requests so that G1 does not evict a block
-  // before its copy to G2 ran (that block would be skipped, by design).
   run_request(m, 2000, 4);
   m.flush();
   run_request(m, 3000, 4);
@@ -120,7 +118,8 @@ TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
   EXPECT_EQ(in_g3.g1.size() + in_g3.g2.size(), 0u);
   ASSERT_EQ(in_g3.g3.size(), 4u);
 
-  // Onboarding brings the prefix back into G1 byte-exact (through G2, where it is cached again).
+  // Onboarding brings the prefix back into G1 byte-exact (read straight from disk); once released, the
+  // blocks are staged into G2 (onboarding goes through G2) and touched in G3.
   auto op = m.onboard(std::move(in_g3));
   auto blocks = op->wait();
   ASSERT_TRUE(blocks.ok()) << blocks.status();
@@ -130,7 +129,10 @@ TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
     EXPECT_EQ(wrong_bytes((*blocks)[i], m.model()), 0u) << "block " << i;
   }
   EXPECT_GE(op->latency_seconds(), 0.0);
+  EXPECT_EQ(m.offload_stats().g3_to_g2, 0u) << "staged into G2 only when released";
   m.release(*std::move(blocks));
+  m.flush();
+  for (SequenceHash h : first.sequence_hashes()) EXPECT_TRUE(m.tier_contains(CacheLevel::kG2, h));
   const OffloadStats stats = m.offload_stats();
   EXPECT_EQ(stats.g3_to_g2, 4u);
   EXPECT_EQ(stats.g3_to_g1, 4u);
@@ -138,9 +140,31 @@ TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
   EXPECT_EQ(m.status(CacheLevel::kG2).inactive + m.status(CacheLevel::kG2).active, 8u);
 }
 
-TEST(MultiTierTest, OnboardDirectFromDisk) {
+// Blocks a request reuses from G2 are touched there when released, not copied again.
+TEST(MultiTierTest, G2HitsAreTouchedNotCopiedAgain) {
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 32));
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  TokenBlockSequence first = run_request(m, 7, 3);
+  run_request(m, 500, 4);  // pushes `first` out of G1
+  m.flush();
+  const OffloadStats before = m.offload_stats();
+  MatchResult match = m.match(first.sequence_hashes());
+  ASSERT_EQ(match.g2.size(), 3u);
+  auto blocks = m.onboard(std::move(match))->wait();
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_EQ(blocks->size(), 3u);
+  for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m.model()), 0u);
+  m.release(*std::move(blocks));
+  m.flush();
+  const OffloadStats after = m.offload_stats();
+  EXPECT_EQ(after.g2_to_g1 - before.g2_to_g1, 3u);
+  EXPECT_EQ(after.g1_to_g2, before.g1_to_g2) << "nothing is written to G2 again";
+  EXPECT_EQ(after.links[1].touched - before.links[1].touched, 3u);
+}
+
+TEST(MultiTierTest, G3HitsAreReadStraightIntoG1) {
   KvbmConfig config = tiered_config(4, 4, 32);
-  config.offload.onboard_direct = true;
   auto kvbm = KvBlockManager::create(config);
   ASSERT_TRUE(kvbm.ok()) << kvbm.status();
   KvBlockManager& m = **kvbm;
@@ -158,6 +182,9 @@ TEST(MultiTierTest, OnboardDirectFromDisk) {
   for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m.model()), 0u);
   EXPECT_EQ(m.offload_stats().g3_to_g1, 3u);
   EXPECT_EQ(m.offload_stats().g3_to_g2, 0u);
+  m.release(*std::move(blocks));
+  m.flush();
+  EXPECT_EQ(m.offload_stats().g3_to_g2, 3u);
 }
 
 TEST(MultiTierTest, MixedPrefixAcrossAllTiers) {

@@ -81,8 +81,9 @@ def test_replay_metrics_port_flag(request, tmp_path):
     kvbm = request.config.getoption("--kvbm")
     if not kvbm:
         pytest.skip("--kvbm not given")
-    # Metadata mode has no manager to serve metrics: a flag error.
-    bad = subprocess.run([kvbm, "replay", "--no-data", "--metrics-port", "9400", "--requests", "10"],
+    # The offline optimum replays no manager to serve metrics: a flag error.
+    bad = subprocess.run([kvbm, "replay", "--no-data", "--eviction", "optimal", "--g2-blocks", "0", "--g3-blocks",
+                          "0", "--metrics-port", "9400", "--requests", "10"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "--metrics-port" in bad.stderr

@@ -328,7 +328,12 @@ TEST(ReplaySweep, WritesCsvAndSvg) {
   EXPECT_FALSE(parse_sweep("g1=").ok());
   EXPECT_FALSE(parse_sweep("g1=12parsecs").ok());
   EXPECT_TRUE(parse_sweep("g2=1GiB,4GiB").ok());
-  EXPECT_FALSE(run_sweep(*trace, metadata_options(1), *parse_sweep("g2=10")).ok());  // metadata has one tier
+  // --no-data keeps every tier: a G2 sweep over identities only.
+  auto g2_points = run_sweep(*trace, metadata_options(1), *parse_sweep("g2=1,10"));
+  ASSERT_TRUE(g2_points.ok()) << g2_points.status();
+  EXPECT_TRUE((*g2_points)[1].report.tiers[1].enabled);
+  EXPECT_EQ((*g2_points)[1].report.tiers[1].capacity_blocks, 10u);
+  EXPECT_GT((*g2_points)[1].report.tiers[1].hits, 0u);
 }
 
 }  // namespace

@@ -9,8 +9,9 @@
 //   auto hits = kvbm->match_and_onboard(seq->sequence_hashes());   // cached prefix, made resident in G1
 //   auto fresh = kvbm->allocate(seq->num_full_blocks() - hits->size());
 //   ... compute KV into fresh[i].chunk(layer, outer); fresh[i].apply(seq->block(hits->size() + i)) ...
-//   auto registered = kvbm->register_blocks(*fresh);   // now matchable; copied down to G2/G3 in the background
-//   kvbm->release(std::move(*registered)); kvbm->release(std::move(*hits));
+//   auto registered = kvbm->register_blocks(*fresh);   // now matchable
+//   kvbm->release(std::move(*registered)); kvbm->release(std::move(*hits));  // tail first; now written
+//                                                       // down the tier chain (G2, G3) in the background
 //
 // Thread-safety: every method may be called concurrently. Handles must not outlive the manager
 // (a debug build aborts when they do).
@@ -18,16 +19,19 @@
 
 #include <absl/status/statusor.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "kvbm/core/event_sink.h"
+#include "kvbm/core/job_scheduler.h"
 #include "kvbm/core/token_block_sequence.h"
 #include "kvbm/manager/kvbm_config.h"
 #include "kvbm/manager/manager_metrics.h"
 #include "kvbm/offload/offload_manager.h"
+#include "kvbm/offload/persistent_g3.h"
 #include "kvbm/offload/tier.h"
 #include "kvbm/transfer/transfer_engine.h"
 
@@ -35,12 +39,28 @@ namespace kvbm {
 
 class KvBlockManager {
  public:
+  struct Options {
+    EventSink* events = nullptr;  // not owned, may be null; must outlive the manager
+    // Replaces the disk I/O backend (tests inject faults through it); null = io_uring or POSIX.
+    std::shared_ptr<IoBackend> io;
+    // Where offload and onboarding jobs run; not owned, must outlive the manager. Null = one thread per
+    // tier link and one for onboarding, owned by the manager. An InlineScheduler makes every call finish
+    // its background work before it returns (kvbm replay: same input, same answer).
+    JobScheduler* scheduler = nullptr;
+    // Tiers hold identities only: no memory, no disk file, no copies; the chain follows the same steps.
+    // Handles then have no bytes (chunk() is empty). kvbm replay --no-data.
+    bool identities_only = false;
+  };
+
   // Validates `config` and allocates every tier up front (a G3 directory without room is an error here).
-  // `events` (not owned, may be null) must outlive the manager.
-  // `io` replaces the disk I/O backend (tests inject faults through it); null = io_uring or POSIX.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
+                                                                              Options options);
+  // `events` (not owned, may be null) must outlive the manager; `io` replaces the disk I/O backend.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
                                                                               EventSink* events = nullptr,
-                                                                              std::shared_ptr<IoBackend> io = nullptr);
+                                                                              std::shared_ptr<IoBackend> io = nullptr) {
+    return create(config, Options{events, std::move(io), nullptr, false});
+  }
   // Cancels queued offloads, finishes those in flight, joins every thread.
   ~KvBlockManager();
   KvBlockManager(const KvBlockManager&) = delete;
@@ -54,14 +74,13 @@ class KvBlockManager {
   [[nodiscard]] absl::StatusOr<TokenBlockSequence> make_sequence(std::span<const std::uint32_t> tokens,
                                                                  SaltHash salt = SaltHash{0}) const;
 
-  // `count` fresh G1 blocks (all or nothing). With write-back G1 → G2, blocks evicted to make room are
-  // copied to G2 before this returns. When G1 is short only because background copies pin blocks, it
-  // waits for them (OffloadManager::flush) and tries once more before returning ResourceExhausted.
+  // `count` fresh G1 blocks (all or nothing). Blocks evicted to make room are written down first where
+  // the chain says so (write-back, or a write-through copy still queued), before this returns.
   [[nodiscard]] absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t count);
-  // Registers Complete G1 blocks (see BlockPool::register_blocks); with write-through they are queued
-  // for G2 (and G3).
+  // Registers Complete G1 blocks (see BlockPool::register_blocks). When they are released, write-through
+  // copies them down (G2, then G3 / G4).
   [[nodiscard]] absl::StatusOr<std::vector<G1Block>> register_blocks(std::span<G1MutableBlock> blocks);
-  // The longest prefix of `hashes` cached in any tier: G1 first, then G2, then G3, contiguous.
+  // The longest prefix of `hashes` cached in any tier, each block credited to the first tier holding it.
   [[nodiscard]] MatchResult match(std::span<const SequenceHash> hashes);
   // Only G1.
   [[nodiscard]] std::vector<G1Block> match_g1(std::span<const SequenceHash> hashes) {
@@ -69,23 +88,27 @@ class KvBlockManager {
     metrics_->record_match(hashes.size(), hits.size(), 0, 0, false, false);
     return hits;
   }
-  // Copies a match's G2/G3 blocks into G1 in the background; wait() yields G1 blocks for the prefix.
+  // Copies a match's G2/G3/G4 blocks into G1 in the background; wait() yields G1 blocks for the prefix.
   [[nodiscard]] std::shared_ptr<OnboardOperation> onboard(MatchResult match);
   // match + onboard + wait.
   [[nodiscard]] absl::StatusOr<std::vector<G1Block>> match_and_onboard(std::span<const SequenceHash> hashes);
 
   std::size_t touch(std::span<const SequenceHash> hashes) { return tiers_.g1->pool->touch(hashes); }
+  // Releases a request's blocks, last first (see BlockPool::release); blocks that become inactive for the
+  // first time since their registration start down the tier chain.
   void release(std::vector<G1Block>&& blocks) { tiers_.g1->pool->release(std::move(blocks)); }
   // Drops every registration in every tier once background copies are done. FailedPrecondition while
   // blocks are held.
   [[nodiscard]] absl::Status reset();
-  // Waits until queued offloads and onboardings are done (tests, replay, orderly shutdown).
+  // Waits until queued offloads and onboardings are done (tests, orderly shutdown).
   void flush();
 
   [[nodiscard]] PoolStatus status() const { return tiers_.g1->pool->status(); }
   // Status of one tier; all zero for a tier that is not configured.
   [[nodiscard]] PoolStatus status(CacheLevel level) const;
   [[nodiscard]] bool has_tier(CacheLevel level) const;
+  // Whether the tiers hold identities only (Options::identities_only).
+  [[nodiscard]] bool identities_only() const { return identities_only_; }
   [[nodiscard]] OffloadStats offload_stats() const;
   [[nodiscard]] TransferStats transfer_stats() const;
   // Metrics (issue 8/8), always recorded; served as Prometheus text on GET /metrics when metrics.port != 0.
@@ -110,14 +133,30 @@ class KvBlockManager {
   [[nodiscard]] std::optional<PersistentG3Stats> g3_persist_stats() const;
 
  private:
+  // Hands G1's releases to the offload manager once it exists (G1's pool is built before it).
+  class ReleaseRelay final : public ReleaseObserver {
+   public:
+    void on_released(CacheLevel level, std::span<const ReleasedBlock> blocks) override {
+      if (ReleaseObserver* to = to_.load(std::memory_order_acquire); to != nullptr) to->on_released(level, blocks);
+    }
+    void set(ReleaseObserver* to) { to_.store(to, std::memory_order_release); }
+
+   private:
+    std::atomic<ReleaseObserver*> to_{nullptr};
+  };
+
   explicit KvBlockManager(const KvbmConfig& config) : config_(config) {}
 
   KvbmConfig config_;
+  bool identities_only_ = false;
+  ReleaseRelay release_relay_;  // before tiers_: the G1 pool points at it
   TierStack tiers_;
+  PersistentG3* g3_persist_ = nullptr;  // owned by tiers_.g3 (its hooks)
   // Before engine_/offload_: its histograms outlive their threads. Its server is stopped first (destructor).
   std::unique_ptr<ManagerMetrics> metrics_ = std::make_unique<ManagerMetrics>();
-  std::unique_ptr<TransferEngine> engine_;   // when G2 exists
-  std::unique_ptr<OffloadManager> offload_;  // when G2 exists; declared last: stopped first
+  std::unique_ptr<JobScheduler> own_scheduler_;  // when Options::scheduler is null and there is a G2
+  std::unique_ptr<TransferEngine> engine_;       // when G2 exists and tiers hold bytes
+  std::unique_ptr<OffloadManager> offload_;      // when G2 exists; declared last: stopped first
 };
 
 }  // namespace kvbm

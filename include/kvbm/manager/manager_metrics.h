@@ -32,7 +32,7 @@ namespace kvbm {
 class KvBlockManager;
 
 // Every metric family a manager exposes (without _bucket/_sum/_count suffixes).
-inline constexpr std::array<std::string_view, 23> kManagerMetricNames = {
+inline constexpr std::array<std::string_view, 24> kManagerMetricNames = {
     "kvbm_match_requests_total",
     "kvbm_match_hit_blocks_total",
     "kvbm_match_miss_blocks_total",
@@ -46,6 +46,7 @@ inline constexpr std::array<std::string_view, 23> kManagerMetricNames = {
     "kvbm_onboard_bytes_total",
     "kvbm_offload_skipped_blocks_total",
     "kvbm_offload_write_back_blocks_total",
+    "kvbm_offload_waited_blocks_total",
     "kvbm_offload_queue_depth_blocks",
     "kvbm_offload_queue_peak_blocks",
     "kvbm_onboard_queue_depth",

@@ -45,6 +45,7 @@
 #include <string>
 
 #include "kvbm/layout/layout.h"
+#include "kvbm/offload/tier.h"
 #include "kvbm/pool/block_pool.h"
 #include "kvbm/storage/disk_file.h"
 #include "kvbm/transfer/block_checksums.h"
@@ -61,7 +62,9 @@ struct PersistentG3Stats {
   double rebuild_seconds = 0;           // time restore() took
 };
 
-class PersistentG3 {
+// As the tier's hooks: before_write() is invalidate(), after_write() is commit() with the tier's checksums,
+// after_reset() is invalidate_all().
+class PersistentG3 final : public TierHooks {
  public:
   static constexpr const char* kFileName = "kvbm-g3-persist.bin";
   static constexpr std::uint32_t kRecordBytes = 64;
@@ -71,9 +74,11 @@ class PersistentG3 {
   [[nodiscard]] static std::uint64_t header_bytes(std::uint32_t num_blocks);
 
   // Opens (or initialises) the index of `file`, a persistent DiskFile created with header_bytes() for
-  // `layout`. See the top of this file for the errors.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PersistentG3>> open(const DiskFile& file, const Layout& layout);
-  ~PersistentG3();
+  // `layout`, whose tier records its checksums in `checksums` (must outlive this). See the top of this file
+  // for the errors.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PersistentG3>> open(const DiskFile& file, const Layout& layout,
+                                                                          const BlockChecksums* checksums);
+  ~PersistentG3() override;
   PersistentG3(const PersistentG3&) = delete;
   PersistentG3& operator=(const PersistentG3&) = delete;
 
@@ -87,6 +92,10 @@ class PersistentG3 {
   // Zeroes every record (the manager's reset()).
   [[nodiscard]] absl::Status invalidate_all();
 
+  void before_write(std::span<const BlockId> slots) override { invalidate(slots); }
+  void after_write(BlockId slot, const BlockIdentity& identity) override { commit(slot, identity, *checksums_); }
+  [[nodiscard]] absl::Status after_reset() override { return invalidate_all(); }
+
   [[nodiscard]] PersistentG3Stats stats() const;
   [[nodiscard]] const std::string& path() const { return path_; }
 
@@ -94,6 +103,7 @@ class PersistentG3 {
   PersistentG3() = default;
   bool write_record(BlockId slot, const void* record);
 
+  const BlockChecksums* checksums_ = nullptr;
   int meta_fd_ = -1;  // buffered fd on the same file, for superblock and records
   int data_fd_ = -1;  // the DiskFile's fd (fdatasync at shutdown)
   std::string path_;

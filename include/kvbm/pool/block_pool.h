@@ -41,6 +41,8 @@
 
 namespace kvbm {
 
+class ReleaseObserver;
+
 struct BlockPoolConfig {
   CacheLevel level = CacheLevel::kG1;
   std::uint32_t num_blocks = 0;  // > 0
@@ -51,6 +53,8 @@ struct BlockPoolConfig {
   bool keep_tokens = true;
   EventSink* events = nullptr;         // not owned; must outlive the pool; null = no events
   const TierMemory* memory = nullptr;  // not owned; when set, handles expose their bytes
+  // Not owned; must outlive the pool; null = none. Told of every block that becomes inactive.
+  ReleaseObserver* on_release = nullptr;
 };
 
 struct PoolStatus {
@@ -75,6 +79,25 @@ struct EvictedBlock {
   BlockId id;
   BlockIdentity identity;
   std::uint8_t priority = kDefaultRetentionPriority;
+};
+
+// A registered block that has just become inactive: its last holder released it (the end of a copy's pin,
+// BlockPool::pin_for_copy, is not reported: it was not a use).
+struct ReleasedBlock {
+  BlockIdentity identity;
+  std::uint8_t priority = kDefaultRetentionPriority;
+  // Where the block's bytes came from when it was registered (MutableBlock::set_origin): this pool's own
+  // tier, or the tier it was copied up from. Reported once, at the block's first release after its
+  // registration; nullopt at every later release.
+  std::optional<CacheLevel> origin;
+};
+
+// Told of blocks that became inactive, in release order (a batch release is tail first), on the thread
+// that released them. The pool holds no lock during the call, so the observer may use the pool.
+class ReleaseObserver {
+ public:
+  virtual ~ReleaseObserver() = default;
+  virtual void on_released(CacheLevel level, std::span<const ReleasedBlock> blocks) = 0;
 };
 
 // Sub-state of an owned block.
@@ -116,6 +139,7 @@ class MutableBlock {
       salt_ = other.salt_;
       identity_ = other.identity_;
       priority_ = other.priority_;
+      origin_ = other.origin_;
     }
     return *this;
   }
@@ -134,6 +158,10 @@ class MutableBlock {
   void set_priority(std::uint8_t priority) {
     priority_ = priority > kMaxRetentionPriority ? kMaxRetentionPriority : priority;
   }
+  // The tier the block's bytes were copied from (onboarding); by default its own tier (computed here).
+  // Reported back once, when the block first becomes inactive (ReleaseObserver).
+  void set_origin(CacheLevel origin) { origin_ = origin; }
+  [[nodiscard]] CacheLevel origin() const { return origin_; }
 
   // Reset → Partial: starts a block of the sequence whose previous block is `parent` (nullopt = first).
   [[nodiscard]] absl::Status init(SaltHash salt, std::optional<SequenceHash> parent);
@@ -163,6 +191,7 @@ class MutableBlock {
   SaltHash salt_{};
   BlockIdentity identity_{};
   std::uint8_t priority_ = kDefaultRetentionPriority;
+  CacheLevel origin_ = L;
 };
 
 // Shared ownership of a registered block. Copyable (refcounted); the last copy dropped makes the block
@@ -251,12 +280,17 @@ struct RegisterRequest {
   BlockIdentity identity;
   std::uint8_t priority;
   std::uint32_t num_tokens;
+  CacheLevel origin;
 };
 // On success: for each request, the registered slot (the request's own slot or the deduplicated one).
-absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests);
+// With then_release: registered last to first, then each released first to last, under the same lock.
+absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
+                                                     bool then_release);
 std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes);
 std::optional<BlockId> find(PoolCore* core, SequenceHash hash, bool for_copy);
 bool contains(const PoolCore* core, SequenceHash hash);
+void contains_each(const PoolCore* core, std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out);
+std::vector<std::optional<BlockId>> find_each_for_copy(PoolCore* core, std::span<const SequenceHash> hashes);
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes);
 absl::Status reset(PoolCore* core);
 PoolStatus status(const PoolCore* core);
@@ -298,12 +332,7 @@ class BlockPool {
   // handle in `blocks` is consumed (left invalid) and the result holds one ImmutableBlock per input: the
   // block itself, or the block already registered under its sequence hash (the duplicate slot is freed).
   [[nodiscard]] absl::StatusOr<std::vector<ImmutableBlock<L>>> register_blocks(std::span<MutableBlock<L>> blocks) {
-    std::vector<detail::RegisterRequest> requests;
-    requests.reserve(blocks.size());
-    for (const MutableBlock<L>& b : blocks) {
-      requests.push_back({b.core_, b.id_, b.state_, b.identity_, b.priority_, b.num_tokens_});
-    }
-    auto ids = detail::register_blocks(core_.get(), requests);
+    auto ids = detail::register_blocks(core_.get(), requests_of(blocks), /*then_release=*/false);
     if (!ids.ok()) return ids.status();
     std::vector<ImmutableBlock<L>> out;
     out.reserve(ids->size());
@@ -312,6 +341,17 @@ class BlockPool {
       out.push_back(ImmutableBlock<L>(core_.get(), (*ids)[i], blocks[i].identity_.sequence_hash));
     }
     return out;
+  }
+
+  // Registers `blocks` last to first (a batch written tail first is registered parent before child, as its
+  // Stored events say) and then releases each, first to last (the last is the most recent), under one lock:
+  // for blocks nobody needs to hold, such as copies into a lower tier. Returns, per block, the slot now
+  // registered under its hash: its own, or the one registered before (de-duplication).
+  [[nodiscard]] absl::StatusOr<std::vector<BlockId>> register_inactive(std::span<MutableBlock<L>> blocks) {
+    auto ids = detail::register_blocks(core_.get(), requests_of(blocks), /*then_release=*/true);
+    if (!ids.ok()) return ids.status();
+    for (MutableBlock<L>& b : blocks) b.core_ = nullptr;  // ownership passed to the pool
+    return ids;
   }
 
   // The longest prefix of `hashes` registered here, as held blocks (matched inactive blocks become active).
@@ -351,6 +391,10 @@ class BlockPool {
 
   // Whether `hash` is registered here, without holding it or changing its eviction order.
   [[nodiscard]] bool contains(SequenceHash hash) const { return detail::contains(core_.get(), hash); }
+  // For each of `hashes`, whether it is registered here (out[i] = 1 or 0), under one lock; like contains().
+  void contains_each(std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) const {
+    detail::contains_each(core_.get(), hashes, out);
+  }
   // Whether `block` is a handle of this pool (false for an empty handle or one of another pool).
   [[nodiscard]] bool owns(const ImmutableBlock<L>& block) const { return block.core_ == core_.get(); }
 
@@ -367,9 +411,26 @@ class BlockPool {
     if (!id) return std::nullopt;
     return ImmutableBlock<L>(core_.get(), *id, hash);
   }
+  // pin_for_copy() of each hash under one lock: one handle per hash, an empty one where it is absent.
+  [[nodiscard]] std::vector<ImmutableBlock<L>> pin_for_copy(std::span<const SequenceHash> hashes) {
+    std::vector<std::optional<BlockId>> ids = detail::find_each_for_copy(core_.get(), hashes);
+    std::vector<ImmutableBlock<L>> out(hashes.size());
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      if (ids[i]) out[i] = ImmutableBlock<L>(core_.get(), *ids[i], hashes[i]);
+    }
+    return out;
+  }
 
  private:
   explicit BlockPool(detail::PoolCorePtr core) : core_(std::move(core)) {}
+  static std::vector<detail::RegisterRequest> requests_of(std::span<const MutableBlock<L>> blocks) {
+    std::vector<detail::RegisterRequest> requests;
+    requests.reserve(blocks.size());
+    for (const MutableBlock<L>& b : blocks) {
+      requests.push_back({b.core_, b.id_, b.state_, b.identity_, b.priority_, b.num_tokens_, b.origin_});
+    }
+    return requests;
+  }
   detail::PoolCorePtr core_;
 };
 

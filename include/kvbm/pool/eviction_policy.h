@@ -9,7 +9,7 @@
 // lock. Every operation is O(1) (amortised); memory is fixed at construction (per-slot arrays for
 // `capacity`, plus ghost histories bounded by a fraction of it). Policy state per cached block, as
 // memory_bytes() / capacity reports it (tests/pool/eviction_policies_test.cc checks every policy ≤ 64 B):
-//   lru 8 B · priority_lru 9 B · lineage 17 B · slru 10 B · lfu 10 B · s3fifo 40 B (19 B per slot + a
+//   lru 9 B · priority_lru 9 B · lineage 17 B · slru 10 B · lfu 10 B · s3fifo 40 B (19 B per slot + a
 //   ghost ring and hash map of capacity/2 hashes) · learned 60.6 B (32 B per slot + a ghost of
 //   7 × capacity 4-byte entries) · a *_prefix form adds 9 B to its policy.
 #pragma once

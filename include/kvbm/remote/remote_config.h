@@ -19,6 +19,10 @@ struct G4Config {
   std::uint32_t connect_timeout_ms = 200;  // TCP connect + PING bound per attempt
   std::uint32_t io_timeout_ms = 500;       // a read or write without progress this long drops the connection
   std::uint32_t max_batch_blocks = 64;     // blocks per pipelined batch (put and get)
+  // Planned capacity, blocks or bytes (one of them): what `kvbm replay --no-data` models G4 as (an LRU pool
+  // of identities). With real bytes the Redis servers' memory decides how much G4 holds.
+  std::uint64_t num_blocks = 0;
+  std::uint64_t bytes = 0;
 
   [[nodiscard]] bool enabled() const { return !endpoints.empty(); }
   // Every error, each naming its g4.* key and the allowed values.

@@ -41,7 +41,7 @@ struct ReplayReport {
   std::uint64_t blocks_uncached = 0;       // misses not cached because every G1 slot was held
   std::uint64_t onboard_truncated = 0;     // matched below G1 but not made resident (G1 full, I/O error)
 
-  std::array<TierReport, 3> tiers;  // G1, G2, G3
+  std::array<TierReport, kNumCacheLevels> tiers;  // G1, G2, G3, G4
 
   // Data mode.
   OffloadStats offload;

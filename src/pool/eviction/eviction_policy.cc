@@ -6,6 +6,8 @@
 
 #include <array>
 #include <bit>
+#include <utility>
+#include <vector>
 
 #include "pool/eviction/intrusive_list.h"
 #include "pool/eviction/policies.h"
@@ -15,12 +17,18 @@ namespace {
 
 using eviction::IntrusiveLists;
 
-// Least recently released (or touched) first.
+// Least recently released (or touched) first. A block pinned for a copy keeps its place in the list and is
+// passed over by evict() until unpinned, so a copy changes nothing in the order (the tier chain's replay
+// semantics rely on it: specs/replay-semantics.md).
 class LruPolicy final : public EvictionPolicy {
  public:
-  explicit LruPolicy(std::uint32_t capacity) : lists_(capacity, 1) {}
+  explicit LruPolicy(std::uint32_t capacity) : lists_(capacity, 1), pinned_(capacity, 0) {}
   EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLru; }
   void insert(BlockId id, const InactiveBlockInfo&) override {
+    if (std::exchange(pinned_[id.value()], 0) != 0) {
+      --pinned_count_;  // used while pinned: it moves to the back like any released block
+      lists_.remove(id.value());
+    }
     lists_.push_back(0, id.value());
     ++size_;
   }
@@ -32,20 +40,37 @@ class LruPolicy final : public EvictionPolicy {
     lists_.remove(id.value());
     lists_.push_back(0, id.value());
   }
+  void pin(BlockId id) override {
+    pinned_[id.value()] = 1;
+    ++pinned_count_;
+    --size_;
+  }
+  void unpin(BlockId id, const InactiveBlockInfo&) override {
+    pinned_[id.value()] = 0;
+    --pinned_count_;
+    ++size_;
+  }
   void set_leaf(BlockId, bool) override {}
   std::optional<BlockId> evict() override {
     if (size_ == 0) return std::nullopt;
-    const std::uint32_t victim = lists_.front(0);
+    std::uint32_t victim = lists_.front(0);
+    // Pinned blocks are few (copies in flight) and sit near the back (recently released): usually none is
+    // passed over.
+    while (pinned_count_ != 0 && pinned_[victim] != 0) victim = lists_.after(victim);
     lists_.remove(victim);
     --size_;
     return BlockId{victim};
   }
   std::size_t size() const override { return size_; }
-  std::size_t memory_bytes() const override { return sizeof(*this) + lists_.memory_bytes(); }
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + lists_.memory_bytes() + pinned_.capacity() * sizeof(std::uint8_t);
+  }
 
  private:
   IntrusiveLists lists_;
+  std::vector<std::uint8_t> pinned_;  // 1 while pinned for a copy (still in lists_, not in size_)
   std::size_t size_ = 0;
+  std::size_t pinned_count_ = 0;
 };
 
 // One LRU list per retention priority; the lowest non-empty priority is found in a 128-bit bitmap.

@@ -29,6 +29,8 @@ class IntrusiveLists {
   [[nodiscard]] bool empty(std::uint32_t list) const { return next_[sentinel(list)] == sentinel(list); }
   // Oldest element; REQUIRES: !empty(list).
   [[nodiscard]] std::uint32_t front(std::uint32_t list) const { return next_[sentinel(list)]; }
+  // The element after `id` in its list, or kNone when `id` is the newest. REQUIRES: contains(id).
+  [[nodiscard]] std::uint32_t after(std::uint32_t id) const { return next_[id] >= capacity_ ? kNone : next_[id]; }
 
   void push_back(std::uint32_t list, std::uint32_t id) { link_before(sentinel(list), id); }
   void push_front(std::uint32_t list, std::uint32_t id) { link_before(next_[sentinel(list)], id); }

@@ -1,0 +1,559 @@
+// TierLink and PoolLink: see tier_link.h.
+#include "offload/tier_link.h"
+
+#include <absl/container/inlined_vector.h>
+#include <absl/strings/str_cat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+namespace kvbm::offload {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void observe_since(metrics::Histogram* h, Clock::time_point started) {
+  if (h != nullptr) h->observe(std::chrono::duration<double>(Clock::now() - started).count());
+}
+
+}  // namespace
+
+// ---- ChainContext ----
+
+ChainContext::ChainContext(TierStack* tiers_in, TransferEngine* engine_in, const OffloadConfig& config_in,
+                           JobScheduler* scheduler_in, OffloadObservers observers_in)
+    : tiers(tiers_in),
+      engine(engine_in),
+      config(config_in),
+      scheduler(scheduler_in),
+      observers(observers_in),
+      bytes_per_block(std::max<std::uint64_t>(1, tiers_in->g1->layout->model().bytes_per_block())),
+      batch_limit(std::max<std::size_t>(
+          1, std::min<std::uint64_t>(config_in.batch_blocks, config_in.max_bytes_in_flight / bytes_per_block))),
+      queued(!scheduler_in->runs_inline()),
+      sketch(tiers_in->g3 ? tiers_in->g3->pool->num_blocks() : 1024, config_in.frequency_decay_events) {}
+
+bool ChainContext::frequent_enough(SequenceHash hash) {
+  if (!filter_on()) return true;
+  MutexLock lock(&sketch_mu);
+  return sketch.estimate(hash.value()) >= config.g3_min_frequency;
+}
+
+bool ChainContext::sight(SequenceHash hash) {
+  MutexLock lock(&sketch_mu);
+  return sketch.add(hash.value()) == config.g3_min_frequency;
+}
+
+void ChainContext::post(JobLane lane, JobScheduler::Job job) {
+  {
+    MutexLock lock(&gate->mu);
+    ++gate->queued;
+  }
+  scheduler->post(lane, [g = gate, job = std::move(job)]() mutable {
+    {
+      MutexLock lock(&g->mu);
+      --g->queued;
+      if (!g->open) {
+        g->cv.notify_all();
+        return;
+      }
+      ++g->running;
+    }
+    std::move(job)();
+    {
+      MutexLock lock(&g->mu);
+      --g->running;
+    }
+    g->cv.notify_all();
+  });
+}
+
+void ChainContext::wait_idle() {
+  MutexLock lock(&gate->mu);
+  while (gate->queued + gate->running != 0) gate->cv.wait(gate->mu);
+}
+
+void ChainContext::close() {
+  MutexLock lock(&gate->mu);
+  gate->open = false;
+  while (gate->running != 0) gate->cv.wait(gate->mu);
+}
+
+// ---- TierLink ----
+
+TierLink::TierLink(ChainContext& ctx, CacheLevel upper, CacheLevel lower, OffloadMode mode, bool filtered)
+    : ctx_(ctx), upper_(upper), lower_(lower), mode_(mode), filtered_(filtered) {
+  if (ctx_.queued) {
+    lane_ = ctx_.scheduler->add_lane(
+        absl::StrCat("kvbm ", std::string(cache_level_name(upper)), "->", std::string(cache_level_name(lower))));
+  }
+}
+
+bool TierLink::needs_source(const LinkOp& op, CacheLevel lower) {
+  return op.kind != OpKind::kOnboarded || op.origin != lower;  // a touch alone reads nothing
+}
+
+void TierLink::push(std::vector<LinkOp> ops) {
+  if (ops.empty()) return;
+  if (!ctx_.queued) {
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    process(ops, {});
+    return;
+  }
+  const bool drop = ctx_.config.backlog == OffloadBacklog::kDrop;
+  std::size_t i = 0;
+  while (i < ops.size()) {
+    std::vector<LinkOp> mine;  // a full queue (backlog = wait): the producer copies the oldest itself
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return;
+      while (i < ops.size()) {
+        if (queue_.size() < ctx_.config.queue_capacity) {
+          enqueue_locked(std::move(ops[i++]));
+        } else if (drop) {
+          add(&LinkStats::dropped_queue_full);
+          ++i;
+        } else {
+          mine = take_batch_locked();
+          if (!mine.empty()) {
+            ++busy_;
+            break;
+          }
+        }
+      }
+      if (!scheduled_ && !queue_.empty()) {
+        scheduled_ = true;
+        ctx_.post(lane_, [this] { job(); });
+      }
+    }
+    if (!mine.empty()) {
+      add(&LinkStats::producer_runs, mine.size());
+      run_batch(std::move(mine));
+    }
+  }
+}
+
+void TierLink::enqueue_locked(LinkOp op) {
+  op.order = ++order_;
+  if (needs_source(op, lower_)) {
+    Pending& p = pending_[op.hash().value()];
+    ++p.queued;
+    if (!p.op) p.op = op;
+  }
+  queue_.push(std::move(op));
+  queue_peak_ = std::max<std::uint64_t>(queue_peak_, queue_.size());
+}
+
+std::vector<LinkOp> TierLink::take_batch_locked() {
+  std::vector<LinkOp> batch;
+  while (!queue_.empty() && batch.size() < ctx_.batch_limit) {
+    LinkOp op = queue_.top();
+    queue_.pop();
+    if (needs_source(op, lower_)) {
+      auto it = pending_.find(op.hash().value());
+      Pending& p = it->second;
+      --p.queued;
+      if (p.skip > 0) {  // an eviction copied it already
+        --p.skip;
+        if (p.queued + p.taken == 0) pending_.erase(it);
+        continue;
+      }
+      ++p.taken;
+    }
+    batch.push_back(std::move(op));
+  }
+  return batch;
+}
+
+void TierLink::job() {
+  std::vector<LinkOp> batch;
+  {
+    MutexLock lock(&mu_);
+    batch = take_batch_locked();
+    if (batch.empty()) {
+      scheduled_ = false;
+      return;
+    }
+    ++busy_;
+  }
+  run_batch(std::move(batch));
+  MutexLock lock(&mu_);
+  if (queue_.empty()) {
+    scheduled_ = false;
+  } else {
+    ctx_.post(lane_, [this] { job(); });  // one batch per job: other lanes' jobs interleave
+  }
+}
+
+void TierLink::run_batch(std::vector<LinkOp> batch) {
+  process(batch, {});
+  done_taking(batch);
+  {
+    MutexLock lock(&mu_);
+    --busy_;
+  }
+}
+
+bool TierLink::lost_source(SequenceHash hash) {
+  if (!ctx_.queued) return true;
+  MutexLock lock(&mu_);
+  auto it = pending_.find(hash.value());
+  if (it == pending_.end() || it->second.covered == 0) return true;
+  --it->second.covered;  // its source's eviction made the copy
+  return false;
+}
+
+void TierLink::done_taking(std::span<const LinkOp> batch) {
+  MutexLock lock(&mu_);
+  for (const LinkOp& op : batch) {
+    if (!needs_source(op, lower_)) continue;
+    auto it = pending_.find(op.hash().value());
+    if (it == pending_.end()) continue;
+    Pending& p = it->second;
+    if (p.taken > 0) --p.taken;
+    p.covered = std::min(p.covered, p.taken);
+    if (p.queued + p.taken == 0) pending_.erase(it);
+  }
+}
+
+void TierLink::on_upper_evicted(std::span<const EvictedBlock> evicted) {
+  if (evicted.empty()) return;
+  std::vector<LinkOp> now;
+  std::vector<BlockId> slots;
+  std::uint64_t dropped = 0, performed = 0, write_back = 0;
+  if (ctx_.queued) {
+    MutexLock lock(&mu_);
+    for (const EvictedBlock& e : evicted) {
+      auto it = pending_.find(e.identity.sequence_hash.value());
+      if (it == pending_.end()) continue;
+      Pending& p = it->second;
+      const std::uint32_t open = (p.queued - p.skip) + (p.taken - p.covered);
+      if (open == 0) continue;
+      p.skip = p.queued;
+      p.covered = p.taken;
+      if (ctx_.config.backlog == OffloadBacklog::kDrop) {
+        dropped += open;
+        continue;
+      }
+      now.push_back(*p.op);
+      slots.push_back(e.id);
+      ++performed;
+    }
+  }
+  if (mode_ == OffloadMode::kWriteBack) {  // (a queued op of the same block, performed above, wrote nothing)
+    for (const EvictedBlock& e : evicted) {
+      now.push_back(LinkOp{e.identity, e.priority, OpKind::kEvicted, upper_, 0});
+      slots.push_back(e.id);
+      ++write_back;
+    }
+  }
+  add(&LinkStats::dropped_evicted, dropped);
+  add(&LinkStats::at_eviction, performed);
+  if (!now.empty()) process(now, slots);
+}
+
+void TierLink::stop(bool drain) {
+  MutexLock lock(&mu_);
+  stopping_ = true;
+  if (drain) return;
+  add(&LinkStats::dropped_queue_full, queue_.size());
+  queue_ = {};
+  pending_.clear();
+}
+
+bool TierLink::idle() const {
+  MutexLock lock(&mu_);
+  return queue_.empty() && busy_ == 0 && !scheduled_;
+}
+
+LinkStats TierLink::stats() const {
+  LinkStats s;
+  {
+    MutexLock lock(&stats_mu_);
+    s = stats_;
+  }
+  MutexLock lock(&mu_);
+  s.queue_depth = queue_.size();
+  s.queue_peak = queue_peak_;
+  return s;
+}
+
+void TierLink::add(std::uint64_t LinkStats::*field, std::uint64_t n) {
+  if (n == 0) return;
+  MutexLock lock(&stats_mu_);
+  stats_.*field += n;
+}
+
+TierLink::Action TierLink::classify(const LinkOp& op) {
+  const auto admitted = [&] {
+    if (!filtered_ || ctx_.frequent_enough(op.hash())) return Action::kInsert;
+    add(&LinkStats::filtered);
+    return Action::kFiltered;
+  };
+  switch (op.kind) {
+    case OpKind::kWrite:
+      return mode_ == OffloadMode::kWriteThrough ? admitted() : Action::kNothing;
+    case OpKind::kEvicted:
+      return admitted();
+    case OpKind::kOnboarded:
+      if (op.origin == lower_) return Action::kTouch;
+      for (const TierLink* c : children_) {
+        if (c->reaches(op.origin)) return Action::kStage;
+      }
+      return Action::kNothing;
+    case OpKind::kPromote:
+      if (!filtered_) return children_.empty() ? Action::kNothing : Action::kPassOn;
+      return mode_ == OffloadMode::kWriteThrough ? Action::kInsertIfAbsent : Action::kNothing;
+  }
+  return Action::kNothing;
+}
+
+bool TierLink::reaches(CacheLevel level) const {
+  if (lower_ == level) return true;
+  return std::any_of(children_.begin(), children_.end(), [&](const TierLink* c) { return c->reaches(level); });
+}
+
+void TierLink::pass_on(Outbox& out, const LinkOp& op, Action action, bool inserted) const {
+  switch (action) {
+    case Action::kInsert:
+    case Action::kInsertIfAbsent:
+      if (!inserted) return;
+      for (std::vector<LinkOp>& to : out) to.push_back(LinkOp{op.identity, op.priority, OpKind::kWrite, lower_, 0});
+      return;
+    case Action::kStage:
+      for (std::size_t c = 0; c < children_.size(); ++c) {
+        if (children_[c]->reaches(op.origin)) out[c].push_back(op);
+      }
+      return;
+    case Action::kPassOn:
+      for (std::vector<LinkOp>& to : out) to.push_back(op);
+      return;
+    default:
+      return;
+  }
+}
+
+void TierLink::send(Outbox& out) {
+  for (std::size_t c = 0; c < children_.size(); ++c) {
+    if (out[c].empty()) continue;
+    std::vector<LinkOp> ops;
+    ops.swap(out[c]);
+    children_[c]->push(std::move(ops));
+  }
+}
+
+void TierLink::tell_children_evicted(std::span<const EvictedBlock> evicted) {
+  for (TierLink* c : children_) c->on_upper_evicted(evicted);
+}
+
+// ---- PoolLink ----
+
+template <CacheLevel U, CacheLevel D>
+void PoolLink<U, D>::process(std::span<const LinkOp> ops, std::span<const BlockId> sources) {
+  const Clock::time_point started = Clock::now();
+  Outbox out = make_outbox();
+  std::vector<Action> actions(ops.size());
+  for (std::size_t i = 0; i < ops.size(); ++i) actions[i] = classify(ops[i]);
+  std::vector<SequenceHash> hashes;
+  for (std::size_t i = 0; i < ops.size();) {
+    const Action a = actions[i];
+    if (a == Action::kTouch) {
+      hashes.clear();
+      for (; i < ops.size() && actions[i] == Action::kTouch; ++i) hashes.push_back(ops[i].hash());
+      add(&LinkStats::touched, down_.pool->touch(hashes));
+    } else if (a == Action::kInsert || a == Action::kStage || a == Action::kInsertIfAbsent) {
+      std::size_t end = i;
+      while (end < ops.size() && (actions[end] == Action::kInsert || actions[end] == Action::kStage ||
+                                  actions[end] == Action::kInsertIfAbsent)) {
+        ++end;
+      }
+      insert_run(out, ops.subspan(i, end - i), std::span<const Action>(actions).subspan(i, end - i),
+                 sources.empty() ? sources : sources.subspan(i, end - i));
+      i = end;
+    } else {
+      pass_on(out, ops[i], a, false);
+      ++i;
+    }
+  }
+  send(out);
+  if constexpr (D == CacheLevel::kG2) {
+    observe_since(ctx_.observers.g1_to_g2_batch_seconds, started);
+  } else if constexpr (D == CacheLevel::kG3) {
+    observe_since(ctx_.observers.g2_to_g3_batch_seconds, started);
+  }
+}
+
+template <CacheLevel U, CacheLevel D>
+void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
+                                std::span<const BlockId> sources) {
+  std::vector<SequenceHash> hashes(ops.size());
+  for (std::size_t i = 0; i < ops.size(); ++i) hashes[i] = ops[i].hash();
+  std::vector<std::uint8_t> present;
+  down_.pool->contains_each(hashes, present);
+  for (std::size_t k = 0; k < ops.size();) {
+    if (present[k] != 0) {  // inserting a block D holds only touches it
+      if (actions[k] != Action::kInsertIfAbsent) {
+        (void)down_.pool->touch(std::span<const SequenceHash>(&hashes[k], 1));
+        add(&LinkStats::present);
+      }
+      pass_on(out, ops[k], actions[k], false);
+      ++k;
+      continue;
+    }
+    const PoolStatus status = down_.pool->status();
+    const std::size_t room = std::size_t{status.free} + status.inactive;
+    if (room == 0) {
+      add(&LinkStats::no_space);
+      pass_on(out, ops[k], actions[k], false);
+      ++k;
+      continue;
+    }
+    // A batch: the next blocks that are absent and distinct, no more than D can take without evicting one
+    // of them — exactly what inserting them one by one would do.
+    const std::size_t limit = std::min(room, ctx_.batch_limit);
+    std::size_t end = k + 1;
+    while (end < ops.size() && end - k < limit && present[end] == 0 &&
+           std::find(hashes.begin() + static_cast<std::ptrdiff_t>(k), hashes.begin() + static_cast<std::ptrdiff_t>(end),
+                     hashes[end]) == hashes.begin() + static_cast<std::ptrdiff_t>(end)) {
+      ++end;
+    }
+    write_batch(out, ops.subspan(k, end - k), actions.subspan(k, end - k),
+                sources.empty() ? sources : sources.subspan(k, end - k));
+    send(out);
+    k = end;
+    // The batch may have evicted later blocks of the run, or taken a later duplicate: look again.
+    if (k < ops.size()) {
+      std::vector<std::uint8_t> rest;
+      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k), rest);
+      std::copy(rest.begin(), rest.end(), present.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+  }
+}
+
+template <CacheLevel U, CacheLevel D>
+void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
+                                 std::span<const BlockId> sources_in) {
+  const bool bytes = down_.has_bytes();
+  // Which ops go ahead: all, unless a source is no longer in U. A promotion then finds nothing to write (the
+  // block left U); anything else was either copied by the eviction that took it or is lost (counted).
+  absl::InlinedVector<std::uint32_t, 64> go;
+  absl::InlinedVector<BlockId, 64> sources;
+  std::vector<ImmutableBlock<U>> pinned;
+  const auto gone = [&](std::size_t i) {
+    if (lost_source(ops[i].hash()) && actions[i] != Action::kInsertIfAbsent) add(&LinkStats::dropped_evicted);
+  };
+  if (!sources_in.empty()) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      go.push_back(static_cast<std::uint32_t>(i));
+      sources.push_back(sources_in[i]);
+    }
+  } else if (bytes) {  // the blocks registered in U, pinned while they are read
+    absl::InlinedVector<SequenceHash, 64> hashes;
+    for (const LinkOp& op : ops) hashes.push_back(op.hash());
+    std::vector<ImmutableBlock<U>> found = up_.pool->pin_for_copy(hashes);
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (!found[i].valid()) {
+        gone(i);
+        continue;
+      }
+      go.push_back(static_cast<std::uint32_t>(i));
+      sources.push_back(found[i].id());
+      pinned.push_back(std::move(found[i]));
+    }
+  } else {
+    // Identities only: nothing to pin. With an inline scheduler a source is always still in U (it was
+    // released or inserted there just before), except a promotion's, which is looked up.
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if ((ctx_.queued || actions[i] == Action::kInsertIfAbsent) && !up_.pool->contains(ops[i].hash())) {
+        gone(i);
+        continue;
+      }
+      go.push_back(static_cast<std::uint32_t>(i));
+    }
+  }
+
+  // Targets in D, evicting as allocation does; what D evicts goes down first where a link out of D needs it.
+  std::vector<MutableBlock<D>> targets;
+  std::vector<EvictedBlock> evicted;
+  const bool report =
+      std::any_of(children().begin(), children().end(), [](const TierLink* c) { return c->wants_evictions(); });
+  for (std::size_t want = go.size(); want > 0 && targets.empty();) {
+    auto blocks = down_.pool->allocate(want, report ? &evicted : nullptr);
+    if (blocks.ok()) {
+      targets = *std::move(blocks);
+      break;
+    }
+    const PoolStatus status = down_.pool->status();  // another thread took room meanwhile
+    want = std::min<std::size_t>(want - 1, std::size_t{status.free} + status.inactive);
+  }
+  if (!evicted.empty()) tell_children_evicted(evicted);
+  const std::size_t n = targets.size();
+  if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
+
+  TransferResult copied;
+  if (bytes && n > 0) {
+    absl::InlinedVector<BlockId, 64> ids;
+    std::vector<BlockCopy> copies(n);
+    for (std::size_t j = 0; j < n; ++j) {
+      ids.push_back(targets[j].id());
+      copies[j] = BlockCopy{sources[j], targets[j].id(), ops[go[j]].hash().value()};
+    }
+    if (down_.hooks) down_.hooks->before_write(ids);
+    copied = ctx_.engine->submit(TransferRequest{up_.view(), down_.view(), std::move(copies)})->wait();
+  }
+
+  std::vector<MutableBlock<D>> arrived;
+  absl::InlinedVector<std::uint32_t, 64> arrived_op;
+  absl::InlinedVector<BlockId, 64> arrived_ids;
+  arrived.reserve(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    const LinkOp& op = ops[go[j]];
+    if (bytes) {
+      const absl::Status& st = copied.blocks.empty() ? copied.status : copied.blocks[j];
+      if (!st.ok()) {
+        add(st.code() == absl::StatusCode::kDataLoss ? &LinkStats::checksum_failures : &LinkStats::transfer_failures);
+        continue;
+      }
+    }
+    targets[j].set_priority(op.priority);
+    if (!targets[j].apply(op.identity).ok()) continue;
+    if (bytes && down_.hooks) down_.hooks->after_write(targets[j].id(), op.identity);
+    arrived_op.push_back(go[j]);
+    arrived_ids.push_back(targets[j].id());
+    arrived.push_back(std::move(targets[j]));
+  }
+  // Registered and released in order: the last block of the batch is the most recent, as if they had been
+  // inserted one by one.
+  auto registered = down_.pool->register_inactive(arrived);
+  absl::InlinedVector<bool, 64> inserted(ops.size(), false);
+  if (registered.ok()) {
+    std::uint64_t written = 0, staged = 0, write_back = 0;
+    for (std::size_t j = 0; j < registered->size(); ++j) {
+      if ((*registered)[j] != arrived_ids[j]) continue;  // another copy registered it first
+      const std::size_t i = arrived_op[j];
+      inserted[i] = true;
+      if (actions[i] == Action::kStage) {
+        ++staged;
+      } else {
+        ++written;
+        if (ops[i].kind == OpKind::kEvicted) ++write_back;
+      }
+    }
+    add(&LinkStats::written, written);
+    add(&LinkStats::staged, staged);
+    add(&LinkStats::write_back, write_back);
+    if (bytes) add(&LinkStats::bytes, (written + staged) * ctx_.bytes_per_block);
+  }
+  if (!pinned.empty()) up_.pool->release(std::move(pinned));
+  for (std::size_t i = 0; i < ops.size(); ++i) pass_on(out, ops[i], actions[i], inserted[i]);
+}
+
+template class PoolLink<CacheLevel::kG1, CacheLevel::kG2>;
+template class PoolLink<CacheLevel::kG2, CacheLevel::kG3>;
+template class PoolLink<CacheLevel::kG2, CacheLevel::kG4>;
+
+}  // namespace kvbm::offload
