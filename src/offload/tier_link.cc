@@ -356,9 +356,10 @@ template <CacheLevel U, CacheLevel D>
 void PoolLink<U, D>::process(std::span<const LinkOp> ops, std::span<const BlockId> sources) {
   const Clock::time_point started = Clock::now();
   Outbox out = make_outbox();
-  std::vector<Action> actions(ops.size());
+  absl::InlinedVector<Action, 64> actions(ops.size());
   for (std::size_t i = 0; i < ops.size(); ++i) actions[i] = classify(ops[i]);
-  std::vector<SequenceHash> hashes;
+  for (std::vector<LinkOp>& to : out) to.reserve(ops.size());
+  absl::InlinedVector<SequenceHash, 64> hashes;
   for (std::size_t i = 0; i < ops.size();) {
     const Action a = actions[i];
     if (a == Action::kTouch) {
@@ -390,9 +391,9 @@ void PoolLink<U, D>::process(std::span<const LinkOp> ops, std::span<const BlockI
 template <CacheLevel U, CacheLevel D>
 void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
                                 std::span<const BlockId> sources) {
-  std::vector<SequenceHash> hashes(ops.size());
+  absl::InlinedVector<SequenceHash, 64> hashes(ops.size());
   for (std::size_t i = 0; i < ops.size(); ++i) hashes[i] = ops[i].hash();
-  std::vector<std::uint8_t> present;
+  absl::InlinedVector<std::uint8_t, 64> present(ops.size());
   down_.pool->contains_each(hashes, present);
   for (std::size_t k = 0; k < ops.size();) {
     if (present[k] != 0) {  // inserting a block D holds only touches it
@@ -427,9 +428,8 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
     k = end;
     // The batch may have evicted later blocks of the run, or taken a later duplicate: look again.
     if (k < ops.size()) {
-      std::vector<std::uint8_t> rest;
-      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k), rest);
-      std::copy(rest.begin(), rest.end(), present.begin() + static_cast<std::ptrdiff_t>(k));
+      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k),
+                                std::span<std::uint8_t>(present).subspan(k));
     }
   }
 }
@@ -465,22 +465,40 @@ void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::
       pinned.push_back(std::move(found[i]));
     }
   } else {
-    // Identities only: nothing to pin. With an inline scheduler a source is always still in U (it was
-    // released or inserted there just before), except a promotion's, which is looked up.
+    // Identities only: no bytes to protect. With an inline scheduler a source is always still in U (it
+    // was released or inserted there just before), except a promotion's, which is looked up. Sources are
+    // pinned all the same where U's policy would notice the pin, so that both modes decide alike.
+    const bool pin = !up_.pool->pins_keep_state();
+    std::vector<ImmutableBlock<U>> found;
+    if (pin) {
+      absl::InlinedVector<SequenceHash, 64> hashes;
+      for (const LinkOp& op : ops) hashes.push_back(op.hash());
+      found = up_.pool->pin_for_copy(hashes);
+    }
     for (std::size_t i = 0; i < ops.size(); ++i) {
-      if ((ctx_.queued || actions[i] == Action::kInsertIfAbsent) && !up_.pool->contains(ops[i].hash())) {
+      const bool present =
+          pin ? found[i].valid()
+              : !(ctx_.queued || actions[i] == Action::kInsertIfAbsent) || up_.pool->contains(ops[i].hash());
+      if (!present) {
         gone(i);
         continue;
       }
       go.push_back(static_cast<std::uint32_t>(i));
+      if (pin) pinned.push_back(std::move(found[i]));
     }
+  }
+
+  std::vector<EvictedBlock> evicted;
+  const bool report =
+      std::any_of(children().begin(), children().end(), [](const TierLink* c) { return c->wants_evictions(); });
+  if (!bytes) {  // identities only: allocation, registration and release in one call, the same steps
+    admit_batch(out, ops, actions, go, report);
+    if (!pinned.empty()) up_.pool->release(std::move(pinned));
+    return;
   }
 
   // Targets in D, evicting as allocation does; what D evicts goes down first where a link out of D needs it.
   std::vector<MutableBlock<D>> targets;
-  std::vector<EvictedBlock> evicted;
-  const bool report =
-      std::any_of(children().begin(), children().end(), [](const TierLink* c) { return c->wants_evictions(); });
   for (std::size_t want = go.size(); want > 0 && targets.empty();) {
     auto blocks = down_.pool->allocate(want, report ? &evicted : nullptr);
     if (blocks.ok()) {
@@ -549,6 +567,46 @@ void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::
     if (bytes) add(&LinkStats::bytes, (written + staged) * ctx_.bytes_per_block);
   }
   if (!pinned.empty()) up_.pool->release(std::move(pinned));
+  for (std::size_t i = 0; i < ops.size(); ++i) pass_on(out, ops[i], actions[i], inserted[i]);
+}
+
+template <CacheLevel U, CacheLevel D>
+void PoolLink<U, D>::admit_batch(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
+                                 std::span<const std::uint32_t> go, bool report) {
+  absl::InlinedVector<BlockIdentity, 64> identities;
+  absl::InlinedVector<std::uint8_t, 64> priorities;
+  for (std::uint32_t i : go) {
+    identities.push_back(ops[i].identity);
+    priorities.push_back(ops[i].priority);
+  }
+  std::vector<EvictedBlock> evicted;
+  absl::StatusOr<std::vector<std::uint8_t>> admitted = absl::ResourceExhaustedError("nothing to admit");
+  std::size_t n = go.size();
+  while (n > 0) {
+    admitted =
+        down_.pool->admit(std::span(identities).first(n), std::span(priorities).first(n), report ? &evicted : nullptr);
+    if (admitted.ok()) break;
+    const PoolStatus status = down_.pool->status();  // another thread took room meanwhile
+    n = std::min<std::size_t>(n - 1, std::size_t{status.free} + status.inactive);
+  }
+  if (!evicted.empty()) tell_children_evicted(evicted);
+  if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
+  absl::InlinedVector<bool, 64> inserted(ops.size(), false);
+  std::uint64_t written = 0, staged = 0, write_back = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    if ((*admitted)[j] == 0) continue;  // another copy registered it first
+    const std::size_t i = go[j];
+    inserted[i] = true;
+    if (actions[i] == Action::kStage) {
+      ++staged;
+    } else {
+      ++written;
+      if (ops[i].kind == OpKind::kEvicted) ++write_back;
+    }
+  }
+  add(&LinkStats::written, written);
+  add(&LinkStats::staged, staged);
+  add(&LinkStats::write_back, write_back);
   for (std::size_t i = 0; i < ops.size(); ++i) pass_on(out, ops[i], actions[i], inserted[i]);
 }
 

@@ -216,6 +216,10 @@ class PoolLink final : public TierLink {
   void write_batch(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
                    std::span<const BlockId> sources);
 
+  // write_batch() for tiers without bytes: the `go` ops admitted into D in one pool call.
+  void admit_batch(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
+                   std::span<const std::uint32_t> go, bool report);
+
   Tier<U>& up_;
   Tier<D>& down_;
 };

@@ -63,84 +63,106 @@ class PoolCore {
   }
 
   const BlockPoolConfig& config() const { return config_; }
+  bool pins_keep_state() const { return pins_keep_state_; }
 
   absl::StatusOr<std::vector<BlockId>> allocate(std::size_t count, std::vector<EvictedBlock>* evicted) {
     std::vector<BlockId> ids;
     BlocksRemoved removed{config_.level, {}};
     {
       MutexLock lock(&mu_);
-      const std::size_t available = free_list_.size() + policy_->size();
-      if (count > available) {
-        return absl::ResourceExhaustedError(absl::StrCat("pool ", label_, ": cannot allocate ", count,
-                                                         " block(s): ", free_list_.size(), " free + ", policy_->size(),
-                                                         " evictable of ", config_.num_blocks));
-      }
-      ids.reserve(count);
-      if (config_.events != nullptr) removed.block_hashes.reserve(count);
-      while (ids.size() < count && !free_list_.empty()) {
-        const std::uint32_t id = free_list_.back();
-        free_list_.pop_back();
-        slots_[id].state = SlotState::kOwned;
-        ids.push_back(BlockId{id});
-      }
-      // Victims (available ≥ count guarantees them). When the policy reads no lineage, unregistering cannot
-      // change its next choice, so up to kVictimBatch victims are chosen before any is unregistered: their
-      // slot reads, and then their registry probes, are in flight together instead of one after another
-      // (each a cache miss when the policy's victims are scattered over the pool). With lineage: one at a time.
-      const std::size_t batch = track_lineage_ ? 1 : kVictimBatch;
-      for (std::size_t begin = ids.size(); begin < count; begin = ids.size()) {
-        const std::size_t end = std::min(count, begin + batch);
-        for (std::size_t i = begin; i < end; ++i) {
-          const BlockId victim = *policy_->evict();
-          ids.push_back(victim);
-          __builtin_prefetch(&slots_[victim.value()]);
-          // register_blocks writes the slot's identity next: its lines arrive meanwhile.
-          __builtin_prefetch(&registered_[victim.value()], 1);
-          __builtin_prefetch(reinterpret_cast<const char*>(&registered_[victim.value()] + 1) - 1, 1);
-        }
-        if (batch > 1) {
-          for (std::size_t i = begin; i < end; ++i) registry_.prefetch(slots_[ids[i].value()].sequence_hash.value());
-        }
-        for (std::size_t i = begin; i < end; ++i) {
-          const std::uint32_t id = ids[i].value();
-          --inactive_;
-          if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
-          if (evicted != nullptr)
-            evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
-          unregister(id);
-          slots_[id].state = SlotState::kOwned;
-        }
-      }
-      owned_ += static_cast<std::uint32_t>(count);
+      if (absl::Status s = allocate_locked(count, evicted, ids, removed); !s.ok()) return s;
     }
     if (!removed.block_hashes.empty()) config_.events->on_removed(std::move(removed));
     return ids;
+  }
+
+  // allocate(), register_inactive() of the blocks as `identities` (no tokens), under one lock: a copy of
+  // identities into a tier that holds no bytes. The same evictions, registrations and releases, in the
+  // same order, as the three calls.
+  absl::StatusOr<std::vector<std::uint8_t>> admit(std::span<const BlockIdentity> identities,
+                                                  std::span<const std::uint8_t> priorities,
+                                                  std::vector<EvictedBlock>* evicted) {
+    std::vector<BlockId> ids;
+    std::vector<std::uint8_t> inserted(identities.size(), 0);
+    BlocksRemoved removed{config_.level, {}};
+    std::vector<BlocksStored> stored;
+    std::vector<bool> stored_without_tokens;
+    std::vector<ReleasedBlock> released;
+    {
+      MutexLock lock(&mu_);
+      if (absl::Status s = allocate_locked(identities.size(), evicted, ids, removed); !s.ok()) return s;
+      std::vector<RegisterRequest> requests(ids.size());
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        row_has_tokens_[ids[i].value()] = 0;
+        requests[i] =
+            RegisterRequest{this, ids[i], MutableState::kComplete, identities[i], priorities[i], 0, config_.level};
+      }
+      const std::vector<BlockId> out =
+          register_locked(requests, /*then_release=*/true, stored, stored_without_tokens, released);
+      for (std::size_t i = 0; i < out.size(); ++i) inserted[i] = out[i] == ids[i] ? 1 : 0;
+    }
+    if (!removed.block_hashes.empty()) config_.events->on_removed(std::move(removed));
+    emit(stored, stored_without_tokens, released);
+    return inserted;
+  }
+
+  // Takes `count` slots (free ones first, then evicted inactive blocks) into `ids`, owned by the caller.
+  absl::Status allocate_locked(std::size_t count, std::vector<EvictedBlock>* evicted, std::vector<BlockId>& ids,
+                               BlocksRemoved& removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::size_t available = free_list_.size() + policy_->size();
+    if (count > available) {
+      return absl::ResourceExhaustedError(absl::StrCat("pool ", label_, ": cannot allocate ", count,
+                                                       " block(s): ", free_list_.size(), " free + ", policy_->size(),
+                                                       " evictable of ", config_.num_blocks));
+    }
+    ids.reserve(count);
+    if (config_.events != nullptr) removed.block_hashes.reserve(count);
+    while (ids.size() < count && !free_list_.empty()) {
+      const std::uint32_t id = free_list_.back();
+      free_list_.pop_back();
+      slots_[id].state = SlotState::kOwned;
+      ids.push_back(BlockId{id});
+    }
+    // Victims (available ≥ count guarantees them). When the policy reads no lineage, unregistering cannot
+    // change its next choice, so up to kVictimBatch victims are chosen before any is unregistered: their
+    // slot reads, and then their registry probes, are in flight together instead of one after another
+    // (each a cache miss when the policy's victims are scattered over the pool). With lineage: one at a time.
+    const std::size_t batch = track_lineage_ ? 1 : kVictimBatch;
+    for (std::size_t begin = ids.size(); begin < count; begin = ids.size()) {
+      const std::size_t end = std::min(count, begin + batch);
+      for (std::size_t i = begin; i < end; ++i) {
+        const BlockId victim = *policy_->evict();
+        ids.push_back(victim);
+        __builtin_prefetch(&slots_[victim.value()]);
+        // register_blocks writes the slot's identity next: its lines arrive meanwhile.
+        __builtin_prefetch(&registered_[victim.value()], 1);
+        __builtin_prefetch(reinterpret_cast<const char*>(&registered_[victim.value()] + 1) - 1, 1);
+      }
+      if (batch > 1) {
+        for (std::size_t i = begin; i < end; ++i) registry_.prefetch(slots_[ids[i].value()].sequence_hash.value());
+      }
+      for (std::size_t i = begin; i < end; ++i) {
+        const std::uint32_t id = ids[i].value();
+        --inactive_;
+        if (config_.events != nullptr) removed.block_hashes.push_back(slots_[id].sequence_hash);
+        if (evicted != nullptr)
+          evicted->push_back(EvictedBlock{BlockId{id}, registered_[id].identity, slots_[id].priority});
+        unregister(id);
+        slots_[id].state = SlotState::kOwned;
+      }
+    }
+    owned_ += static_cast<std::uint32_t>(count);
+    return absl::OkStatus();
   }
 
   // With `then_release`, the blocks are registered last to first (so that a batch written tail first is
   // registered parent before child) and then released first to last, under the same lock: exactly
   // registering them in that order and then releasing each result.
   absl::StatusOr<std::vector<BlockId>> register_blocks(std::span<const RegisterRequest> requests, bool then_release) {
-    std::vector<BlockId> out(requests.size());
-    std::vector<ReleasedBlock> released;
-    // One Stored event per run of blocks that continue one another's chain (a router indexes a block
-    // under the parent its event names).
+    std::vector<BlockId> out;
     std::vector<BlocksStored> stored;
-    std::vector<bool> stored_without_tokens;  // an event's token_ids must cover every block or be empty
-    const auto stored_block = [&](const Slot& s, std::uint32_t id) {
-      if (stored.empty() || !s.has_parent || stored.back().block_hashes.back() != s.parent_hash) {
-        stored.push_back(BlocksStored{config_.level, {}, std::nullopt, {}, config_.page_size});
-        if (s.has_parent) stored.back().parent_hash = s.parent_hash;
-        stored_without_tokens.push_back(false);
-      }
-      stored.back().block_hashes.push_back(s.sequence_hash);
-      if (row_has_tokens_[id] != 0) {
-        const auto row = token_row(id);
-        stored.back().token_ids.insert(stored.back().token_ids.end(), row.begin(), row.end());
-      } else {
-        stored_without_tokens.back() = true;
-      }
-    };
+    std::vector<bool> stored_without_tokens;
+    std::vector<ReleasedBlock> released;
     {
       MutexLock lock(&mu_);
       // Validate everything first: registration is all or nothing.
@@ -161,57 +183,88 @@ class PoolCore {
                                                             " tokens); only Complete blocks can be registered"));
         }
       }
-      const Slot* prev = nullptr;  // the block this call handed out last (registered or de-duplicated)
-      for (std::size_t n = 0; n < requests.size(); ++n) {
-        const std::size_t i = then_release ? requests.size() - 1 - n : n;
-        const RegisterRequest& r = requests[i];
-        const std::uint32_t id = r.id.value();
-        auto [it, inserted] = registry_.try_emplace(r.identity.sequence_hash.value(), id);
-        if (!inserted) {
-          // De-duplication: hand out the block already registered; the duplicate slot becomes free.
-          const std::uint32_t existing = it->second;
-          retain_locked(existing);
-          slots_[id].state = SlotState::kFree;
-          free_list_.push_back(id);
-          --owned_;
-          out[i] = BlockId{existing};
-          prev = &slots_[existing];
-          continue;
-        }
-        Slot& s = slots_[id];
-        s.sequence_hash = r.identity.sequence_hash;
-        s.has_parent = r.identity.parent.has_value();
-        s.parent_hash = r.identity.parent.value_or(SequenceHash{0});
-        s.refcount = 1;
-        s.priority = r.priority;
-        s.origin = static_cast<std::uint8_t>(r.origin);
-        s.depth = 0;
-        if (s.has_parent && track_depth_) {
-          if (prev != nullptr && prev->sequence_hash == s.parent_hash) {
-            s.depth = prev->depth + 1;  // the usual case: the parent is the block registered just before
-          } else {
-            // An unregistered parent (evicted, or never seen here) leaves the depth unknown: 1 is a guess.
-            auto p = registry_.find(s.parent_hash.value());
-            s.depth = p == registry_.end() ? 1 : slots_[p->second].depth + 1;
-          }
-        }
-        prev = &s;
-        s.state = SlotState::kRegistered;
-        registered_[id] = RegisteredInfo{r.identity, r.priority};
-        if (s.has_parent && track_lineage_) add_cached_child(s.parent_hash);
-        --owned_;
-        ++active_;
-        out[i] = r.id;
-        if (config_.events != nullptr) stored_block(s, id);
-      }
-      if (then_release) release_locked(out, &released);
+      out = register_locked(requests, then_release, stored, stored_without_tokens, released);
     }
+    emit(stored, stored_without_tokens, released);
+    return out;
+  }
+
+  // Registers valid requests (see register_blocks); what to report once the lock is dropped goes to the
+  // out-parameters: one Stored event per run of blocks that continue one another's chain (a router indexes
+  // a block under the parent its event names), and the released blocks.
+  std::vector<BlockId> register_locked(std::span<const RegisterRequest> requests, bool then_release,
+                                       std::vector<BlocksStored>& stored, std::vector<bool>& stored_without_tokens,
+                                       std::vector<ReleasedBlock>& released) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<BlockId> out(requests.size());
+    const auto stored_block = [&](const Slot& s, std::uint32_t id) {
+      if (stored.empty() || !s.has_parent || stored.back().block_hashes.back() != s.parent_hash) {
+        stored.push_back(BlocksStored{config_.level, {}, std::nullopt, {}, config_.page_size});
+        if (s.has_parent) stored.back().parent_hash = s.parent_hash;
+        stored_without_tokens.push_back(false);
+      }
+      stored.back().block_hashes.push_back(s.sequence_hash);
+      if (row_has_tokens_[id] != 0) {
+        const auto row = token_row(id);
+        stored.back().token_ids.insert(stored.back().token_ids.end(), row.begin(), row.end());
+      } else {
+        stored_without_tokens.back() = true;
+      }
+    };
+    const Slot* prev = nullptr;  // the block this call handed out last (registered or de-duplicated)
+    for (std::size_t n = 0; n < requests.size(); ++n) {
+      const std::size_t i = then_release ? requests.size() - 1 - n : n;
+      const RegisterRequest& r = requests[i];
+      const std::uint32_t id = r.id.value();
+      auto [it, inserted] = registry_.try_emplace(r.identity.sequence_hash.value(), id);
+      if (!inserted) {
+        // De-duplication: hand out the block already registered; the duplicate slot becomes free.
+        const std::uint32_t existing = it->second;
+        retain_locked(existing);
+        slots_[id].state = SlotState::kFree;
+        free_list_.push_back(id);
+        --owned_;
+        out[i] = BlockId{existing};
+        prev = &slots_[existing];
+        continue;
+      }
+      Slot& s = slots_[id];
+      s.sequence_hash = r.identity.sequence_hash;
+      s.has_parent = r.identity.parent.has_value();
+      s.parent_hash = r.identity.parent.value_or(SequenceHash{0});
+      s.refcount = 1;
+      s.priority = r.priority;
+      s.origin = static_cast<std::uint8_t>(r.origin);
+      s.depth = 0;
+      if (s.has_parent && track_depth_) {
+        if (prev != nullptr && prev->sequence_hash == s.parent_hash) {
+          s.depth = prev->depth + 1;  // the usual case: the parent is the block registered just before
+        } else {
+          // An unregistered parent (evicted, or never seen here) leaves the depth unknown: 1 is a guess.
+          auto p = registry_.find(s.parent_hash.value());
+          s.depth = p == registry_.end() ? 1 : slots_[p->second].depth + 1;
+        }
+      }
+      prev = &s;
+      s.state = SlotState::kRegistered;
+      registered_[id] = RegisteredInfo{r.identity, r.priority};
+      if (s.has_parent && track_lineage_) add_cached_child(s.parent_hash);
+      --owned_;
+      ++active_;
+      out[i] = r.id;
+      if (config_.events != nullptr) stored_block(s, id);
+    }
+    if (then_release) release_locked(out, &released);
+    return out;
+  }
+
+  // Reports, after the lock: Stored events, then released blocks.
+  void emit(std::vector<BlocksStored>& stored, const std::vector<bool>& stored_without_tokens,
+            const std::vector<ReleasedBlock>& released) {
     for (std::size_t e = 0; e < stored.size(); ++e) {
       if (stored_without_tokens[e]) stored[e].token_ids.clear();
       config_.events->on_stored(std::move(stored[e]));
     }
     if (!released.empty()) config_.on_release->on_released(config_.level, released);
-    return out;
   }
 
   std::vector<BlockId> match(std::span<const SequenceHash> hashes) {
@@ -258,8 +311,7 @@ class PoolCore {
     return registry_.contains(hash.value());
   }
 
-  void contains_each(std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) const {
-    out.resize(hashes.size());
+  void contains_each(std::span<const SequenceHash> hashes, std::span<std::uint8_t> out) const {
     MutexLock lock(&mu_);
     for (std::size_t i = 0; i < hashes.size(); ++i) out[i] = registry_.contains(hashes[i].value()) ? 1 : 0;
   }
@@ -362,6 +414,7 @@ class PoolCore {
         track_lineage_(policy->uses_lineage()),
         track_depth_(policy->uses_depth()),
         prefetch_policy_(policy->wants_prefetch()),
+        pins_keep_state_(policy->pins_keep_state()),
         tokens_(config.keep_tokens ? std::size_t{config.num_blocks} * config.page_size : 0),
         row_has_tokens_(config.num_blocks, 0),
         registered_(config.num_blocks),
@@ -447,6 +500,7 @@ class PoolCore {
   const bool track_lineage_;
   const bool track_depth_;
   const bool prefetch_policy_;
+  const bool pins_keep_state_;
   std::vector<std::uint32_t> tokens_;
   std::vector<std::uint8_t> row_has_tokens_;
   std::vector<RegisteredInfo> registered_;
@@ -499,6 +553,11 @@ absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
 absl::StatusOr<std::vector<BlockId>> allocate(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
   return core->allocate(count, evicted);
 }
+absl::StatusOr<std::vector<std::uint8_t>> admit(PoolCore* core, std::span<const BlockIdentity> identities,
+                                                std::span<const std::uint8_t> priorities,
+                                                std::vector<EvictedBlock>* evicted) {
+  return core->admit(identities, priorities, evicted);
+}
 absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
                                                      bool then_release) {
   return core->register_blocks(requests, then_release);
@@ -506,7 +565,7 @@ absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<c
 std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes) { return core->match(hashes); }
 std::optional<BlockId> find(PoolCore* core, SequenceHash hash, bool for_copy) { return core->find(hash, for_copy); }
 bool contains(const PoolCore* core, SequenceHash hash) { return core->contains(hash); }
-void contains_each(const PoolCore* core, std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) {
+void contains_each(const PoolCore* core, std::span<const SequenceHash> hashes, std::span<std::uint8_t> out) {
   core->contains_each(hashes, out);
 }
 std::vector<std::optional<BlockId>> find_each_for_copy(PoolCore* core, std::span<const SequenceHash> hashes) {
@@ -517,6 +576,7 @@ absl::Status reset(PoolCore* core) { return core->reset(); }
 PoolStatus status(const PoolCore* core) { return core->status(); }
 void release_registered_batch(PoolCore* core, std::span<const BlockId> ids) { core->release_registered(ids); }
 const BlockPoolConfig& config(const PoolCore* core) { return core->config(); }
+bool pins_keep_state(const PoolCore* core) { return core->pins_keep_state(); }
 
 void release_owned(PoolCore* core, BlockId id) { core->release_owned(id); }
 void retain_registered(PoolCore* core, BlockId id) { core->retain(id); }

@@ -83,6 +83,10 @@ class ManagerCache {
  public:
   explicit ManagerCache(KvBlockManager& kv) : kv_(kv), model_(kv.model()), bytes_(!kv.identities_only()) {}
   bool contains(SequenceHash h) const { return kv_.g1().contains(h); }
+  void contains_each(std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) const {
+    out.resize(hashes.size());
+    kv_.g1().contains_each(hashes, out);
+  }
   std::optional<G1Block> find(SequenceHash h) { return kv_.g1().find(h); }
   absl::StatusOr<std::vector<G1MutableBlock>> allocate(std::size_t n) { return kv_.allocate(n); }
   absl::StatusOr<std::vector<G1Block>> register_blocks(std::span<G1MutableBlock> blocks) {
@@ -111,14 +115,19 @@ BlockIdentity identity_at(std::span<const SequenceHash> hashes, std::size_t i) {
 template <typename Cache>
 absl::StatusOr<std::uint64_t> cache_suffix(Cache& cache, std::span<const SequenceHash> hashes, std::size_t k,
                                            bool k_known_uncached, std::vector<G1Block>& held,
-                                           std::vector<std::uint64_t>& scratch) {
+                                           std::vector<std::uint64_t>& scratch,
+                                           std::vector<std::uint8_t>& scratch_present) {
   const std::size_t n = hashes.size();
   if (k >= n) return 0;
   // Batch when no block of the suffix is cached and the suffix has no repeated hash: then taking n-k
   // blocks at once evicts exactly the blocks n-k single allocations would, in the same order.
   // k_known_uncached: the match that produced k stopped at hashes[k], so it need not be looked up again.
   bool batch = true;
-  for (std::size_t i = k_known_uncached ? k + 1 : k; i < n && batch; ++i) batch = !cache.contains(hashes[i]);
+  const std::size_t from = k_known_uncached ? k + 1 : k;
+  if (from < n) {
+    cache.contains_each(hashes.subspan(from), scratch_present);
+    batch = std::find(scratch_present.begin(), scratch_present.end(), std::uint8_t{1}) == scratch_present.end();
+  }
   if (batch && n - k > 1) {
     scratch.clear();
     for (std::size_t i = k; i < n; ++i) scratch.push_back(hashes[i].value());
@@ -365,6 +374,7 @@ absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& 
   std::vector<G1Block> held;
   std::vector<CacheLevel> tiers;
   std::vector<std::uint64_t> scratch;
+  std::vector<std::uint8_t> scratch_present;
   std::vector<double> latencies_ms;
   const auto start = Clock::now();
   while (true) {
@@ -407,7 +417,7 @@ absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& 
     } else {
       // A block that could not be read up is computed again, like a miss.
       const std::size_t from = held.size();
-      auto uncached = cache_suffix(cache, hashes, from, /*k_known_uncached=*/from == k, held, scratch);
+      auto uncached = cache_suffix(cache, hashes, from, /*k_known_uncached=*/from == k, held, scratch, scratch_present);
       if (!uncached.ok()) return uncached.status();
       r.blocks_uncached += *uncached;
     }

@@ -441,6 +441,21 @@ def test_replay_returns_report_dict():
         kvbm.replay(None, workload="no-such-workload")
 
 
+def test_replay_without_data_keeps_every_tier_and_agrees():
+    config = {"model": {"num_layers": 2, "inner_dim": 8, "dtype_bytes": 1}, "g1": {"num_blocks": 32, "eviction": "lru"},
+              "g2": {"num_blocks": 96, "eviction": "lru"}, "g3": {"num_blocks": 256, "eviction": "lru"},
+              "offload": {"g3_min_frequency": 0}}
+    fast = kvbm.replay(None, config, data=False, requests=400, seed=5, block_tokens=16)
+    real = kvbm.replay(None, config, data=True, requests=400, seed=5, block_tokens=16)
+    assert fast["tiers"]["g2"]["enabled"] and fast["tiers"]["g3"]["enabled"]
+    assert fast["tiers"]["g2"]["hits"] + fast["tiers"]["g3"]["hits"] > 0
+    for key in ("blocks_hit", "blocks_uncached"):
+        assert fast[key] == real[key], key
+    for tier in ("g1", "g2", "g3"):
+        assert fast["tiers"][tier]["hits"] == real["tiers"][tier]["hits"], tier
+    assert real["verification_failures"] == 0
+
+
 # ---- the example and the stubs ----
 
 def test_paged_attention_example():

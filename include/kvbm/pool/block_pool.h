@@ -283,19 +283,23 @@ struct RegisterRequest {
   CacheLevel origin;
 };
 // On success: for each request, the registered slot (the request's own slot or the deduplicated one).
+absl::StatusOr<std::vector<std::uint8_t>> admit(PoolCore* core, std::span<const BlockIdentity> identities,
+                                                std::span<const std::uint8_t> priorities,
+                                                std::vector<EvictedBlock>* evicted);
 // With then_release: registered last to first, then each released first to last, under the same lock.
 absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
                                                      bool then_release);
 std::vector<BlockId> match(PoolCore* core, std::span<const SequenceHash> hashes);
 std::optional<BlockId> find(PoolCore* core, SequenceHash hash, bool for_copy);
 bool contains(const PoolCore* core, SequenceHash hash);
-void contains_each(const PoolCore* core, std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out);
+void contains_each(const PoolCore* core, std::span<const SequenceHash> hashes, std::span<std::uint8_t> out);
 std::vector<std::optional<BlockId>> find_each_for_copy(PoolCore* core, std::span<const SequenceHash> hashes);
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes);
 absl::Status reset(PoolCore* core);
 PoolStatus status(const PoolCore* core);
 void release_registered_batch(PoolCore* core, std::span<const BlockId> ids);
 const BlockPoolConfig& config(const PoolCore* core);
+bool pins_keep_state(const PoolCore* core);
 }  // namespace detail
 
 // The pool of one tier. See the contract at the top of this file.
@@ -354,6 +358,17 @@ class BlockPool {
     return ids;
   }
 
+  // allocate(identities.size(), evicted), apply(identities[i]) with priorities[i], register_inactive(): the
+  // same evictions, registrations and releases in the same order, under one lock and without handles — a
+  // copy into a tier that holds identities only. Per identity, 1 when it was newly registered, 0 when
+  // another block held its hash already (de-duplication). ResourceExhausted (nothing changed) when the
+  // blocks do not fit. REQUIRES: priorities.size() == identities.size().
+  [[nodiscard]] absl::StatusOr<std::vector<std::uint8_t>> admit(std::span<const BlockIdentity> identities,
+                                                                std::span<const std::uint8_t> priorities,
+                                                                std::vector<EvictedBlock>* evicted = nullptr) {
+    return detail::admit(core_.get(), identities, priorities, evicted);
+  }
+
   // The longest prefix of `hashes` registered here, as held blocks (matched inactive blocks become active).
   [[nodiscard]] std::vector<ImmutableBlock<L>> match(std::span<const SequenceHash> hashes) {
     std::vector<BlockId> ids = detail::match(core_.get(), hashes);
@@ -392,7 +407,8 @@ class BlockPool {
   // Whether `hash` is registered here, without holding it or changing its eviction order.
   [[nodiscard]] bool contains(SequenceHash hash) const { return detail::contains(core_.get(), hash); }
   // For each of `hashes`, whether it is registered here (out[i] = 1 or 0), under one lock; like contains().
-  void contains_each(std::span<const SequenceHash> hashes, std::vector<std::uint8_t>& out) const {
+  // REQUIRES: out.size() == hashes.size().
+  void contains_each(std::span<const SequenceHash> hashes, std::span<std::uint8_t> out) const {
     detail::contains_each(core_.get(), hashes, out);
   }
   // Whether `block` is a handle of this pool (false for an empty handle or one of another pool).
@@ -411,6 +427,9 @@ class BlockPool {
     if (!id) return std::nullopt;
     return ImmutableBlock<L>(core_.get(), *id, hash);
   }
+  // Whether a pin_for_copy() and its release leave the eviction policy exactly as it was (EvictionPolicy::
+  // pins_keep_state): a copy that needs no pin may then skip it without changing a later decision.
+  [[nodiscard]] bool pins_keep_state() const { return detail::pins_keep_state(core_.get()); }
   // pin_for_copy() of each hash under one lock: one handle per hash, an empty one where it is absent.
   [[nodiscard]] std::vector<ImmutableBlock<L>> pin_for_copy(std::span<const SequenceHash> hashes) {
     std::vector<std::optional<BlockId>> ids = detail::find_each_for_copy(core_.get(), hashes);

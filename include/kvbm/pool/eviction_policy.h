@@ -81,6 +81,9 @@ class EvictionPolicy {
   // erase / insert.
   virtual void pin(BlockId id) { erase(id); }
   virtual void unpin(BlockId id, const InactiveBlockInfo& info) { insert(id, info); }
+  // Whether pin() then unpin() leave the policy exactly as it was (no order, count or class changes), so
+  // that a copy that needs no pin (its tier holds no bytes) may skip it and still decide the same.
+  [[nodiscard]] virtual bool pins_keep_state() const { return false; }
   // An inactive block's leaf state changed (its first child arrived or its last child left).
   virtual void set_leaf(BlockId id, bool is_leaf) = 0;
   // Whether the policy reads lineage (is_leaf, set_leaf). The pool tracks cached children — one hash

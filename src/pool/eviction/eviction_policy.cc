@@ -50,6 +50,7 @@ class LruPolicy final : public EvictionPolicy {
     --pinned_count_;
     ++size_;
   }
+  bool pins_keep_state() const override { return true; }
   void set_leaf(BlockId, bool) override {}
   std::optional<BlockId> evict() override {
     if (size_ == 0) return std::nullopt;
