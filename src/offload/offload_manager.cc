@@ -369,22 +369,32 @@ class OffloadManager::Impl final : public ReleaseObserver {
     std::vector<std::size_t> fill;
     std::vector<std::size_t> same_as(k, k);  // a later occurrence: the position it repeats
     std::array<std::size_t, kNumCacheLevels> seen{};
-    absl::flat_hash_map<std::uint64_t, std::size_t> first;
+    std::vector<std::uint64_t> hashes;
     const std::array<std::size_t, kNumCacheLevels> sizes{m.g1.size(), m.g2.size(), m.g3.size(), m.g4.size()};
     for (std::size_t pos = 0; pos < k; ++pos) {
       const int tier = static_cast<int>(m.tiers[pos]);
       index[pos] = seen[tier]++;
       if (index[pos] >= sizes[tier]) break;  // reported below
       if (m.tiers[pos] == CacheLevel::kG1) continue;
-      const std::uint64_t h = hash_at(m, pos, index[pos]).value();
-      if (auto [it, inserted] = first.try_emplace(h, pos); !inserted) {
-        same_as[pos] = it->second;
-        continue;
-      }
       fill.push_back(pos);
+      hashes.push_back(hash_at(m, pos, index[pos]).value());
     }
     if (seen != sizes) {
       return absl::InvalidArgumentError("onboard: the match's tiers do not agree with its blocks");
+    }
+    std::vector<std::uint64_t> sorted = hashes;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {  // rare: a hash named twice
+      absl::flat_hash_map<std::uint64_t, std::size_t> first;
+      std::vector<std::size_t> unique;
+      for (std::size_t f = 0; f < fill.size(); ++f) {
+        if (auto [it, inserted] = first.try_emplace(hashes[f], fill[f]); !inserted) {
+          same_as[fill[f]] = it->second;
+        } else {
+          unique.push_back(fill[f]);
+        }
+      }
+      fill.swap(unique);
     }
 
     // G1 slots, as many as can be had; what G1 evicts for them goes down first.
@@ -443,6 +453,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
     }
 
     std::vector<G1MutableBlock> arrived;
+    arrived.reserve(targets.size());
     std::array<std::uint64_t, kNumCacheLevels> from{};
     for (std::size_t t = 0; t < targets.size() && fill[t] < cut; ++t) {
       targets[t].set_origin(m.tiers[fill[t]]);

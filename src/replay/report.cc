@@ -31,7 +31,7 @@ double quantile(std::vector<double>& samples, double q) {
 std::string format_report_text(const ReplayReport& r) {
   std::string out;
   absl::StrAppend(&out, "kvbm replay: ", r.trace.empty() ? std::string("trace") : r.trace, " (",
-                  r.data ? "data" : "metadata only", ", eviction ", r.eviction, ", ", r.block_tokens,
+                  r.data ? "data" : "identities only", ", eviction ", r.eviction, ", ", r.block_tokens,
                   " tokens per block", r.data ? absl::StrCat(", ", format_size(r.bytes_per_block), " per block") : "",
                   ")\n");
   absl::StrAppend(&out, absl::StrFormat("  requests            %d (%.0f/s)\n", r.requests, r.requests_per_second()));

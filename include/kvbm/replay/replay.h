@@ -1,26 +1,19 @@
 // run_replay: drives a KV cache with a request trace and reports what happened (`kvbm replay`).
 //
-// Two engines:
-//   metadata only (data = false): one BlockPool<kG1> of identities (no storage, no bytes), for fast
-//     policy studies. With LRU eviction it follows exactly these sequential semantics, per request with
-//     sequence hashes h0..h(n-1):
-//       1. hits = the longest prefix k whose blocks are all cached;
-//       2. hold those k blocks;
-//       3. for i = k..n-1: if h_i is cached, hold it; otherwise take one block (a free slot first, else
-//          evict the least recently released inactive block) and register h_i in it — if every slot is
-//          held, stop caching this request;
-//       4. release the held blocks last block first, each release making the block the most recently
-//          released.
-//     The pool's LRU policy and BlockPool::release (tail first) are exactly steps 3 and 4. The engine
-//     batches: when none of h_k..h(n-1) is cached and they are distinct, one allocate + one register
-//     call does step 3 (allocation order is eviction order, and no block changes state in between);
-//     otherwise it goes block by block.
-//   data (data = true): a real KvBlockManager (G1, optional G2 and G3, offload threads). Per request:
-//     match across tiers, onboard the part below G1 (its latency recorded), then step 3 with real G1
-//     blocks whose bytes are filled from their hash (fill_block_bytes), register (write-through offload
-//     starts here), release. Every onboarded block's bytes are checked against its hash.
+// One engine, two modes: a KvBlockManager whose background work runs on an InlineScheduler (every copy a
+// request orders is done before the next request), with tiers that hold bytes (data = true: G1, G2, G3
+// and G4 as configured, block bytes filled from their hash, every onboarded block verified) or identities
+// only (data = false: the same tiers as pools of identities, no bytes; fast). Both follow the sequential
+// semantics of README.md "Replay semantics" (../shared/specs/replay-semantics.md) and give the same hits,
+// tier by tier, on every run, whatever the machine's speed. Per request: match across the tiers (step 1),
+// onboard what is below G1 and cache the rest in G1 (step 2), release tail first (step 3), which starts
+// the tier chain's work in G2 and G3 (steps 4 and 5).
 //
-// Thread-safety: run_replay uses one thread of its own (plus the manager's background threads).
+// Step 2 for the blocks past the match (cache_suffix in replay.cc): when none of them is cached and they
+// are distinct, one allocate + one register does them all (allocation order is eviction order, and no
+// block changes state in between); otherwise block by block.
+//
+// Thread-safety: run_replay uses one thread of its own.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -48,8 +41,7 @@ enum class ReplayTiming : std::uint8_t {
 
 struct ReplayOptions {
   bool data = true;
-  // Tiers, model (bytes per block), offload policy. Metadata mode uses only g1's capacity (blocks, or
-  // bytes over the model's bytes per block) and g1.eviction.
+  // Tiers, model (bytes per block), offload policy.
   KvbmConfig config;
   // G1 as large as the number of distinct blocks in the trace (one extra pass over it): nothing is
   // ever evicted. Overrides config.g1's capacity.
@@ -57,7 +49,7 @@ struct ReplayOptions {
   std::uint32_t block_tokens = 512;  // tokens per trace block: token-weighted figures
   ReplayTiming timing = ReplayTiming::kFast;
   double speed = 1.0;  // kTrace: > 0; 2 = twice as fast as recorded
-  // Waits for every background offload after each request: results independent of thread timing.
+  // Accepted for old callers and ignored: every request's copies are always done before the next.
   bool flush_between = false;
   // Draws a progress bar with ETA on stderr. expected_requests (0 = unknown) gives the ETA.
   bool progress = false;
@@ -66,9 +58,9 @@ struct ReplayOptions {
   // Metadata mode only (forces it): replace g1.eviction by the offline optimum for the same sequential
   // semantics — `kvbm replay --eviction optimal`. Reads the whole trace first. See optimal_block_hits.
   bool optimal = false;
-  // Data mode: receives the manager's events (not owned; must outlive the call). Null = none.
+  // Receives the manager's events (not owned; must outlive the call). Null = none.
   EventSink* events = nullptr;
-  // Data mode: called once the manager exists, before the first request (e.g. to add metrics collectors,
+  // Called once the manager exists, before the first request (e.g. to add metrics collectors,
   // issue 8/8). The manager is destroyed when run_replay returns.
   std::function<void(KvBlockManager&)> on_manager;
 };
@@ -77,12 +69,12 @@ struct ReplayOptions {
 // InvalidArgument for bad options (naming the field); trace errors as the reader gives them.
 [[nodiscard]] absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions& options);
 
-// The offline optimum of the metadata engine (Belady): steps 1–4 above, but step 3 evicts the inactive
-// block whose next use (the next request naming its hash) is farthest in the future, deepest in its request
-// first on ties (so children go before parents: a child's next use is never before its parent's). Blocks
-// never used again go first. Returns the blocks hit; `uncached` (optional) the misses left uncached.
-// Under these semantics (every miss must be cached while a slot is evictable; hits count only as a
-// prefix) Belady is optimal among eviction choices on the traces tests/replay/optimal_test.cc enumerates.
+// The offline optimum of G1 alone (Belady): the single-tier replay semantics (G2 = G3 = 0), but step 2
+// evicts the inactive block whose next use (the next request naming its hash) is farthest in the future, deepest in its
+// request first on ties (so children go before parents: a child's next use is never before its parent's). Blocks never
+// used again go first. Returns the blocks hit; `uncached` (optional) the misses left uncached. Under these semantics
+// (every miss must be cached while a slot is evictable; hits count only as a prefix) Belady is optimal among eviction
+// choices on the traces tests/replay/optimal_test.cc enumerates.
 [[nodiscard]] std::uint64_t optimal_block_hits(std::span<const std::vector<SequenceHash>> requests,
                                                std::uint64_t capacity, std::uint64_t* uncached = nullptr,
                                                std::vector<std::uint64_t>* hits_per_request = nullptr);

@@ -1,8 +1,8 @@
 // ReplayReport: what one `kvbm replay` run measured, and its text and JSON forms.
 //
 // Hit rates are computed from the counters on demand, so a report is plain data that can be copied,
-// compared in tests and summed up by a sweep. Tier hits say where each hit block was found (G1, G2 or
-// G3 at match time); in metadata-only mode every hit is a G1 hit.
+// compared in tests and summed up by a sweep. Tier hits say where each hit block was found (G1, G2, G3 or
+// G4 at match time), in both modes.
 #pragma once
 
 #include <array>
@@ -25,7 +25,7 @@ struct TierReport {
 };
 
 struct ReplayReport {
-  bool data = false;                  // real bytes (KvBlockManager) or metadata only (one BlockPool)
+  bool data = false;                  // real bytes, or identities only (--no-data): the same tiers either way
   std::string trace;                  // what was replayed: a path or "generated:<preset>"
   std::string eviction;               // G1 eviction policy name
   std::uint64_t bytes_per_block = 0;  // data mode
