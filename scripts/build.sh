@@ -21,5 +21,14 @@ case "$preset" in
     ;;
 esac
 
-cmake --preset "$preset"
+# ccache as the compiler launcher, with paths relative to the checkout: a fresh clone in another folder of
+# the same machine reuses the objects of an earlier build and recompiles only what changed.
+launcher=()
+if command -v ccache >/dev/null 2>&1; then
+  export CCACHE_BASEDIR="$PWD"
+  export CCACHE_NOHASHDIR=1
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+
+cmake --preset "$preset" "${launcher[@]}"
 cmake --build --preset "$preset" -j "$(nproc)" "$@"

@@ -11,6 +11,9 @@ PACKAGES=(
   # Toolchain: clang is the project compiler (-Wthread-safety, sanitizers); gcc comes with
   # build-essential. libclang-rt-14-dev carries the ASan/UBSan/TSan runtimes for clang 14.
   build-essential cmake ninja-build clang libclang-rt-14-dev
+  # Compiler cache (scripts/build.sh makes it CMake's launcher): rebuilds of a fresh clone recompile only
+  # what changed.
+  ccache
   # Formatting and lint (.clang-format, .clang-tidy, scripts/format.sh).
   clang-format clang-tidy
   git pkg-config

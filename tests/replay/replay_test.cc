@@ -266,6 +266,37 @@ TEST(ReplayData, DataAndIdentitiesOnlyAgreeForEveryPolicy) {
   }
 }
 
+// --no-data keeps G4 too: a pool of its planned capacity (g4.num_blocks), the same chain under G2. Its
+// endpoints are not contacted. Without a planned capacity it is an error naming the keys.
+TEST(ReplayData, IdentitiesOnlyModelG4AtItsPlannedCapacity) {
+  auto trace = generate_trace(small_workload());
+  ReplayOptions o = data_options(24, 16, 0);
+  o.config.g3 = TierConfig{};
+  o.data = false;
+  o.config.g4.endpoints = "127.0.0.1:1";
+  auto missing = run_replay(*trace, o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("g4.num_blocks"), std::string_view::npos) << missing.status();
+
+  o.config.g4.num_blocks = 4096;
+  ASSERT_TRUE(trace->rewind().ok());
+  auto with_g4 = run_replay(*trace, o);
+  ASSERT_TRUE(with_g4.ok()) << with_g4.status();
+  EXPECT_TRUE(with_g4->tiers[3].enabled);
+  EXPECT_EQ(with_g4->tiers[3].capacity_blocks, 4096u);
+  EXPECT_GT(with_g4->tiers[3].hits, 0u);
+  EXPECT_GT(with_g4->offload.links[3].written, 0u);
+  // G4 fed from G2 and as large as every distinct block holds every block G2 ever took: the same hits as a
+  // G3 of that size (also fed from G2).
+  o.config.g4 = G4Config{};
+  o.config.g3 = TierConfig{.num_blocks = 4096, .eviction = EvictionPolicyKind::kLru};
+  ASSERT_TRUE(trace->rewind().ok());
+  auto with_g3 = run_replay(*trace, o);
+  ASSERT_TRUE(with_g3.ok()) << with_g3.status();
+  EXPECT_EQ(with_g4->blocks_hit, with_g3->blocks_hit);
+  EXPECT_EQ(with_g4->tiers[3].hits, with_g3->tiers[2].hits);
+}
+
 // With a G3 that holds every distinct block, inclusive write-through puts every block there and nothing
 // leaves it: every request finds its longest previously seen prefix — the unlimited single-tier result.
 TEST(ReplayData, AnUnboundedG3IsTheUnlimitedCache) {
