@@ -224,7 +224,7 @@ void TierLink::on_upper_evicted(std::span<const EvictedBlock> evicted) {
   if (evicted.empty()) return;
   std::vector<LinkOp> now;
   std::vector<BlockId> slots;
-  std::uint64_t dropped = 0, performed = 0, write_back = 0;
+  std::uint64_t dropped = 0, performed = 0;
   if (ctx_.queued) {
     MutexLock lock(&mu_);
     for (const EvictedBlock& e : evicted) {
@@ -235,6 +235,7 @@ void TierLink::on_upper_evicted(std::span<const EvictedBlock> evicted) {
       if (open == 0) continue;
       p.skip = p.queued;
       p.covered = p.taken;
+      if (p.op->kind == OpKind::kWrite && mode_ != OffloadMode::kWriteThrough) continue;  // it writes nothing
       if (ctx_.config.backlog == OffloadBacklog::kDrop) {
         dropped += open;
         continue;
@@ -248,7 +249,6 @@ void TierLink::on_upper_evicted(std::span<const EvictedBlock> evicted) {
     for (const EvictedBlock& e : evicted) {
       now.push_back(LinkOp{e.identity, e.priority, OpKind::kEvicted, upper_, 0});
       slots.push_back(e.id);
-      ++write_back;
     }
   }
   add(&LinkStats::dropped_evicted, dropped);
@@ -344,6 +344,26 @@ void TierLink::send(Outbox& out) {
     ops.swap(out[c]);
     children_[c]->push(std::move(ops));
   }
+}
+
+void TierLink::finish_batch(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
+                            std::span<const bool> inserted, bool bytes) {
+  std::uint64_t written = 0, staged = 0, write_back = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (inserted[i]) {
+      if (actions[i] == Action::kStage) {
+        ++staged;
+      } else {
+        ++written;
+        if (ops[i].kind == OpKind::kEvicted) ++write_back;
+      }
+    }
+    pass_on(out, ops[i], actions[i], inserted[i]);
+  }
+  add(&LinkStats::written, written);
+  add(&LinkStats::staged, staged);
+  add(&LinkStats::write_back, write_back);
+  if (bytes) add(&LinkStats::bytes, (written + staged) * ctx_.bytes_per_block);
 }
 
 void TierLink::tell_children_evicted(std::span<const EvictedBlock> evicted) {
@@ -549,25 +569,12 @@ void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::
   auto registered = down_.pool->register_inactive(arrived);
   absl::InlinedVector<bool, 64> inserted(ops.size(), false);
   if (registered.ok()) {
-    std::uint64_t written = 0, staged = 0, write_back = 0;
     for (std::size_t j = 0; j < registered->size(); ++j) {
-      if ((*registered)[j] != arrived_ids[j]) continue;  // another copy registered it first
-      const std::size_t i = arrived_op[j];
-      inserted[i] = true;
-      if (actions[i] == Action::kStage) {
-        ++staged;
-      } else {
-        ++written;
-        if (ops[i].kind == OpKind::kEvicted) ++write_back;
-      }
+      inserted[arrived_op[j]] = (*registered)[j] == arrived_ids[j];  // else another copy registered it first
     }
-    add(&LinkStats::written, written);
-    add(&LinkStats::staged, staged);
-    add(&LinkStats::write_back, write_back);
-    if (bytes) add(&LinkStats::bytes, (written + staged) * ctx_.bytes_per_block);
   }
   if (!pinned.empty()) up_.pool->release(std::move(pinned));
-  for (std::size_t i = 0; i < ops.size(); ++i) pass_on(out, ops[i], actions[i], inserted[i]);
+  finish_batch(out, ops, actions, inserted, /*bytes=*/true);
 }
 
 template <CacheLevel U, CacheLevel D>
@@ -592,22 +599,8 @@ void PoolLink<U, D>::admit_batch(Outbox& out, std::span<const LinkOp> ops, std::
   if (!evicted.empty()) tell_children_evicted(evicted);
   if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
   absl::InlinedVector<bool, 64> inserted(ops.size(), false);
-  std::uint64_t written = 0, staged = 0, write_back = 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    if ((*admitted)[j] == 0) continue;  // another copy registered it first
-    const std::size_t i = go[j];
-    inserted[i] = true;
-    if (actions[i] == Action::kStage) {
-      ++staged;
-    } else {
-      ++written;
-      if (ops[i].kind == OpKind::kEvicted) ++write_back;
-    }
-  }
-  add(&LinkStats::written, written);
-  add(&LinkStats::staged, staged);
-  add(&LinkStats::write_back, write_back);
-  for (std::size_t i = 0; i < ops.size(); ++i) pass_on(out, ops[i], actions[i], inserted[i]);
+  for (std::size_t j = 0; j < n; ++j) inserted[go[j]] = (*admitted)[j] != 0;  // 0: another copy registered it first
+  finish_batch(out, ops, actions, inserted, /*bytes=*/false);
 }
 
 template class PoolLink<CacheLevel::kG1, CacheLevel::kG2>;

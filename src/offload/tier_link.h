@@ -143,6 +143,10 @@ class TierLink {
   // D's next allocation can evict what they copy).
   void send(Outbox& out);
   [[nodiscard]] Outbox make_outbox() const { return Outbox(children_.size()); }
+  // The end of a batch of inserts: counts what D newly took (inserted[i]) and collects what each op leaves
+  // behind for the links out of D. `bytes`: the batch moved bytes (counted in LinkStats::bytes).
+  void finish_batch(Outbox& out, std::span<const LinkOp> ops, std::span<const Action> actions,
+                    std::span<const bool> inserted, bool bytes);
   // U evicted `evicted`: the links out of D make their copies first (D's allocations call this).
   void tell_children_evicted(std::span<const EvictedBlock> evicted);
   // The source of an op in progress is gone from U: whether that is a loss (backlog = drop, or no eviction
