@@ -158,7 +158,8 @@ absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const Kvb
   m->identities_only_ = options.identities_only;
   const bool bytes = !options.identities_only;
 
-  auto g1 = make_tier<CacheLevel::kG1>(config, options.events, !bytes, &m->release_relay_, nullptr);
+  auto g1 = make_tier<CacheLevel::kG1>(config, options.events, !bytes,
+                                       config.g2.enabled() ? &m->release_relay_ : nullptr, nullptr);
   if (!g1.ok()) return g1.status();
   m->tiers_.g1 = *std::move(g1);
   if (config.g2.enabled()) {
