@@ -398,17 +398,9 @@ class OffloadManager::Impl final : public ReleaseObserver {
     }
 
     // G1 slots, as many as can be had; what G1 evicts for them goes down first.
-    std::vector<G1MutableBlock> targets;
     std::vector<EvictedBlock> evicted;
-    for (std::size_t want = fill.size(); want > 0 && targets.empty();) {
-      auto blocks = g1.pool->allocate(want, wants_g1_evictions() ? &evicted : nullptr);
-      if (blocks.ok()) {
-        targets = *std::move(blocks);
-        break;
-      }
-      const PoolStatus status = g1.pool->status();
-      want = std::min<std::size_t>(want - 1, std::size_t{status.free} + status.inactive);
-    }
+    std::vector<G1MutableBlock> targets =
+        g1.pool->allocate_up_to(fill.size(), wants_g1_evictions() ? &evicted : nullptr);
     if (!evicted.empty()) on_g1_evicted(evicted);
     std::size_t cut = k;
     if (targets.size() < fill.size()) {  // every slot held: the prefix stops at the first block without one
@@ -529,7 +521,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
   }
 
   static void settle(const TransferResult& r, std::span<const std::size_t> at, std::span<absl::Status> status) {
-    for (std::size_t i = 0; i < at.size(); ++i) status[at[i]] = r.blocks.empty() ? r.status : r.blocks[i];
+    for (std::size_t i = 0; i < at.size(); ++i) status[at[i]] = r.block(i);
   }
 
   // `copies` (source tier → G1 slots) through a host staging area, for a G1 the source cannot reach.
@@ -550,7 +542,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
     const TransferResult r2 =
         ctx_.engine->submit(TransferRequest{staging->view(), ctx_.tiers->g1->view(), std::move(out)})->wait();
     for (std::size_t i = 0; i < at.size(); ++i) {
-      if (status[at[i]].ok()) status[at[i]] = r2.blocks.empty() ? r2.status : r2.blocks[i];
+      if (status[at[i]].ok()) status[at[i]] = r2.block(i);
     }
   }
 
@@ -590,7 +582,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
           ctx_.engine->submit(TransferRequest{staging->view(), ctx_.tiers->g1->view(), up})->wait();
       for (std::size_t j = 0; j < up.size(); ++j) {
         const std::size_t t = at[up[j].src.value()];
-        status[t] = r.blocks.empty() ? r.status : r.blocks[j];
+        status[t] = r.block(j);
       }
     }
   }

@@ -518,16 +518,7 @@ void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::
   }
 
   // Targets in D, evicting as allocation does; what D evicts goes down first where a link out of D needs it.
-  std::vector<MutableBlock<D>> targets;
-  for (std::size_t want = go.size(); want > 0 && targets.empty();) {
-    auto blocks = down_.pool->allocate(want, report ? &evicted : nullptr);
-    if (blocks.ok()) {
-      targets = *std::move(blocks);
-      break;
-    }
-    const PoolStatus status = down_.pool->status();  // another thread took room meanwhile
-    want = std::min<std::size_t>(want - 1, std::size_t{status.free} + status.inactive);
-  }
+  std::vector<MutableBlock<D>> targets = down_.pool->allocate_up_to(go.size(), report ? &evicted : nullptr);
   if (!evicted.empty()) tell_children_evicted(evicted);
   const std::size_t n = targets.size();
   if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
@@ -551,7 +542,7 @@ void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::
   for (std::size_t j = 0; j < n; ++j) {
     const LinkOp& op = ops[go[j]];
     if (bytes) {
-      const absl::Status& st = copied.blocks.empty() ? copied.status : copied.blocks[j];
+      const absl::Status& st = copied.block(j);
       if (!st.ok()) {
         add(st.code() == absl::StatusCode::kDataLoss ? &LinkStats::checksum_failures : &LinkStats::transfer_failures);
         continue;
@@ -587,19 +578,12 @@ void PoolLink<U, D>::admit_batch(Outbox& out, std::span<const LinkOp> ops, std::
     priorities.push_back(ops[i].priority);
   }
   std::vector<EvictedBlock> evicted;
-  absl::StatusOr<std::vector<std::uint8_t>> admitted = absl::ResourceExhaustedError("nothing to admit");
-  std::size_t n = go.size();
-  while (n > 0) {
-    admitted =
-        down_.pool->admit(std::span(identities).first(n), std::span(priorities).first(n), report ? &evicted : nullptr);
-    if (admitted.ok()) break;
-    const PoolStatus status = down_.pool->status();  // another thread took room meanwhile
-    n = std::min<std::size_t>(n - 1, std::size_t{status.free} + status.inactive);
-  }
+  const std::vector<std::uint8_t> admitted = down_.pool->admit(identities, priorities, report ? &evicted : nullptr);
   if (!evicted.empty()) tell_children_evicted(evicted);
-  if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
+  if (admitted.size() < go.size()) add(&LinkStats::no_space, go.size() - admitted.size());
   absl::InlinedVector<bool, 64> inserted(ops.size(), false);
-  for (std::size_t j = 0; j < n; ++j) inserted[go[j]] = (*admitted)[j] != 0;  // 0: another copy registered it first
+  for (std::size_t j = 0; j < admitted.size(); ++j)
+    inserted[go[j]] = admitted[j] != 0;  // 0: registered by another copy
   finish_batch(out, ops, actions, inserted, /*bytes=*/false);
 }
 

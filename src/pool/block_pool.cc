@@ -79,18 +79,18 @@ class PoolCore {
   // allocate(), register_inactive() of the blocks as `identities` (no tokens), under one lock: a copy of
   // identities into a tier that holds no bytes. The same evictions, registrations and releases, in the
   // same order, as the three calls.
-  absl::StatusOr<std::vector<std::uint8_t>> admit(std::span<const BlockIdentity> identities,
-                                                  std::span<const std::uint8_t> priorities,
-                                                  std::vector<EvictedBlock>* evicted) {
+  std::vector<std::uint8_t> admit(std::span<const BlockIdentity> identities, std::span<const std::uint8_t> priorities,
+                                  std::vector<EvictedBlock>* evicted) {
     std::vector<BlockId> ids;
-    std::vector<std::uint8_t> inserted(identities.size(), 0);
+    std::vector<std::uint8_t> inserted;
     BlocksRemoved removed{config_.level, {}};
     std::vector<BlocksStored> stored;
     std::vector<bool> stored_without_tokens;
     std::vector<ReleasedBlock> released;
     {
       MutexLock lock(&mu_);
-      if (absl::Status s = allocate_locked(identities.size(), evicted, ids, removed); !s.ok()) return s;
+      (void)allocate_locked(std::min(identities.size(), available_locked()), evicted, ids, removed);
+      inserted.resize(ids.size());
       std::vector<RegisterRequest> requests(ids.size());
       for (std::size_t i = 0; i < ids.size(); ++i) {
         row_has_tokens_[ids[i].value()] = 0;
@@ -106,11 +106,27 @@ class PoolCore {
     return inserted;
   }
 
+  // Up to `count` slots, fewer when fewer are free or evictable, taken under one lock.
+  std::vector<BlockId> allocate_up_to(std::size_t count, std::vector<EvictedBlock>* evicted) {
+    std::vector<BlockId> ids;
+    BlocksRemoved removed{config_.level, {}};
+    {
+      MutexLock lock(&mu_);
+      (void)allocate_locked(std::min(count, available_locked()), evicted, ids, removed);
+    }
+    if (!removed.block_hashes.empty()) config_.events->on_removed(std::move(removed));
+    return ids;
+  }
+
+  // Slots an allocation can have now: free ones and evictable (inactive) ones.
+  std::size_t available_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return free_list_.size() + policy_->size();
+  }
+
   // Takes `count` slots (free ones first, then evicted inactive blocks) into `ids`, owned by the caller.
   absl::Status allocate_locked(std::size_t count, std::vector<EvictedBlock>* evicted, std::vector<BlockId>& ids,
                                BlocksRemoved& removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::size_t available = free_list_.size() + policy_->size();
-    if (count > available) {
+    if (count > available_locked()) {
       return absl::ResourceExhaustedError(absl::StrCat("pool ", label_, ": cannot allocate ", count,
                                                        " block(s): ", free_list_.size(), " free + ", policy_->size(),
                                                        " evictable of ", config_.num_blocks));
@@ -553,10 +569,12 @@ absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
 absl::StatusOr<std::vector<BlockId>> allocate(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
   return core->allocate(count, evicted);
 }
-absl::StatusOr<std::vector<std::uint8_t>> admit(PoolCore* core, std::span<const BlockIdentity> identities,
-                                                std::span<const std::uint8_t> priorities,
-                                                std::vector<EvictedBlock>* evicted) {
+std::vector<std::uint8_t> admit(PoolCore* core, std::span<const BlockIdentity> identities,
+                                std::span<const std::uint8_t> priorities, std::vector<EvictedBlock>* evicted) {
   return core->admit(identities, priorities, evicted);
+}
+std::vector<BlockId> allocate_up_to(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
+  return core->allocate_up_to(count, evicted);
 }
 absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
                                                      bool then_release) {

@@ -283,9 +283,9 @@ struct RegisterRequest {
   CacheLevel origin;
 };
 // On success: for each request, the registered slot (the request's own slot or the deduplicated one).
-absl::StatusOr<std::vector<std::uint8_t>> admit(PoolCore* core, std::span<const BlockIdentity> identities,
-                                                std::span<const std::uint8_t> priorities,
-                                                std::vector<EvictedBlock>* evicted);
+std::vector<std::uint8_t> admit(PoolCore* core, std::span<const BlockIdentity> identities,
+                                std::span<const std::uint8_t> priorities, std::vector<EvictedBlock>* evicted);
+std::vector<BlockId> allocate_up_to(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted);
 // With then_release: registered last to first, then each released first to last, under the same lock.
 absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
                                                      bool then_release);
@@ -325,10 +325,14 @@ class BlockPool {
                                                                       std::vector<EvictedBlock>* evicted = nullptr) {
     auto ids = detail::allocate(core_.get(), count, evicted);
     if (!ids.ok()) return ids.status();
-    std::vector<MutableBlock<L>> blocks;
-    blocks.reserve(ids->size());
-    for (BlockId id : *ids) blocks.push_back(MutableBlock<L>(core_.get(), id));
-    return blocks;
+    return owned(*ids);
+  }
+
+  // allocate() of as many as fit: up to `count` blocks, fewer (possibly none) when fewer are free or
+  // evictable; taken under one lock, so no other allocation can shrink the room in between.
+  [[nodiscard]] std::vector<MutableBlock<L>> allocate_up_to(std::size_t count,
+                                                            std::vector<EvictedBlock>* evicted = nullptr) {
+    return owned(detail::allocate_up_to(core_.get(), count, evicted));
   }
 
   // Registers Complete blocks, in order (parents before children). All or nothing: if any block is not
@@ -358,14 +362,15 @@ class BlockPool {
     return ids;
   }
 
-  // allocate(identities.size(), evicted), apply(identities[i]) with priorities[i], register_inactive(): the
-  // same evictions, registrations and releases in the same order, under one lock and without handles — a
-  // copy into a tier that holds identities only. Per identity, 1 when it was newly registered, 0 when
-  // another block held its hash already (de-duplication). ResourceExhausted (nothing changed) when the
-  // blocks do not fit. REQUIRES: priorities.size() == identities.size().
-  [[nodiscard]] absl::StatusOr<std::vector<std::uint8_t>> admit(std::span<const BlockIdentity> identities,
-                                                                std::span<const std::uint8_t> priorities,
-                                                                std::vector<EvictedBlock>* evicted = nullptr) {
+  // The leading identities that fit (as many as there are free or evictable slots) allocated, applied with
+  // priorities[i] and registered as by register_inactive(): the same evictions, registrations and releases
+  // in the same order as those calls, under one lock and without handles — a copy into a tier that holds
+  // identities only. Per identity admitted, 1 when it was newly registered, 0 when another block held its
+  // hash already (de-duplication); fewer entries than identities when the rest did not fit.
+  // REQUIRES: priorities.size() == identities.size().
+  [[nodiscard]] std::vector<std::uint8_t> admit(std::span<const BlockIdentity> identities,
+                                                std::span<const std::uint8_t> priorities,
+                                                std::vector<EvictedBlock>* evicted = nullptr) {
     return detail::admit(core_.get(), identities, priorities, evicted);
   }
 
@@ -442,6 +447,13 @@ class BlockPool {
 
  private:
   explicit BlockPool(detail::PoolCorePtr core) : core_(std::move(core)) {}
+  // Handles for slots an allocation just took.
+  std::vector<MutableBlock<L>> owned(std::span<const BlockId> ids) {
+    std::vector<MutableBlock<L>> blocks;
+    blocks.reserve(ids.size());
+    for (BlockId id : ids) blocks.push_back(MutableBlock<L>(core_.get(), id));
+    return blocks;
+  }
   static std::vector<detail::RegisterRequest> requests_of(std::span<const MutableBlock<L>> blocks) {
     std::vector<detail::RegisterRequest> requests;
     requests.reserve(blocks.size());

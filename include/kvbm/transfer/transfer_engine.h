@@ -54,8 +54,10 @@ struct TransferRequest {
 
 struct TransferResult {
   absl::Status status;               // OK iff every block is OK
-  std::vector<absl::Status> blocks;  // one per BlockCopy, in order
+  std::vector<absl::Status> blocks;  // one per BlockCopy, in order (empty when the request failed as a whole)
   std::uint64_t bytes = 0;           // bytes of the blocks that arrived intact
+  // How block `i` fared: its own status, or the request's when the request failed as a whole.
+  [[nodiscard]] const absl::Status& block(std::size_t i) const { return blocks.empty() ? status : blocks[i]; }
 };
 
 // Completion of one submitted batch, made and completed by the TransferEngine that took it. Thread-safe.
