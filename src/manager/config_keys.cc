@@ -74,14 +74,22 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
                 return absl::OkStatus();
               },
               [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).layout.alignment); }});
-  keys.push_back(enum_key<EvictionPolicyKind>(
-      tier + ".eviction", [t](KvbmConfig& c) -> EvictionPolicyKind& { return t(c).eviction; },
-      [] {
-        std::vector<std::pair<EvictionPolicyKind, std::string>> names;
-        for (EvictionPolicyKind k : all_eviction_policy_kinds()) names.emplace_back(k, eviction_policy_name(k));
-        return names;
-      }(),
-      absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU)")));
+  {
+    std::string allowed;
+    for (EvictionPolicyKind k : all_eviction_policy_kinds()) absl::StrAppend(&allowed, std::string(eviction_policy_name(k)), " | ");
+    absl::StrAppend(&allowed, "a registered user policy");
+    keys.push_back(KeySpec{
+        ConfigKey{tier + ".eviction", "", "enum", allowed,
+                  absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU;",
+                               " user policies: docs/custom_eviction.md)")},
+        [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+          auto spec = parse_eviction_policy_spec(value);
+          if (!spec.ok()) return bad_value(key, value, absl::StrCat("one of ", eviction_policy_choices()));
+          t(c).eviction = *std::move(spec);
+          return absl::OkStatus();
+        },
+        [t](const KvbmConfig& c) { return quoted(t(const_cast<KvbmConfig&>(c)).eviction.name()); }});
+  }
   if (tier == "g3") {
     keys.push_back(string_key(
         "g3.directory", [](KvbmConfig& c) -> std::string& { return c.g3.directory; },

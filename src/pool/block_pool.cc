@@ -48,8 +48,8 @@ static_assert(sizeof(Slot) == 32);
 
 class PoolCore {
  public:
-  explicit PoolCore(const BlockPoolConfig& config)
-      : PoolCore(config, make_eviction_policy(config.eviction, config.num_blocks)) {}
+  PoolCore(const BlockPoolConfig& config, const EvictionPolicyFactory& policy_factory)
+      : PoolCore(config, policy_factory(config.num_blocks), policy_factory) {}
 
   ~PoolCore() {
     MutexLock lock(&mu_);
@@ -64,6 +64,10 @@ class PoolCore {
 
   const BlockPoolConfig& config() const { return config_; }
   bool pins_keep_state() const { return pins_keep_state_; }
+  std::uint64_t policy_violations() const {
+    MutexLock lock(&mu_);
+    return eviction_policy_violations(*policy_);
+  }
 
   absl::StatusOr<std::vector<BlockId>> allocate(std::size_t count, std::vector<EvictedBlock>* evicted) {
     std::vector<BlockId> ids;
@@ -366,7 +370,7 @@ class PoolCore {
       }
       registry_.clear();
       cached_children_.clear();
-      policy_ = make_eviction_policy(config_.eviction, config_.num_blocks);
+      policy_ = policy_factory_(config_.num_blocks);
       free_list_.clear();
       for (std::uint32_t i = config_.num_blocks; i > 0; --i) {
         slots_[i - 1] = Slot{};
@@ -424,7 +428,8 @@ class PoolCore {
  private:
   // The flags are read from the pool's own policy (declared before policy_, so initialised before the
   // policy moves in).
-  PoolCore(const BlockPoolConfig& config, std::unique_ptr<EvictionPolicy> policy)
+  PoolCore(const BlockPoolConfig& config, std::unique_ptr<EvictionPolicy> policy,
+           const EvictionPolicyFactory& policy_factory)
       : config_(config),
         label_(cache_level_name(config.level)),
         track_lineage_(policy->uses_lineage()),
@@ -435,6 +440,7 @@ class PoolCore {
         row_has_tokens_(config.num_blocks, 0),
         registered_(config.num_blocks),
         slots_(config.num_blocks),
+        policy_factory_(policy_factory),
         policy_(std::move(policy)) {
     MutexLock lock(&mu_);
     free_list_.reserve(config.num_blocks);
@@ -525,6 +531,7 @@ class PoolCore {
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
   std::vector<std::uint32_t> free_list_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::uint64_t, std::uint32_t> registry_ ABSL_GUARDED_BY(mu_);
+  const EvictionPolicyFactory policy_factory_;  // reset() makes a fresh policy with it
   std::unique_ptr<EvictionPolicy> policy_ ABSL_GUARDED_BY(mu_);
   std::uint32_t active_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint32_t inactive_ ABSL_GUARDED_BY(mu_) = 0;
@@ -563,7 +570,9 @@ absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
                                                      layout.model().page_size));
     }
   }
-  return PoolCorePtr(new PoolCore(config));
+  auto policy = eviction_policy_factory(config.eviction);
+  if (!policy.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ".eviction: ", policy.status().message()));
+  return PoolCorePtr(new PoolCore(config, *std::move(policy)));
 }
 
 absl::StatusOr<std::vector<BlockId>> allocate(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
@@ -595,6 +604,7 @@ PoolStatus status(const PoolCore* core) { return core->status(); }
 void release_registered_batch(PoolCore* core, std::span<const BlockId> ids) { core->release_registered(ids); }
 const BlockPoolConfig& config(const PoolCore* core) { return core->config(); }
 bool pins_keep_state(const PoolCore* core) { return core->pins_keep_state(); }
+std::uint64_t policy_violations(const PoolCore* core) { return core->policy_violations(); }
 
 void release_owned(PoolCore* core, BlockId id) { core->release_owned(id); }
 void retain_registered(PoolCore* core, BlockId id) { core->retain(id); }

@@ -23,7 +23,7 @@ absl::StatusOr<std::vector<std::string>> parse_policy_list(const std::string& te
   for (const auto piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     std::string name(piece.data(), piece.size());
     if (name != "optimal") {
-      auto kind = parse_eviction_policy(name);
+      auto kind = parse_eviction_policy_spec(name);
       if (!kind.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("--compare: '", name, "' is not optimal, and ", kind.status().message()));
@@ -52,7 +52,7 @@ absl::StatusOr<PolicyComparison> run_comparison(TraceReader& trace, const Replay
     o.config.g4.endpoints.clear();
     o.optimal = name == "optimal";
     if (!o.optimal) {
-      auto kind = parse_eviction_policy(name);
+      auto kind = parse_eviction_policy_spec(name);
       if (!kind.ok()) return kind.status();
       o.config.g1.eviction = *kind;
     }

@@ -569,7 +569,7 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
   if (!report.ok()) return report;
   report->trace = options.trace_name;
   report->block_tokens = options.block_tokens;
-  report->eviction = options.optimal ? "optimal" : std::string(eviction_policy_name(config.g1.eviction));
+  report->eviction = options.optimal ? "optimal" : std::string(config.g1.eviction.name());
   return report;
 }
 

@@ -162,7 +162,7 @@ void print_policies(const std::vector<PolicyRow>& policies) {
       "\neviction policies: request mix (match 8-block prefix, allocate + evict the rest, register, release "
       "16), 65536-block pool; thread CPU ns per block, median of %d slices; ratio to lru: median over rounds of a "
       "slice over the lru slice just before it (target for the default %s: <= %.1fx)\n",
-      kPolicyRounds, std::string(eviction_policy_name(TierConfig{}.eviction)).c_str(), kPolicyTargetRatio);
+      kPolicyRounds, std::string(TierConfig{}.eviction.name()).c_str(), kPolicyTargetRatio);
   for (const PolicyRow& p : policies) {
     std::printf("  %-14s %8.1f ns/block  %5.2fx lru  %s\n", std::string(eviction_policy_name(p.kind)).c_str(),
                 p.ns_per_block, p.ratio_to_lru, p.summary.c_str());

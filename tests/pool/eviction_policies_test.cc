@@ -113,7 +113,7 @@ TEST_P(EveryPolicyTest, NameRoundTrips) {
   auto parsed = parse_eviction_policy(eviction_policy_name(GetParam()));
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(*parsed, GetParam());
-  EXPECT_EQ(make_eviction_policy(GetParam(), 4)->kind(), GetParam());
+  EXPECT_EQ(make_eviction_policy(GetParam(), 4)->name(), eviction_policy_name(GetParam()));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPolicies, EveryPolicyTest, ::testing::ValuesIn(all_eviction_policy_kinds()),

@@ -71,7 +71,7 @@ class AnyPolicyTest : public ::testing::TestWithParam<EvictionPolicyKind> {};
 TEST_P(AnyPolicyTest, KindSizeAndEmptyEvict) {
   auto policy = make_eviction_policy(GetParam(), 8);
   ASSERT_NE(policy, nullptr);
-  EXPECT_EQ(policy->kind(), GetParam());
+  EXPECT_EQ(policy->name(), eviction_policy_name(GetParam()));
   EXPECT_EQ(policy->size(), 0u);
   EXPECT_EQ(policy->evict(), std::nullopt);
   policy->insert(B(3), info());

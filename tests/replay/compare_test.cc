@@ -109,7 +109,7 @@ TEST(CompareTest, DefaultPolicyIsNotBelowLru) {
         ASSERT_TRUE(trace->rewind().ok());
         auto lru = run_replay(*trace, o);
         ASSERT_TRUE(lru.ok()) << lru.status();
-        EXPECT_EQ(def->eviction, eviction_policy_name(TierConfig{}.eviction));
+        EXPECT_EQ(def->eviction, TierConfig{}.eviction.name());
         EXPECT_GE(def->blocks_hit + lru->blocks_total / 2000, lru->blocks_hit)
             << preset << " seed " << seed << " capacity " << capacity;
         // The README's reading of "never below LRU": not by more than twice the noise of LRU's hit count.

@@ -49,7 +49,7 @@ struct TierConfig {
   std::uint64_t num_blocks = 0;
   std::uint64_t bytes = 0;
   LayoutConfig layout;
-  EvictionPolicyKind eviction = EvictionPolicyKind::kLearned;  // see README "## Eviction policies"
+  EvictionPolicySpec eviction = EvictionPolicyKind::kLearned;  // see README "## Eviction policies"
   MemoryKind memory = MemoryKind::kSystem;                     // g1, g2
   bool zero_fill = false;                                      // pre-fault and zero the tier's memory at start-up
   bool huge_pages = false;                                     // ask for transparent huge pages

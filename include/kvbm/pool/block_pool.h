@@ -47,7 +47,7 @@ struct BlockPoolConfig {
   CacheLevel level = CacheLevel::kG1;
   std::uint32_t num_blocks = 0;  // > 0
   std::uint32_t page_size = 16;  // tokens per block, > 0
-  EvictionPolicyKind eviction = EvictionPolicyKind::kLru;
+  EvictionPolicySpec eviction = EvictionPolicyKind::kLru;  // a built-in or a registered user policy
   // Keep each block's token ids (page_size × 4 bytes per slot). Needed to build blocks token by token
   // and for Stored events to carry token ids; off for metadata-only pools.
   bool keep_tokens = true;
@@ -300,6 +300,7 @@ PoolStatus status(const PoolCore* core);
 void release_registered_batch(PoolCore* core, std::span<const BlockId> ids);
 const BlockPoolConfig& config(const PoolCore* core);
 bool pins_keep_state(const PoolCore* core);
+std::uint64_t policy_violations(const PoolCore* core);
 }  // namespace detail
 
 // The pool of one tier. See the contract at the top of this file.
@@ -435,6 +436,9 @@ class BlockPool {
   // Whether a pin_for_copy() and its release leave the eviction policy exactly as it was (EvictionPolicy::
   // pins_keep_state): a copy that needs no pin may then skip it without changing a later decision.
   [[nodiscard]] bool pins_keep_state() const { return detail::pins_keep_state(core_.get()); }
+  // How often a user eviction policy named a victim that was not evictable and was overruled (0 for the
+  // built-in policies): see register_eviction_policy().
+  [[nodiscard]] std::uint64_t policy_violations() const { return detail::policy_violations(core_.get()); }
   // pin_for_copy() of each hash under one lock: one handle per hash, an empty one where it is absent.
   [[nodiscard]] std::vector<ImmutableBlock<L>> pin_for_copy(std::span<const SequenceHash> hashes) {
     std::vector<std::optional<BlockId>> ids = detail::find_each_for_copy(core_.get(), hashes);

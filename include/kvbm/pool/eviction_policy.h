@@ -17,10 +17,13 @@
 #include <absl/status/statusor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "kvbm/core/types.h"
 
@@ -66,7 +69,8 @@ struct InactiveBlockInfo {
 class EvictionPolicy {
  public:
   virtual ~EvictionPolicy() = default;
-  [[nodiscard]] virtual EvictionPolicyKind kind() const = 0;
+  // The policy's name in reports: a built-in's eviction_policy_name(), a user policy's registered name.
+  [[nodiscard]] virtual std::string_view name() const = 0;
 
   // `id` became inactive; it is now the most recently released. REQUIRES: id not already held.
   virtual void insert(BlockId id, const InactiveBlockInfo& info) = 0;
@@ -103,7 +107,71 @@ class EvictionPolicy {
   [[nodiscard]] virtual std::size_t memory_bytes() const = 0;
 };
 
-// A policy with per-slot state for block ids [0, capacity).
+// A built-in policy with per-slot state for block ids [0, capacity).
 [[nodiscard]] std::unique_ptr<EvictionPolicy> make_eviction_policy(EvictionPolicyKind kind, std::uint32_t capacity);
+
+// ---- User policies (docs/custom_eviction.md) ----
+//
+// A user policy is an EvictionPolicy written outside kvbm and registered under a name; a pool or a tier
+// selects it by that name (BlockPoolConfig::eviction, `g1.eviction = "name"`). The contract:
+//   - Hooks are called under the owning pool's lock, from whichever thread calls into the pool (the
+//     engine's threads, the tier chain's lanes): one call at a time per policy object, but not always from
+//     the same thread. A hook must not block, must not call back into any kvbm pool or manager, and must
+//     not throw.
+//   - evict() names a block that is in its set (inserted or unpinned, not erased, pinned or evicted since).
+//     A pool never trusts it: a victim outside the set, or none while the set is not empty, is overruled —
+//     the pool evicts its least recently released block instead, tells the policy (erase), logs the first
+//     violation and counts them all (src/pool/eviction/user_policy.cc) — so a wrong policy costs hits,
+//     never data.
+//   - size() is not asked of a user policy (the guard counts the set itself); memory_bytes() is reported
+//     as the policy's plus the guard's 9 B per slot.
+// The factory gets the pool's capacity and is called once per pool (and again at BlockPool::reset()); a
+// factory that returns no policy makes the pool fall back to LRU, logged.
+using EvictionPolicyFactory = std::function<std::unique_ptr<EvictionPolicy>(std::uint32_t capacity)>;
+
+// Registers `factory` under `name` ([a-z0-9_.:-]{1,64}, not a built-in name). InvalidArgument for a bad or
+// built-in name or an empty factory, AlreadyExists when the name is registered. Thread-safe.
+absl::Status register_eviction_policy(std::string_view name, EvictionPolicyFactory factory);
+// Removes a registration (NotFound when absent). Pools made with it keep their policy.
+absl::Status unregister_eviction_policy(std::string_view name);
+// The registered user policy names, sorted.
+[[nodiscard]] std::vector<std::string> registered_eviction_policies();
+
+// Which policy a pool uses: a built-in kind, or a user policy by its registered name. Implicitly made from a
+// kind, so `config.eviction = EvictionPolicyKind::kLru` reads as before.
+class EvictionPolicySpec {
+ public:
+  EvictionPolicySpec(EvictionPolicyKind kind = EvictionPolicyKind::kLru)  // NOLINT(google-explicit-constructor)
+      : kind_(kind) {}
+  // A registered user policy (looked up when a pool is made).
+  [[nodiscard]] static EvictionPolicySpec user(std::string name) {
+    EvictionPolicySpec s;
+    s.kind_.reset();
+    s.user_ = std::move(name);
+    return s;
+  }
+  [[nodiscard]] std::string_view name() const;
+  // The built-in kind; nullopt for a user policy.
+  [[nodiscard]] std::optional<EvictionPolicyKind> builtin() const { return kind_; }
+  friend bool operator==(const EvictionPolicySpec& a, const EvictionPolicySpec& b) {
+    return a.kind_ == b.kind_ && a.user_ == b.user_;
+  }
+
+ private:
+  std::optional<EvictionPolicyKind> kind_;
+  std::string user_;
+};
+
+// The names parse_eviction_policy_spec() takes, for error messages: "lru, ..., learned" and the registered
+// ones ("... or a registered policy: a, b"; "... or a name registered with register_eviction_policy").
+[[nodiscard]] std::string eviction_policy_choices();
+// A built-in name or a registered one; InvalidArgument "eviction policy must be one of <choices>; got '<name>'".
+[[nodiscard]] absl::StatusOr<EvictionPolicySpec> parse_eviction_policy_spec(std::string_view name);
+
+// What a pool makes its policy with (now, and again at BlockPool::reset()): a built-in's constructor, or the
+// registered factory whose policies come behind a guard (see above). NotFound for an unregistered name.
+[[nodiscard]] absl::StatusOr<EvictionPolicyFactory> eviction_policy_factory(const EvictionPolicySpec& spec);
+// The violations a guarded user policy made (victims overruled); 0 for a built-in policy.
+[[nodiscard]] std::uint64_t eviction_policy_violations(const EvictionPolicy& policy);
 
 }  // namespace kvbm

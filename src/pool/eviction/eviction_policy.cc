@@ -23,7 +23,7 @@ using eviction::IntrusiveLists;
 class LruPolicy final : public EvictionPolicy {
  public:
   explicit LruPolicy(std::uint32_t capacity) : lists_(capacity, 1), pinned_(capacity, 0) {}
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLru; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kLru); }
   void insert(BlockId id, const InactiveBlockInfo&) override {
     if (std::exchange(pinned_[id.value()], 0) != 0) {
       --pinned_count_;  // used while pinned: it moves to the back like any released block
@@ -79,7 +79,7 @@ class PriorityLruPolicy final : public EvictionPolicy {
  public:
   explicit PriorityLruPolicy(std::uint32_t capacity)
       : lists_(capacity, kMaxRetentionPriority + 1), priority_(capacity, 0) {}
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kPriorityLru; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kPriorityLru); }
   void insert(BlockId id, const InactiveBlockInfo& info) override {
     const std::uint8_t p = info.priority > kMaxRetentionPriority ? kMaxRetentionPriority : info.priority;
     priority_[id.value()] = p;
@@ -135,7 +135,7 @@ class PriorityLruPolicy final : public EvictionPolicy {
 class LineagePolicy final : public EvictionPolicy {
  public:
   explicit LineagePolicy(std::uint32_t capacity) : lists_(capacity, 2), list_of_(capacity, 0), tick_(capacity, 0) {}
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLineage; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kLineage); }
   bool uses_lineage() const override { return true; }
   void insert(BlockId id, const InactiveBlockInfo& info) override {
     const std::uint32_t list = info.is_leaf ? kLeaves : kInterior;

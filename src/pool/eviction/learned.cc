@@ -99,7 +99,7 @@ class LearnedPolicy final : public EvictionPolicy {
       slot_[sentinel(c)].prev = slot_[sentinel(c)].next = slot_[sentinel(c)].next2 = sentinel(c);
     }
   }
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLearned; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kLearned); }
 
   // Inserts are queued (applied in order when kPending are queued or before any other call, so the order
   // of effects is unchanged) and the ghost bucket each will probe is prefetched at once: a release batch's

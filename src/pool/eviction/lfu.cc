@@ -17,7 +17,7 @@ class LfuPolicy final : public EvictionPolicy {
  public:
   explicit LfuPolicy(std::uint32_t capacity)
       : capacity_(capacity), lists_(capacity, kCounts), count_(capacity, 0), history_(capacity, SlotHistory::kFresh) {}
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kLfu; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kLfu); }
 
   void insert(BlockId id, const InactiveBlockInfo&) override {
     const std::uint32_t v = id.value();

@@ -17,7 +17,7 @@ class PrefixAwarePolicy final : public EvictionPolicy {
  public:
   PrefixAwarePolicy(EvictionPolicyKind kind, std::unique_ptr<EvictionPolicy> inner, std::uint32_t capacity)
       : kind_(kind), inner_(std::move(inner)), interior_(capacity, 1), is_interior_(capacity, 0) {}
-  EvictionPolicyKind kind() const override { return kind_; }
+  std::string_view name() const override { return eviction_policy_name(kind_); }
   bool uses_lineage() const override { return true; }
 
   void insert(BlockId id, const InactiveBlockInfo& info) override {

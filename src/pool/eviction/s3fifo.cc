@@ -30,7 +30,7 @@ class S3FifoPolicy final : public EvictionPolicy {
         history_(capacity, SlotHistory::kFresh),
         hash_(capacity, 0),
         ghost_ring_(std::max<std::uint32_t>(1, capacity / 2), 0) {}
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kS3Fifo; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kS3Fifo); }
 
   void insert(BlockId id, const InactiveBlockInfo& info) override {
     const std::uint32_t v = id.value();

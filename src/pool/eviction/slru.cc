@@ -15,7 +15,7 @@ class SlruPolicy final : public EvictionPolicy {
  public:
   explicit SlruPolicy(std::uint32_t capacity)
       : lists_(capacity, 2), segment_(capacity, kProbation), history_(capacity, SlotHistory::kFresh) {}
-  EvictionPolicyKind kind() const override { return EvictionPolicyKind::kSlru; }
+  std::string_view name() const override { return eviction_policy_name(EvictionPolicyKind::kSlru); }
 
   void insert(BlockId id, const InactiveBlockInfo&) override {
     const std::uint32_t v = id.value();
