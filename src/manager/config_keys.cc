@@ -76,7 +76,8 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
               [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).layout.alignment); }});
   {
     std::string allowed;
-    for (EvictionPolicyKind k : all_eviction_policy_kinds()) absl::StrAppend(&allowed, std::string(eviction_policy_name(k)), " | ");
+    for (EvictionPolicyKind k : all_eviction_policy_kinds())
+      absl::StrAppend(&allowed, std::string(eviction_policy_name(k)), " | ");
     absl::StrAppend(&allowed, "a registered user policy");
     keys.push_back(KeySpec{
         ConfigKey{tier + ".eviction", "", "enum", allowed,

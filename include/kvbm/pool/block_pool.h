@@ -45,8 +45,8 @@ class ReleaseObserver;
 
 struct BlockPoolConfig {
   CacheLevel level = CacheLevel::kG1;
-  std::uint32_t num_blocks = 0;  // > 0
-  std::uint32_t page_size = 16;  // tokens per block, > 0
+  std::uint32_t num_blocks = 0;                            // > 0
+  std::uint32_t page_size = 16;                            // tokens per block, > 0
   EvictionPolicySpec eviction = EvictionPolicyKind::kLru;  // a built-in or a registered user policy
   // Keep each block's token ids (page_size × 4 bytes per slot). Needed to build blocks token by token
   // and for Stored events to carry token ids; off for metadata-only pools.

@@ -110,14 +110,15 @@ class EvictionPolicyGuard final : public EvictionPolicy {
 
 absl::Status register_eviction_policy(std::string_view name, EvictionPolicyFactory factory) {
   if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), valid_name_char)) {
-    return absl::InvalidArgumentError(absl::StrCat("eviction policy name must be 1-64 characters of [a-z0-9_.:-], got '",
-                                                   std::string(name), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("eviction policy name must be 1-64 characters of [a-z0-9_.:-], got '", std::string(name), "'"));
   }
   if (parse_eviction_policy(name).ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("eviction policy name '", std::string(name), "' is a built-in policy; choose another name"));
   }
-  if (!factory) return absl::InvalidArgumentError(absl::StrCat("eviction policy '", std::string(name), "': no factory"));
+  if (!factory)
+    return absl::InvalidArgumentError(absl::StrCat("eviction policy '", std::string(name), "': no factory"));
   Registry& r = registry();
   MutexLock lock(&r.mu);
   if (!r.factories.try_emplace(std::string(name), std::move(factory)).second) {
@@ -177,15 +178,15 @@ absl::StatusOr<EvictionPolicyFactory> eviction_policy_factory(const EvictionPoli
     }
     user = it->second;
   }
-  return EvictionPolicyFactory(
-      [name = std::string(spec.name()), user = std::move(user)](std::uint32_t capacity) -> std::unique_ptr<EvictionPolicy> {
-        std::unique_ptr<EvictionPolicy> inner = user(capacity);
-        if (inner == nullptr) {
-          std::fprintf(stderr, "kvbm: eviction policy '%s': its factory returned no policy; using lru\n", name.c_str());
-          inner = make_eviction_policy(EvictionPolicyKind::kLru, capacity);
-        }
-        return std::make_unique<EvictionPolicyGuard>(name, std::move(inner), capacity);
-      });
+  return EvictionPolicyFactory([name = std::string(spec.name()),
+                                user = std::move(user)](std::uint32_t capacity) -> std::unique_ptr<EvictionPolicy> {
+    std::unique_ptr<EvictionPolicy> inner = user(capacity);
+    if (inner == nullptr) {
+      std::fprintf(stderr, "kvbm: eviction policy '%s': its factory returned no policy; using lru\n", name.c_str());
+      inner = make_eviction_policy(EvictionPolicyKind::kLru, capacity);
+    }
+    return std::make_unique<EvictionPolicyGuard>(name, std::move(inner), capacity);
+  });
 }
 
 std::uint64_t eviction_policy_violations(const EvictionPolicy& policy) {
