@@ -398,11 +398,11 @@ std::string format_plan_text(const PlanReport& r) {
                     format_size(r.recommended.bytes), " (", r.g3_curve.size(), " replays on ", r.threads,
                     " threads)\n");
     absl::StrAppend(&out, absl::StrFormat("  %12s %10s %9s %14s %9s %9s %9s\n", "G3 size", "G3 blocks", "hit rate",
-                                          "of attainable", "gain", "G2 hits", "G3 hits"));
+                                          "of attainable", "gain (pt)", "G2 hits", "G3 hits"));
     const double base = r.rate(r.recommended.blocks_hit);
     for (const PlanPoint& p : r.g3_curve) {
-      absl::StrAppend(&out, absl::StrFormat("  %12s %10d %9s %13.1f%% %+8.2f%% %9d %9d\n", format_size(p.bytes),
-                                            p.blocks, pct(r.rate(p.blocks_hit)),
+      absl::StrAppend(&out, absl::StrFormat("  %12s %10d %9s %13.1f%% %+9.2f %9d %9d\n", format_size(p.bytes), p.blocks,
+                                            pct(r.rate(p.blocks_hit)),
                                             r.attainable_hits ? 100.0 * p.blocks_hit / r.attainable_hits : 0.0,
                                             (r.rate(p.blocks_hit) - base) * 100, p.g2_hits, p.g3_hits));
     }
@@ -412,6 +412,13 @@ std::string format_plan_text(const PlanReport& r) {
     absl::StrAppend(&out,
                     absl::StrFormat("G3 adds %+.2f points (%s to %s) at %s\n", (r.rate(top.blocks_hit) - base) * 100,
                                     pct(base), pct(r.rate(top.blocks_hit)), format_size(top.bytes)));
+    const double full_gain = r.rate(top.blocks_hit) - base;
+    for (const PlanPoint& p : r.g3_curve) {
+      if (full_gain <= 0 || r.rate(p.blocks_hit) - base < 0.9 * full_gain) continue;
+      absl::StrAppend(&out, "  90% of that gain from G3 = ", format_size(p.bytes), " (", p.blocks,
+                      " blocks) on, the smallest such point of the curve\n");
+      break;
+    }
   }
   absl::StrAppend(&out, absl::StrFormat("time: plan %.3f s (stack pass %.3f s, %d threads; reading the trace %.3f s "
                                         "more)\n",
