@@ -38,6 +38,16 @@ std::vector<TraceRequest> read_all(TraceReader& trace) {
   return requests.ok() ? *requests : std::vector<TraceRequest>{};
 }
 
+// The first `n` requests of a generated workload preset.
+std::vector<TraceRequest> generated(const std::string& preset, std::uint64_t n) {
+  auto options = workload_preset(preset);
+  EXPECT_TRUE(options.ok()) << options.status();
+  if (!options.ok()) return {};
+  options->num_requests = n;
+  auto trace = generate_trace(*options);
+  return read_all(*trace);
+}
+
 std::vector<std::vector<SequenceHash>> hashes_of(const std::vector<TraceRequest>& requests) {
   std::vector<std::vector<SequenceHash>> out;
   for (const TraceRequest& r : requests) out.push_back(r.blocks);
@@ -122,11 +132,7 @@ TEST(G2HitCurveTest, EveryCapacityEqualsReplayOnRandomPrefixTrees) {
 
 TEST(G2HitCurveTest, GeneratedPresetsEqualReplays) {
   for (const std::string& name : workload_preset_names()) {
-    auto options = workload_preset(name);
-    ASSERT_TRUE(options.ok());
-    options->num_requests = 400;
-    auto trace = generate_trace(*options);
-    const std::vector<TraceRequest> requests = read_all(*trace);
+    const std::vector<TraceRequest> requests = generated(name, 400);
     for (std::uint64_t g1 : {16u, 128u}) {
       auto curve = G2HitCurve::compute(hashes_of(requests), g1);
       ASSERT_TRUE(curve.ok()) << curve.status();
@@ -138,11 +144,7 @@ TEST(G2HitCurveTest, GeneratedPresetsEqualReplays) {
 }
 
 TEST(G2HitCurveTest, AttainableIsTheUnlimitedCache) {
-  auto options = workload_preset("default");
-  ASSERT_TRUE(options.ok());
-  options->num_requests = 500;
-  auto trace = generate_trace(*options);
-  const std::vector<TraceRequest> requests = read_all(*trace);
+  const std::vector<TraceRequest> requests = generated("default", 500);
   auto curve = G2HitCurve::compute(hashes_of(requests), 64);
   ASSERT_TRUE(curve.ok());
   ReplayOptions unlimited = chain_options(1, 0);
@@ -188,11 +190,7 @@ PlanOptions plan_options(std::uint64_t g1) {
 }
 
 TEST(RunPlanTest, CurveAndRecommendationEqualReplays) {
-  auto options = workload_preset("session_heavy");
-  ASSERT_TRUE(options.ok());
-  options->num_requests = 600;
-  auto trace = generate_trace(*options);
-  const std::vector<TraceRequest> requests = read_all(*trace);
+  const std::vector<TraceRequest> requests = generated("session_heavy", 600);
   for (const char* policy : {"lru", "s3fifo"}) {
     PlanOptions p = plan_options(32);
     p.g3 = true;
