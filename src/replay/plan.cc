@@ -371,7 +371,8 @@ std::string format_plan_text(const PlanReport& r) {
           ? absl::StrCat("stack pass: ", from_pass, " read off it, ", r.curve.size() - from_pass, " re-simulated")
           : absl::StrCat(r.curve.size(), " replays on ", r.threads, " threads"),
       ")\n");
-  if (r.method != "stack pass") absl::StrAppend(&out, "  replays, not the stack pass: ", r.method_reason, "\n");
+  if (r.method != "stack pass")
+    absl::StrAppend(&out, "  replays, not the stack pass, because\n    ", r.method_reason, "\n");
   absl::StrAppend(&out, absl::StrFormat("  %12s %10s %9s %14s %9s %9s  %s\n", "G2 size", "G2 blocks", "hit rate",
                                         "of attainable", "G1 hits", "G2 hits", "source"));
   for (const PlanPoint& p : r.curve) {

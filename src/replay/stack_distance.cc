@@ -126,8 +126,8 @@ absl::StatusOr<G2HitCurve> G2HitCurve::compute(std::span<const std::vector<Seque
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (in_g1[ids[i]] != 0) {
         if (missed) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "request ", r, ": block ", i, " is in G1 but an earlier block is not (its G1 hits are not a prefix)"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("request ", r, ": block ", i, " is in G1, an earlier one is not (G1 hits not a prefix)"));
         }
         flags[i] |= kG1AtStart;
       } else {
