@@ -62,8 +62,10 @@ std::string draw_panel(const PlanReport& r, const Panel& p, double top) {
 
   std::string out = text(kLeft + kPlotWidth / 2, top + 22, "middle", p.heading, "font-size=\"14\"");
   // Grid and y axis: hit rate, linear.
-  for (int i = 0; i <= 10; ++i) {
-    const double rate = y_max * i / 10, y = y_of(rate);
+  const int steps = static_cast<int>(std::lround(y_max * 20)) <= 10 ? static_cast<int>(std::lround(y_max * 20))
+                                                                    : static_cast<int>(std::lround(y_max * 10));
+  for (int i = 0; i <= steps; ++i) {  // every 5 % up to 50 %, else every 10 %
+    const double rate = y_max * i / steps, y = y_of(rate);
     absl::StrAppend(&out, line(kLeft, y, kLeft + kPlotWidth, y, "stroke=\"#e4e4e4\""),
                     text(kLeft - 8, y + 4, "end", absl::StrFormat("%.0f%%", rate * 100)));
   }
