@@ -311,13 +311,9 @@ std::vector<std::vector<std::uint64_t>> next_uses(std::span<const std::vector<Se
 }
 
 absl::StatusOr<ReplayReport> run_optimal(TraceReader& trace, const ReplayOptions& o, std::uint64_t g1_blocks) {
-  std::vector<TraceRequest> requests;
-  while (true) {
-    auto next = trace.next();
-    if (!next.ok()) return next.status();
-    if (!next->has_value()) break;
-    requests.push_back(**std::move(next));
-  }
+  auto read = read_requests(trace);
+  if (!read.ok()) return read.status();
+  const std::vector<TraceRequest>& requests = *read;
   const auto start = Clock::now();
   std::vector<std::vector<SequenceHash>> blocks;
   blocks.reserve(requests.size());

@@ -365,6 +365,16 @@ absl::StatusOr<TraceFormat> detect_trace_format(const std::string& path) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": empty trace, cannot tell its format"));
 }
 
+absl::StatusOr<std::vector<TraceRequest>> read_requests(TraceReader& reader) {
+  std::vector<TraceRequest> out;
+  while (true) {
+    auto next = reader.next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) return out;
+    out.push_back(**std::move(next));
+  }
+}
+
 std::unique_ptr<TraceReader> make_vector_trace(std::vector<TraceRequest> requests) {
   return std::make_unique<VectorTraceReader>(std::move(requests));
 }

@@ -11,6 +11,7 @@ void add_config_command(CLI::App& app, int* exit_code);
 void add_bench_command(CLI::App& app, int* exit_code);
 void add_gen_command(CLI::App& app, int* exit_code);
 void add_replay_command(CLI::App& app, int* exit_code);
+void add_plan_command(CLI::App& app, int* exit_code);
 // `kvbm events tail|bench`. Further `events` subcommands attach to events_group(app), which returns the
 // group (creating it on first use).
 void add_events_command(CLI::App& app, int* exit_code);

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   kvbm::tools::add_bench_command(app, &exit_code);
   kvbm::tools::add_gen_command(app, &exit_code);
   kvbm::tools::add_replay_command(app, &exit_code);
+  kvbm::tools::add_plan_command(app, &exit_code);
   kvbm::tools::add_events_command(app, &exit_code);
   try {
     app.parse(argc, argv);

@@ -31,19 +31,14 @@
 #include "kvbm/replay/sweep.h"
 #include "kvbm/replay/trace.h"
 #include "tools/commands.h"
+#include "tools/trace_source.h"
 
 namespace kvbm::tools {
 namespace {
 
 constexpr double kDefaultScale = 1024;
 
-struct ReplayFlags {
-  std::string trace;
-  std::string format;  // "" = detect
-  std::string workload = "default";
-  std::optional<std::uint64_t> requests;
-  std::optional<std::uint64_t> seed;
-  std::optional<std::uint32_t> block_tokens;
+struct ReplayFlags : TraceSourceFlags {
   bool no_data = false;
   std::string config;
   std::vector<std::string> sets;  // --set key=value, applied last
@@ -97,38 +92,13 @@ std::uint64_t count_lines(const std::string& path) {
 absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions& trace_options,
                            WorkloadOptions& workload) {
   // Trace source.
-  if (!f.trace.empty()) {
-    if (f.format == "mooncake") {
-      trace_options.format = TraceFormat::kMooncake;
-    } else if (f.format == "tokens") {
-      trace_options.format = TraceFormat::kTokens;
-    } else if (f.format.empty()) {
-      auto detected = detect_trace_format(f.trace);
-      if (!detected.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", detected.status().message()));
-      trace_options.format = *detected;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("--format must be mooncake or tokens, got '", f.format, "'"));
-    }
-    trace_options.block_tokens = f.block_tokens.value_or(
-        trace_options.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens : kDefaultHashBlockTokens);
-    o.block_tokens = trace_options.block_tokens;
-    o.trace_name = f.trace;
-  } else {
-    auto preset = workload_preset(f.workload);
-    if (!preset.ok()) return absl::InvalidArgumentError(absl::StrCat("--workload: ", preset.status().message()));
-    workload = *preset;
-    if (f.requests) workload.num_requests = *f.requests;
-    if (f.seed) workload.seed = *f.seed;
-    if (f.block_tokens) workload.block_tokens = *f.block_tokens;
-    if (absl::Status s = validate_workload(workload); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--requests/--seed/--block-tokens: ", s.message()));
-    }
-    o.block_tokens = workload.block_tokens != 0 ? workload.block_tokens : kDefaultHashBlockTokens;
-    o.expected_requests = workload.num_requests;
-    o.trace_name =
-        absl::StrCat("generated:", f.workload, " (", workload.num_requests, " requests, seed ", workload.seed, ")");
-  }
-  if (f.block_tokens && *f.block_tokens == 0) return absl::InvalidArgumentError("--block-tokens must be >= 1, got 0");
+  auto source = resolve_trace_source(f);
+  if (!source.ok()) return source.status();
+  trace_options = source->trace_options;
+  workload = source->workload;
+  o.block_tokens = source->block_tokens;
+  o.trace_name = source->name;
+  if (f.trace.empty()) o.expected_requests = workload.num_requests;
 
   // Configuration: replay's defaults, or the file.
   KvbmConfig& c = o.config;
@@ -258,17 +228,13 @@ int run(const ReplayFlags& f) {
     sweep = *spec;
   }
 
-  std::unique_ptr<TraceReader> trace;
-  if (!f.trace.empty()) {
-    auto opened = open_trace(f.trace, trace_options);
-    if (!opened.ok()) {
-      std::fprintf(stderr, "kvbm replay: --trace: %s\n", std::string(opened.status().message()).c_str());
-      return 2;
-    }
-    trace = *std::move(opened);
-  } else {
-    trace = generate_trace(workload);
+  TraceSource source{trace_options, workload, options.block_tokens, options.trace_name};
+  auto opened = open_trace_source(f, source);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "kvbm replay: %s\n", std::string(opened.status().message()).c_str());
+    return 2;
   }
+  std::unique_ptr<TraceReader> trace = *std::move(opened);
   if (!f.compare.empty()) {
     auto policies = parse_policy_list(f.compare);
     if (!policies.ok()) {
@@ -379,13 +345,7 @@ void add_replay_command(CLI::App& app, int* exit_code) {
       "Replay a request trace through kvbm's tiers and report hit rates, bytes moved and latencies.\n"
       "With no --trace, a generated workload (--workload, default 'default') is replayed.\n"
       "What is computed (both modes, on any machine): README.md, section 'Replay semantics'.");
-  cmd->add_option("--trace", flags->trace, "JSONL trace file (Mooncake hash_ids or token-level)");
-  cmd->add_option("--format", flags->format, "Trace format: mooncake | tokens (default: detected)");
-  cmd->add_option("--workload", flags->workload, "Generated workload preset when no --trace is given");
-  cmd->add_option("--requests", flags->requests, "Generated workload: number of requests");
-  cmd->add_option("--seed", flags->seed, "Generated workload: seed");
-  cmd->add_option("--block-tokens", flags->block_tokens,
-                  "Tokens per block (default 512 for hash-level traces, 16 for token traces)");
+  add_trace_source_options(cmd, *flags);
   cmd->add_flag("--no-data", flags->no_data,
                 "Identities only: every tier a pool of block identities, no bytes (fast; same hits as with bytes)");
   cmd->add_option("--config", flags->config, "TOML configuration (see `kvbm config`); flags override it");

@@ -66,6 +66,9 @@ struct TraceOptions {
 // token-level. InvalidArgument (with path:line) when that line is not a JSON object with either key.
 [[nodiscard]] absl::StatusOr<TraceFormat> detect_trace_format(const std::string& path);
 
+// The rest of `reader`'s stream (from where it stands, to its end), in memory; the reader's error, if any.
+[[nodiscard]] absl::StatusOr<std::vector<TraceRequest>> read_requests(TraceReader& reader);
+
 // A reader over requests held in memory (tests; traces built by hand). rewind() starts again.
 [[nodiscard]] std::unique_ptr<TraceReader> make_vector_trace(std::vector<TraceRequest> requests);
 

@@ -1,0 +1,63 @@
+// The request stream of `kvbm replay` and `kvbm plan` (see tools/trace_source.h).
+#include "tools/trace_source.h"
+
+#include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
+
+namespace kvbm::tools {
+
+void add_trace_source_options(CLI::App* cmd, TraceSourceFlags& flags) {
+  cmd->add_option("--trace", flags.trace, "JSONL trace file (Mooncake hash_ids or token-level)");
+  cmd->add_option("--format", flags.format, "Trace format: mooncake | tokens (default: detected)");
+  cmd->add_option("--workload", flags.workload, "Generated workload preset when no --trace is given");
+  cmd->add_option("--requests", flags.requests, "Generated workload: number of requests");
+  cmd->add_option("--seed", flags.seed, "Generated workload: seed");
+  cmd->add_option("--block-tokens", flags.block_tokens,
+                  "Tokens per block (default 512 for hash-level traces, 16 for token traces)");
+}
+
+absl::StatusOr<TraceSource> resolve_trace_source(const TraceSourceFlags& f) {
+  if (f.block_tokens && *f.block_tokens == 0) return absl::InvalidArgumentError("--block-tokens must be >= 1, got 0");
+  TraceSource s;
+  if (!f.trace.empty()) {
+    if (f.format == "mooncake") {
+      s.trace_options.format = TraceFormat::kMooncake;
+    } else if (f.format == "tokens") {
+      s.trace_options.format = TraceFormat::kTokens;
+    } else if (f.format.empty()) {
+      auto detected = detect_trace_format(f.trace);
+      if (!detected.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", detected.status().message()));
+      s.trace_options.format = *detected;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--format must be mooncake or tokens, got '", f.format, "'"));
+    }
+    s.trace_options.block_tokens = f.block_tokens.value_or(
+        s.trace_options.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens : kDefaultHashBlockTokens);
+    s.block_tokens = s.trace_options.block_tokens;
+    s.name = f.trace;
+    return s;
+  }
+  auto preset = workload_preset(f.workload);
+  if (!preset.ok()) return absl::InvalidArgumentError(absl::StrCat("--workload: ", preset.status().message()));
+  s.workload = *preset;
+  if (f.requests) s.workload.num_requests = *f.requests;
+  if (f.seed) s.workload.seed = *f.seed;
+  if (f.block_tokens) s.workload.block_tokens = *f.block_tokens;
+  if (absl::Status st = validate_workload(s.workload); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--requests/--seed/--block-tokens: ", st.message()));
+  }
+  s.block_tokens = s.workload.block_tokens != 0 ? s.workload.block_tokens : kDefaultHashBlockTokens;
+  s.name =
+      absl::StrCat("generated:", f.workload, " (", s.workload.num_requests, " requests, seed ", s.workload.seed, ")");
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<TraceReader>> open_trace_source(const TraceSourceFlags& flags,
+                                                               const TraceSource& source) {
+  if (flags.trace.empty()) return generate_trace(source.workload);
+  auto opened = open_trace(flags.trace, source.trace_options);
+  if (!opened.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", opened.status().message()));
+  return opened;
+}
+
+}  // namespace kvbm::tools
