@@ -57,13 +57,11 @@ std::string format_report_header(const ReplayReport& r, absl::string_view title,
                                                            kReportColumns - report_text::kLabelColumns)));
   if (r.data) {
     const bool fewer = r.stored_bytes_per_block != 0 && r.stored_bytes_per_block < r.bytes_per_block;
-    absl::StrAppend(
-        &out, labelled("mode",
-                       absl::StrCat("data: bytes through every tier, every onboarded block "
-                                    "verified; ",
-                                    fewer ? absl::StrCat("stores ", format_size(r.stored_bytes_per_block), " of each ",
-                                                         format_size(r.bytes_per_block), " block (same hits)")
-                                          : std::string("stores whole blocks"))));
+    absl::StrAppend(&out, labelled("mode", "data: bytes through every tier, every onboarded block verified"));
+    absl::StrAppend(&out,
+                    labelled("", fewer ? absl::StrCat("stores ", format_size(r.stored_bytes_per_block), " of each ",
+                                                      format_size(r.bytes_per_block), " block (same hits)")
+                                       : std::string("stores whole blocks")));
   } else {
     absl::StrAppend(&out, labelled("mode", "identities only (--no-data): every tier a pool of block ids, no bytes"));
   }

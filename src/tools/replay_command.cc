@@ -346,7 +346,7 @@ int run(const ReplayFlags& f) {
     if (f.json) {
       std::printf("%s\n", comparison_json(*c).c_str());
     } else {
-      std::printf("%swrote %s and %s\n", comparison_table(*c).c_str(), f.out_csv.c_str(), f.out_svg.c_str());
+      std::printf("%s\nwrote %s\nwrote %s\n", comparison_table(*c).c_str(), f.out_csv.c_str(), f.out_svg.c_str());
     }
     return 0;
   }
@@ -405,7 +405,7 @@ int run(const ReplayFlags& f) {
       std::printf("%s]\n", out.c_str());
     } else {
       std::printf("%s", sweep_table(*sweep, *points).c_str());
-      std::printf("wrote %s and %s\n", f.out_csv.c_str(), f.out_svg.c_str());
+      std::printf("wrote %s\nwrote %s\n", f.out_csv.c_str(), f.out_svg.c_str());
     }
     for (const SweepPoint& p : *points) {
       if (p.report.verification_failures != 0) return 1;
