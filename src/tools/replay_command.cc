@@ -452,11 +452,12 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--set", flags->sets, "key=value configuration override, applied last (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--g1-blocks", flags->g1_blocks, "G1 capacity in blocks; 0 or 'unlimited' = every distinct block");
-  cmd->add_option("--g1-bytes", flags->g1_bytes, "G1 capacity as a size (e.g. 64MiB)");
+  cmd->add_option("--g1-bytes", flags->g1_bytes,
+                  "G1 capacity as a size: real bytes of the model's blocks (e.g. 64GiB)");
   cmd->add_option("--g2-blocks", flags->g2_blocks, "G2 (host) capacity in blocks (0 = no G2)");
-  cmd->add_option("--g2-bytes", flags->g2_bytes, "G2 capacity as a size");
+  cmd->add_option("--g2-bytes", flags->g2_bytes, "G2 capacity as a size: real bytes of the model's blocks");
   cmd->add_option("--g3-blocks", flags->g3_blocks, "G3 (disk) capacity in blocks (0 = no G3)");
-  cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size");
+  cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size: real bytes of the model's blocks");
   cmd->add_option("--g3-dir", flags->g3_dir, "Directory of the G3 file");
   cmd->add_option("--layout", flags->layout, "G1/G2 layout: fully_contiguous | layer_separate");
   cmd->add_option("--eviction", flags->eviction,
