@@ -78,8 +78,10 @@ std::string comparison_table(const PolicyComparison& c) {
     for (std::size_t from = 0; from < c.policies.size(); from += kPerRow) {
       const std::size_t to = std::min(c.policies.size(), from + kPerRow);
       absl::StrAppend(&out, "\n", caption,
-                      to - from < c.policies.size() ? absl::StrCat(" (", from + 1, "-", to, ")") : "", "\n",
-                      absl::StrFormat("  %-10s %8s %10s", "g1 size", "blocks", "bytes"));
+                      to - from == c.policies.size() ? ""
+                      : to - from == 1               ? absl::StrCat(" (policy ", to, ")")
+                                                     : absl::StrCat(" (policies ", from + 1, "-", to, ")"),
+                      "\n", absl::StrFormat("  %-10s %8s %10s", "g1 size", "blocks", "bytes"));
       for (std::size_t i = from; i < to; ++i) absl::StrAppend(&out, absl::StrFormat(" %12s", c.policies[i]));
       absl::StrAppend(&out, "\n");
       for (std::size_t j = 0; j < c.capacities.size(); ++j) {
@@ -162,7 +164,9 @@ std::string comparison_svg(const PolicyComparison& c) {
     chart.x_label = std::move(ticks.axis);
   }
   for (std::size_t i = 0; i < c.policies.size(); ++i) {
-    svg::Series s{c.policies[i], svg::kStyles[i % svg::kStyles.size()], c.policies[i] == "optimal", {}};
+    // optimal dashed; policies past the eighth colour dotted, with other markers.
+    const std::string dash = c.policies[i] == "optimal" ? "7,4" : (i >= svg::kStyles.size() ? "2,3" : "");
+    svg::Series s{c.policies[i], svg::style_for(i), dash, {}};
     for (const ReplayReport& r : c.reports[i]) s.values.push_back(r.hit_rate());
     chart.series.push_back(std::move(s));
   }

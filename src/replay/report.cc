@@ -77,7 +77,7 @@ std::string format_report_header(const ReplayReport& r, absl::string_view title,
     if (t != swept_tier) absl::StrAppend(&fixed, fixed.empty() ? "" : ", ", kTierNames[t], " ", tier_capacity(tr));
   }
   if (!options.eviction_varies) absl::StrAppend(&out, labelled("eviction", eviction));
-  if (swept_tier >= 0) absl::StrAppend(&out, labelled("fixed", fixed.empty() ? "none" : fixed));
+  if (swept_tier >= 0) absl::StrAppend(&out, labelled("fixed", fixed.empty() ? "no other tier (G1 alone)" : fixed));
   if (r.tiers[1].enabled) {
     const OffloadConfig& o = r.settings;
     absl::StrAppend(
@@ -254,7 +254,7 @@ std::vector<std::string> chart_subtitle(const ReplayReport& r, const ReportHeade
   const bool fewer = r.stored_bytes_per_block != 0 && r.stored_bytes_per_block < r.bytes_per_block;
   std::string model = absl::StrCat(
       "model ", r.model.name, ": ", format_size(r.bytes_per_block), " per block of ", r.block_tokens, " tokens; ",
-      r.data ? (fewer ? absl::StrCat("data mode, storing ", format_size(r.stored_bytes_per_block), " of each")
+      r.data ? (fewer ? absl::StrCat("data mode, storing ", format_size(r.stored_bytes_per_block), " of each block")
                       : std::string("data mode"))
              : std::string("identities only"));
   std::string fixed, eviction;

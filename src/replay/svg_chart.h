@@ -58,10 +58,18 @@ inline constexpr std::array<Style, 8> kStyles = {{
     {"#999999", Marker::kRing},          // grey
 }};
 
+// Style i of a chart with many series: the eight colours, then the same colours with other markers.
+inline Style style_for(std::size_t i) {
+  const Style base = kStyles[i % kStyles.size()];
+  const std::size_t round = i / kStyles.size();
+  if (round == 0) return base;
+  return {base.color, kStyles[(i + 3 * round) % kStyles.size()].marker};
+}
+
 struct Series {
   std::string name;
   Style style;
-  bool dashed = false;
+  std::string dash;            // SVG stroke-dasharray; "" = solid
   std::vector<double> values;  // one per capacity, 0..1
 };
 
@@ -113,6 +121,10 @@ inline std::string marker_svg(Marker m, double x, double y, const char* color) {
   return "";
 }
 
+inline std::string dash_attr(const std::string& dash) {
+  return dash.empty() ? std::string() : absl::StrCat(" stroke-dasharray=\"", dash, "\"");
+}
+
 // The chart as a self-contained SVG document.
 inline std::string render(const LineChart& c) {
   constexpr double kW = 900, kLeft = 80, kRight = 210, kBottom = 90, kLine = 17;
@@ -156,9 +168,11 @@ inline std::string render(const LineChart& c) {
         &out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#333\">%s</text>\n", kW / 2,
                               44 + kLine * static_cast<double>(i), xml_escape(c.subtitle[i])));
   }
-  // Y grid, ticks and labels every tenth of the axis.
-  for (int i = 0; i <= 10; ++i) {
-    const double rate = y_max * i / 10, y = y_of(rate);
+  // Y grid, ticks and labels at round percentages: every 10 % of a tall axis, 5 % or 2 % of a short one.
+  const double step = y_max >= 0.5 ? 0.1 : (y_max >= 0.2 ? 0.05 : 0.02);
+  const int ticks = static_cast<int>(std::lround(y_max / step));
+  for (int i = 0; i <= ticks; ++i) {
+    const double rate = step * i, y = y_of(rate);
     absl::StrAppend(&out,
                     absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n"
                                     "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
@@ -201,15 +215,14 @@ inline std::string render(const LineChart& c) {
     }
     absl::StrAppend(&out,
                     absl::StrFormat("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"%s\"/>\n",
-                                    se.style.color, se.dashed ? " stroke-dasharray=\"7,4\"" : "", pts));
+                                    se.style.color, dash_attr(se.dash), pts));
     for (std::size_t i = 0; i < se.values.size() && i < c.capacities.size(); ++i) {
       absl::StrAppend(&out, marker_svg(se.style.marker, x_of(c.capacities[i]), y_of(se.values[i]), se.style.color));
     }
     const double ly = top + 12 + 22 * static_cast<double>(s), lx = kLeft + pw + 16;
-    absl::StrAppend(&out,
-                    absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                                    "stroke-width=\"2\"%s/>\n",
-                                    lx, ly, lx + 30, ly, se.style.color, se.dashed ? " stroke-dasharray=\"7,4\"" : ""));
+    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                                          "stroke-width=\"2\"%s/>\n",
+                                          lx, ly, lx + 30, ly, se.style.color, dash_attr(se.dash)));
     absl::StrAppend(&out, marker_svg(se.style.marker, lx + 15, ly, se.style.color));
     absl::StrAppend(&out,
                     absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", lx + 38, ly + 4, xml_escape(se.name)));

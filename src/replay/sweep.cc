@@ -42,9 +42,9 @@ bool all_digits(const std::string& s) {
 // more than one tier is on (dashed).
 std::vector<svg::Series> series_for(const std::vector<SweepPoint>& points) {
   std::vector<svg::Series> s = {
-      {"blocks hit", svg::kStyles[0], false, {}},
-      {"tokens hit", svg::kStyles[1], false, {}},
-      {"mean per request", svg::kStyles[2], false, {}},
+      {"blocks hit", svg::kStyles[0], "", {}},
+      {"tokens hit", svg::kStyles[1], "", {}},
+      {"mean per request", svg::kStyles[2], "", {}},
   };
   for (const SweepPoint& p : points) {
     s[0].values.push_back(p.report.hit_rate());
@@ -57,7 +57,7 @@ std::vector<svg::Series> series_for(const std::vector<SweepPoint>& points) {
   if (enabled < 2) return s;
   for (int t = 0; t < kNumCacheLevels; ++t) {
     if (!points.front().report.tiers[t].enabled) continue;
-    svg::Series tier{absl::StrCat("found in G", t + 1), svg::kStyles[3 + t], true, {}};
+    svg::Series tier{absl::StrCat("found in G", t + 1), svg::kStyles[3 + t], "7,4", {}};
     for (const SweepPoint& p : points) {
       const ReplayReport& r = p.report;
       tier.values.push_back(r.blocks_total ? static_cast<double>(r.tiers[t].hits) / r.blocks_total : 0.0);
