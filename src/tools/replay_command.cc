@@ -282,6 +282,10 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
       return absl::InvalidArgumentError("--metrics-port needs a replaying manager (not --eviction optimal)");
     if (absl::Status s = set_key(c, "--metrics-port", "metrics.port", absl::StrCat(*f.metrics_port)); !s.ok()) return s;
   }
+  // A model's block may be larger than the default cap on bytes in flight (Llama-3.1-405B at 1024 tokens
+  // is 504 MiB): a link copies at least one block per batch anyway, so the cap rises to one block rather
+  // than failing the plan. An explicit --set below one block is still refused by validate().
+  c.offload.max_bytes_in_flight = std::max(c.offload.max_bytes_in_flight, c.model.bytes_per_block());
   // --set key=value: the last layer (defaults < --config < KVBM_* < flags < --set).
   {
     std::vector<absl::Status> set_errors;

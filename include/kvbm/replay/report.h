@@ -119,9 +119,10 @@ struct ReportHeaderOptions {
 // `"model":{...},"bytes_per_block":N,"stored_bytes_per_block":N,"settings":{...}` (no braces around):
 // the part of format_report_json that a sweep or comparison states once.
 [[nodiscard]] std::string format_settings_json(const ReplayReport& report);
-// One JSON object on one line: requests, blocks_total, blocks_hit, hit_rate, token_hit_rate,
-// mean_request_hit_rate, prefill_tokens_saved, tiers {g1, g2, g3: {enabled, capacity_blocks, hits, ...}},
-// bytes moved, onboard latency, rates, verification and event counters.
+// One JSON object on one line (every field: docs/report.md): mode, trace, model {name, dims},
+// bytes_per_block (real), stored_bytes_per_block, settings {eviction per tier, offload, filter}, requests,
+// blocks_total, blocks_hit, hit_rate, token_hit_rate, mean_request_hit_rate, prefill_tokens_saved, tiers {g1, g2, g3:
+// {enabled, capacity_blocks, hits, ...}}, bytes moved, onboard latency, rates, verification and event counters.
 [[nodiscard]] std::string format_report_json(const ReplayReport& report);
 
 // The q-quantile (0..1) of `samples` by nearest rank; 0 when empty. Sorts `samples`.
