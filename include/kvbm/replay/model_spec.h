@@ -42,9 +42,9 @@ struct ModelSpec {
   [[nodiscard]] std::uint64_t bytes_per_block() const { return geometry.bytes_per_block(); }
   // "32 layers × 2 (K, V) × 8 KV heads × 128 head dim × 2 B × 512 tokens = 64.0 MiB" (one line, no newline).
   [[nodiscard]] std::string formula() const;
-  // {"name":..,"source":..,"shape":"kv_heads"|"latent"|"inner_dim"|"block_bytes","num_layers":..,
-  //  "outer_dim":..,"page_size":..,"inner_dim":..,"dtype_bytes":..[,"num_kv_heads":..,"head_dim":..]
-  //  [,"latent_dim":..],"bytes_per_block":..}
+  // {"name","source","shape":"kv_heads"|"latent"|"inner_dim"|"block_bytes","page_size", then (not for
+  // block_bytes) "num_layers","outer_dim","inner_dim","dtype_bytes", "num_kv_heads","head_dim" (kv_heads)
+  // or "latent_dim" (latent), and "bytes_per_block"}.
   [[nodiscard]] std::string to_json() const;
 
   // An unnamed model known only by its bytes per block (shape kBlockBytes): a stand-in geometry of one
