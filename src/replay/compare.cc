@@ -8,15 +8,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kvbm/core/json_escape.h"
+#include "kvbm/core/size.h"
+#include "replay/report_text.h"
 #include "replay/svg_chart.h"
 
 namespace kvbm {
-namespace {
-
-constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000"};
-
-}  // namespace
 
 absl::StatusOr<std::vector<std::string>> parse_policy_list(const std::string& text) {
   std::vector<std::string> out;
@@ -69,41 +66,72 @@ absl::StatusOr<PolicyComparison> run_comparison(TraceReader& trace, const Replay
 }
 
 std::string comparison_table(const PolicyComparison& c) {
-  std::string out = absl::StrFormat("%-12s", "g1 blocks");
-  for (const std::string& p : c.policies) absl::StrAppend(&out, absl::StrFormat(" %13s", p));
-  absl::StrAppend(&out, "\n");
-  for (std::size_t j = 0; j < c.capacities.size(); ++j) {
-    absl::StrAppend(&out, absl::StrFormat("%-12s", c.capacities[j]));
-    for (std::size_t i = 0; i < c.policies.size(); ++i) {
-      absl::StrAppend(&out, absl::StrFormat(" %12.2f%%", c.reports[i][j].hit_rate() * 100));
-    }
-    absl::StrAppend(&out, "\n");
+  std::string out;
+  if (!c.reports.empty() && !c.reports.front().empty()) {
+    out =
+        format_report_header(c.reports.front().front(), "kvbm replay --compare (block hit rate by G1 eviction policy)",
+                             {.swept_tier = 0, .eviction_varies = true});
   }
+  // A block of rows per group of policies that fits in kReportColumns.
+  constexpr std::size_t kPerRow = 5;
+  const auto table = [&](const std::string& caption, const auto& cell) {
+    for (std::size_t from = 0; from < c.policies.size(); from += kPerRow) {
+      const std::size_t to = std::min(c.policies.size(), from + kPerRow);
+      absl::StrAppend(&out, "\n", caption,
+                      to - from == c.policies.size() ? ""
+                      : to - from == 1               ? absl::StrCat(" (policy ", to, ")")
+                                                     : absl::StrCat(" (policies ", from + 1, "-", to, ")"),
+                      "\n", absl::StrFormat("  %-10s %8s %10s", "g1 size", "blocks", "bytes"));
+      for (std::size_t i = from; i < to; ++i) absl::StrAppend(&out, absl::StrFormat(" %12s", c.policies[i]));
+      absl::StrAppend(&out, "\n");
+      for (std::size_t j = 0; j < c.capacities.size(); ++j) {
+        absl::StrAppend(&out, absl::StrFormat("  %-10s %8d %10s", c.capacities[j], c.capacity_blocks[j],
+                                              format_size(c.reports[0][j].tiers[0].capacity_bytes)));
+        for (std::size_t i = from; i < to; ++i) absl::StrAppend(&out, cell(i, j));
+        absl::StrAppend(&out, "\n");
+      }
+    }
+  };
+  table("block hit rate",
+        [&](std::size_t i, std::size_t j) { return absl::StrFormat(" %11.2f%%", c.reports[i][j].hit_rate() * 100); });
   if (c.policies.empty()) return out;
-  absl::StrAppend(&out, "\nratio to ", c.policies[0], "\n");
-  for (std::size_t j = 0; j < c.capacities.size(); ++j) {
-    absl::StrAppend(&out, absl::StrFormat("%-12s", c.capacities[j]));
+  table(absl::StrCat("ratio to ", c.policies[0]), [&](std::size_t i, std::size_t j) {
     const double base = c.reports[0][j].hit_rate();
-    for (std::size_t i = 0; i < c.policies.size(); ++i) {
-      const double r = c.reports[i][j].hit_rate();
-      absl::StrAppend(&out, base > 0 ? absl::StrFormat(" %12.3fx", r / base) : absl::StrFormat(" %13s", "-"));
-    }
-    absl::StrAppend(&out, "\n");
-  }
+    return base > 0 ? absl::StrFormat(" %11.3fx", c.reports[i][j].hit_rate() / base) : absl::StrFormat(" %12s", "-");
+  });
   const auto opt = std::find(c.policies.begin(), c.policies.end(), "optimal");
   if (opt != c.policies.end()) {
     const std::size_t o = static_cast<std::size_t>(opt - c.policies.begin());
-    absl::StrAppend(&out, "\nshare of optimal\n");
-    for (std::size_t j = 0; j < c.capacities.size(); ++j) {
-      absl::StrAppend(&out, absl::StrFormat("%-12s", c.capacities[j]));
+    table("share of optimal", [&](std::size_t i, std::size_t j) {
       const double best = c.reports[o][j].hit_rate();
-      for (std::size_t i = 0; i < c.policies.size(); ++i) {
-        const double r = c.reports[i][j].hit_rate();
-        absl::StrAppend(&out, best > 0 ? absl::StrFormat(" %12.1f%%", 100 * r / best) : absl::StrFormat(" %13s", "-"));
-      }
-      absl::StrAppend(&out, "\n");
+      return best > 0 ? absl::StrFormat(" %11.1f%%", 100 * c.reports[i][j].hit_rate() / best)
+                      : absl::StrFormat(" %12s", "-");
+    });
+  }
+  return out;
+}
+
+std::string comparison_json(const PolicyComparison& c) {
+  std::string out = "{";
+  if (!c.reports.empty() && !c.reports.front().empty()) {
+    const ReplayReport& first = c.reports.front().front();
+    absl::StrAppend(&out, "\"trace\":", json_string(first.trace), ",\"block_tokens\":", first.block_tokens, ",",
+                    format_settings_json(first), ",");
+  }
+  absl::StrAppend(&out, "\"policies\":[");
+  for (std::size_t i = 0; i < c.policies.size(); ++i) absl::StrAppend(&out, i ? "," : "", json_string(c.policies[i]));
+  absl::StrAppend(&out, "],\"results\":[");
+  for (std::size_t i = 0; i < c.policies.size(); ++i) {
+    for (std::size_t j = 0; j < c.capacities.size(); ++j) {
+      const ReplayReport& r = c.reports[i][j];
+      absl::StrAppend(&out, i + j ? "," : "", "{\"policy\":", json_string(c.policies[i]),
+                      ",\"capacity\":", json_string(c.capacities[j]), ",\"capacity_blocks\":", c.capacity_blocks[j],
+                      ",\"capacity_bytes\":", r.tiers[0].capacity_bytes, ",\"requests\":", r.requests,
+                      ",\"blocks_total\":", r.blocks_total, ",\"blocks_hit\":", r.blocks_hit,
+                      absl::StrFormat(",\"hit_rate\":%.9g,\"token_hit_rate\":%.9g}", r.hit_rate(), r.token_hit_rate()));
     }
   }
+  absl::StrAppend(&out, "]}");
   return out;
 }
 
@@ -121,61 +149,28 @@ std::string comparison_csv(const PolicyComparison& c) {
 }
 
 std::string comparison_svg(const PolicyComparison& c) {
-  constexpr double kW = 800, kH = 480, kLeft = 70, kRight = 160, kTop = 40, kBottom = 60;
-  const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
-  const svg::CapacityAxis axis(c.capacity_blocks, kLeft, pw);
-  const bool log_x = axis.log_scale();
-  auto x_of = [&](std::uint64_t blocks) { return axis.x(blocks); };
-  double top = 0.05;
-  for (const auto& row : c.reports) {
-    for (const ReplayReport& r : row) top = std::max(top, r.hit_rate());
+  svg::LineChart chart;
+  chart.title = "kvbm replay: block hit rate by G1 eviction policy (G1 alone)";
+  chart.y_label = "block hit rate (% of blocks referenced)";
+  chart.y_to_100 = false;
+  chart.capacities = c.capacity_blocks;
+  if (!c.reports.empty() && !c.reports.front().empty()) {
+    const ReplayReport& first = c.reports.front().front();
+    chart.subtitle = report_text::chart_subtitle(first, {.swept_tier = 0, .eviction_varies = true}, 110);
+    report_text::CapacityTicks ticks =
+        report_text::capacity_ticks("G1", c.capacities, c.capacity_blocks, first.bytes_per_block);
+    chart.tick_labels = std::move(ticks.labels);
+    chart.tick_sublabels = std::move(ticks.sublabels);
+    chart.x_label = std::move(ticks.axis);
   }
-  top = std::min(1.0, std::ceil(top * 10) / 10);  // y axis up to the next 10 %
-  auto y_of = [&](double rate) { return kTop + (1 - std::clamp(rate / top, 0.0, 1.0)) * ph; };
-  std::string out =
-      svg::preamble(kW, kH) + absl::StrFormat("<rect width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", kW, kH);
-  absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">kvbm "
-                                        "replay: block hit rate by eviction policy</text>\n",
-                                        kLeft + pw / 2));
-  absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                                        kLeft, kTop + ph, kLeft + pw, kTop + ph));
-  absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                                        kLeft, kTop, kLeft, kTop + ph));
-  for (int i = 0; i <= 10; ++i) {
-    const double rate = top * i / 10, y = y_of(rate);
-    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
-                                          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.0f%%</text>\n",
-                                          kLeft, y, kLeft + pw, y, kLeft - 8, y + 4, rate * 100));
-  }
-  for (std::size_t j = 0; j < c.capacities.size(); ++j) {
-    const double x = x_of(c.capacity_blocks[j]);
-    absl::StrAppend(
-        &out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
-                              "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
-                              x, kTop + ph, x, kTop + ph + 5, x, kTop + ph + 20, svg::xml_escape(c.capacities[j])));
-  }
-  absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">g1 capacity in blocks "
-                                        "(%s)</text>\n",
-                                        kLeft + pw / 2, kH - 15, log_x ? "log scale" : "linear"));
   for (std::size_t i = 0; i < c.policies.size(); ++i) {
-    const char* color = kColors[i % (sizeof(kColors) / sizeof(kColors[0]))];
-    std::string pts;
-    for (std::size_t j = 0; j < c.capacities.size(); ++j) {
-      absl::StrAppend(&pts, j ? " " : "",
-                      absl::StrFormat("%.1f,%.1f", x_of(c.capacity_blocks[j]), y_of(c.reports[i][j].hit_rate())));
-    }
-    const bool dashed = c.policies[i] == "optimal";
-    absl::StrAppend(
-        &out, absl::StrFormat("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"%s\"/>\n", color,
-                              dashed ? " stroke-dasharray=\"6,4\"" : "", pts));
-    const double ly = kTop + 10 + 20 * static_cast<double>(i);
-    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                                          "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                                          kLeft + pw + 15, ly, kLeft + pw + 40, ly, color, kLeft + pw + 45, ly + 4,
-                                          svg::xml_escape(c.policies[i])));
+    // optimal dashed; policies past the eighth colour dotted, with other markers.
+    const std::string dash = c.policies[i] == "optimal" ? "7,4" : (i >= svg::kStyles.size() ? "2,3" : "");
+    svg::Series s{c.policies[i], svg::style_for(i), dash, {}};
+    for (const ReplayReport& r : c.reports[i]) s.values.push_back(r.hit_rate());
+    chart.series.push_back(std::move(s));
   }
-  absl::StrAppend(&out, "</svg>\n");
-  return out;
+  return svg::render(chart);
 }
 
 }  // namespace kvbm

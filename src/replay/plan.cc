@@ -72,7 +72,7 @@ std::vector<std::uint64_t> log_spaced(std::uint64_t lo, std::uint64_t hi, std::u
   return out;
 }
 
-std::string policy_name(EvictionPolicyKind kind) { return std::string(eviction_policy_name(kind)); }
+std::string policy_name(const EvictionPolicySpec& spec) { return std::string(spec.name()); }
 
 std::string offload_name(OffloadMode m) {
   switch (m) {

@@ -155,18 +155,18 @@ std::string plan_svg(const PlanReport& r) {
                     absl::StrFormat("<rect width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", kWidth, height);
   const std::string g1 =
       absl::StrCat("G1 ", format_size(r.g1_blocks * r.bytes_per_block), " (", r.g1_blocks, " blocks) fixed");
-  absl::StrAppend(&out,
-                  text(kWidth / 2, 24, "middle",
-                       absl::StrCat("kvbm plan: ", base_name(r.trace), " \u00b7 ", r.model, " (",
-                                    format_size(r.bytes_per_block), " per block)"),
-                       "font-size=\"16\" font-weight=\"bold\""),
-                  text(kWidth / 2, 46, "middle",
-                       absl::StrCat(g1, " \u00b7 eviction ", std::string(eviction_policy_name(r.config.g1.eviction)),
-                                    " \u00b7 frequency filter ",
-                                    r.config.offload.g3_min_frequency > 1
-                                        ? absl::StrCat("on (", r.config.offload.g3_min_frequency, ")")
-                                        : std::string("off"),
-                                    " \u00b7 ", r.block_tokens, " tokens per block")));
+  absl::StrAppend(
+      &out,
+      text(kWidth / 2, 24, "middle",
+           absl::StrCat("kvbm plan: ", base_name(r.trace), " \u00b7 ", r.model, " (", format_size(r.bytes_per_block),
+                        " per block)"),
+           "font-size=\"16\" font-weight=\"bold\""),
+      text(kWidth / 2, 46, "middle",
+           absl::StrCat(g1, " \u00b7 eviction ", std::string(r.config.g1.eviction.name()), " \u00b7 frequency filter ",
+                        r.config.offload.g3_min_frequency > 1
+                            ? absl::StrCat("on (", r.config.offload.g3_min_frequency, ")")
+                            : std::string("off"),
+                        " \u00b7 ", r.block_tokens, " tokens per block")));
   Panel g2;
   g2.heading = absl::StrCat("hit rate against G2 (host) size, behind ", g1);
   g2.tier = "G2";

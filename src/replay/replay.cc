@@ -321,6 +321,7 @@ absl::StatusOr<ReplayReport> run_optimal(TraceReader& trace, const ReplayOptions
   ReplayReport r;
   r.tiers[0].enabled = true;
   r.tiers[0].capacity_blocks = g1_blocks;
+  r.tiers[0].eviction = "optimal";
   std::vector<std::uint64_t> hits;
   (void)optimal_block_hits(blocks, g1_blocks, &r.blocks_uncached, &hits);
   for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -343,7 +344,9 @@ bool verify_block(const G1Block& block, const ModelConfig& model) {
 // (data) or identities only (--no-data). Per request: match across the tiers (step 1), onboard what is
 // below G1 and cache the rest in G1 (step 2), release tail first (step 3), which starts the chain's work in
 // G2 and G3 (steps 4 and 5).
-absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& o, const KvbmConfig& config) {
+// `real` is the block every size is of; config.model may be a smaller stored copy of it (data mode).
+absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& o, const KvbmConfig& config,
+                                       const ModelSpec& real) {
   InlineScheduler scheduler;
   KvBlockManager::Options manager_options;
   manager_options.events = o.events;
@@ -358,12 +361,16 @@ absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& 
 
   ReplayReport r;
   r.data = o.data;
-  r.bytes_per_block = o.data ? model.bytes_per_block() : 0;
+  r.model = real;
+  r.bytes_per_block = real.bytes_per_block();
+  r.stored_bytes_per_block = o.data ? model.bytes_per_block() : 0;
+  r.settings = config.offload;
   for (int t = 0; t < kNumCacheLevels; ++t) {
     const auto level = static_cast<CacheLevel>(t);
     r.tiers[t].enabled = m.has_tier(level);
     r.tiers[t].capacity_blocks = r.tiers[t].enabled ? config.tier_blocks(level) : 0;
     r.tiers[t].capacity_bytes = r.tiers[t].capacity_blocks * r.bytes_per_block;
+    if (level != CacheLevel::kG4) r.tiers[t].eviction = std::string(config.tier(level).eviction.name());
   }
   ProgressBar bar(o.progress, o.expected_requests);
   Pacer pacer(o.timing, o.speed);
@@ -483,26 +490,15 @@ bool check_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<c
   return diff == 0;
 }
 
-std::vector<std::string> model_preset_names() { return {"Llama-3.1-8B", "Llama-3.1-70B", "Qwen3-8B", "DeepSeek-V3"}; }
+std::vector<std::string> model_preset_names() { return model_spec_preset_names(); }
 
 absl::StatusOr<ModelConfig> model_preset(const std::string& name, std::uint32_t block_tokens) {
-  ModelConfig m;
-  m.page_size = block_tokens;
-  m.dtype_bytes = 2;  // bf16
-  if (name == "Llama-3.1-8B") {
-    m.num_layers = 32, m.outer_dim = 2, m.inner_dim = 8 * 128;
-  } else if (name == "Llama-3.1-70B") {
-    m.num_layers = 80, m.outer_dim = 2, m.inner_dim = 8 * 128;
-  } else if (name == "Qwen3-8B") {
-    m.num_layers = 36, m.outer_dim = 2, m.inner_dim = 8 * 128;
-  } else if (name == "DeepSeek-V3") {
-    m.num_layers = 61, m.outer_dim = 1, m.inner_dim = 576;
-  } else {
+  auto spec = model_spec_preset(name, block_tokens);
+  if (!spec.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--model must be one of ", absl::StrJoin(model_preset_names(), ", "), "; got '", name, "'"));
   }
-  if (absl::Status s = m.validate(); !s.ok()) return s;
-  return m;
+  return spec->geometry;
 }
 
 absl::StatusOr<ModelConfig> model_with_block_bytes(ModelConfig m, std::uint64_t bytes) {
@@ -540,10 +536,37 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
     config.g1.num_blocks = std::max<std::uint64_t>(1, *distinct);
     config.g1.bytes = 0;
   }
+  ModelSpec real = options.model;
+  if (real.name.empty() || real.geometry != config.model) {
+    real = ModelSpec::from_geometry(config.model, "unnamed", "configuration");
+  }
   absl::StatusOr<ReplayReport> report;
   if (!options.optimal) {
     if (absl::Status s = config.validate(); !s.ok()) return s;
-    report = run_chain(trace, options, config);
+    if (options.data && options.stored_bytes_per_block != 0 &&
+        options.stored_bytes_per_block < config.model.bytes_per_block()) {
+      // Capacities in real blocks first; then the tiers hold a smaller copy of each block.
+      for (TierConfig* t : {&config.g1, &config.g2, &config.g3}) {
+        if (!t->enabled()) continue;
+        t->num_blocks = t->num_blocks != 0 ? t->num_blocks : t->bytes / config.model.bytes_per_block();
+        t->bytes = 0;
+      }
+      if (config.g4.num_blocks == 0 && config.g4.bytes != 0) {
+        config.g4.num_blocks = config.g4.bytes / config.model.bytes_per_block();
+        config.g4.bytes = 0;
+      }
+      auto stored = model_with_block_bytes(config.model, options.stored_bytes_per_block);
+      if (!stored.ok()) return stored.status();
+      // A link batches min(batch_blocks, max_bytes_in_flight / bytes per block) blocks, and batches decide
+      // the order some policies (learned) see blocks in: keep the real block's batches.
+      const std::uint64_t batch = std::max<std::uint64_t>(
+          1, std::min<std::uint64_t>(config.offload.batch_blocks,
+                                     config.offload.max_bytes_in_flight / config.model.bytes_per_block()));
+      config.offload.max_bytes_in_flight = batch * stored->bytes_per_block();
+      config.model = *stored;
+      if (absl::Status s = config.validate(); !s.ok()) return s;
+    }
+    report = run_chain(trace, options, config, real);
   } else {
     if (config.g2.enabled() || config.g3.enabled() || config.g4.enabled()) {
       return absl::InvalidArgumentError(
@@ -561,6 +584,12 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
               : std::string()));
     }
     report = run_optimal(trace, options, blocks);
+    if (report.ok()) {
+      report->model = real;
+      report->bytes_per_block = real.bytes_per_block();
+      report->tiers[0].capacity_bytes = blocks * report->bytes_per_block;
+      report->settings = config.offload;
+    }
   }
   if (!report.ok()) return report;
   report->trace = options.trace_name;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvbm/core/size.h"
+#include "replay/report_text.h"
 #include "replay/svg_chart.h"
 
 namespace kvbm {
@@ -37,27 +38,31 @@ bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-struct Series {
-  std::string name;
-  std::string color;
-  std::function<double(const ReplayReport&)> value;
-};
-
-std::vector<Series> series_for(const std::vector<SweepPoint>& points) {
-  std::vector<Series> s = {
-      {"blocks hit", "#1f77b4", [](const ReplayReport& r) { return r.hit_rate(); }},
-      {"tokens hit", "#ff7f0e", [](const ReplayReport& r) { return r.token_hit_rate(); }},
-      {"mean per request", "#2ca02c", [](const ReplayReport& r) { return r.mean_request_hit_rate(); }},
+// The chart's series: block, token and mean-per-request hit rates, and each tier's share of the hits when
+// more than one tier is on (dashed).
+std::vector<svg::Series> series_for(const std::vector<SweepPoint>& points) {
+  std::vector<svg::Series> s = {
+      {"blocks hit", svg::kStyles[0], "", {}},
+      {"tokens hit", svg::kStyles[1], "", {}},
+      {"mean per request", svg::kStyles[2], "", {}},
   };
-  const bool data = !points.empty() && points.front().report.data;
-  if (data) {
-    const char* colors[3] = {"#9467bd", "#8c564b", "#e377c2"};
-    for (int t = 0; t < 3; ++t) {
-      if (!points.front().report.tiers[t].enabled) continue;
-      s.push_back({absl::StrCat("hits in G", t + 1), colors[t], [t](const ReplayReport& r) {
-                     return r.blocks_total ? static_cast<double>(r.tiers[t].hits) / r.blocks_total : 0.0;
-                   }});
+  for (const SweepPoint& p : points) {
+    s[0].values.push_back(p.report.hit_rate());
+    s[1].values.push_back(p.report.token_hit_rate());
+    s[2].values.push_back(p.report.mean_request_hit_rate());
+  }
+  if (points.empty()) return s;
+  int enabled = 0;
+  for (const TierReport& t : points.front().report.tiers) enabled += t.enabled ? 1 : 0;
+  if (enabled < 2) return s;
+  for (int t = 0; t < kNumCacheLevels; ++t) {
+    if (!points.front().report.tiers[t].enabled) continue;
+    svg::Series tier{absl::StrCat("found in G", t + 1), svg::kStyles[3 + t], "7,4", {}};
+    for (const SweepPoint& p : points) {
+      const ReplayReport& r = p.report;
+      tier.values.push_back(r.blocks_total ? static_cast<double>(r.tiers[t].hits) / r.blocks_total : 0.0);
     }
+    s.push_back(std::move(tier));
   }
   return s;
 }
@@ -148,87 +153,47 @@ std::string sweep_csv(const SweepSpec& spec, const std::vector<SweepPoint>& poin
 }
 
 std::string sweep_table(const SweepSpec& spec, const std::vector<SweepPoint>& points) {
-  std::string out = absl::StrFormat("%-12s %12s %10s %10s %10s %10s %10s\n", tier_key(spec.level) + " capacity",
-                                    "blocks", "hit rate", "tokens", "mean/req", "blocks hit", "seconds");
+  const std::string tier = tier_key(spec.level);
+  std::string out;
+  if (!points.empty()) {
+    out = format_report_header(points.front().report,
+                               absl::StrCat("kvbm replay --sweep ", tier, " (hit rate by ", tier, " capacity)"),
+                               {.swept_tier = static_cast<int>(spec.level)});
+  }
+  absl::StrAppend(&out, absl::StrFormat("  %-10s %10s %10s %9s %9s %9s %10s %8s\n", tier + " size", "blocks", "bytes",
+                                        "hit rate", "tokens", "mean/req", "blocks hit", "seconds"));
   for (const SweepPoint& p : points) {
     const ReplayReport& r = p.report;
-    absl::StrAppend(&out, absl::StrFormat("%-12s %12d %9.2f%% %9.2f%% %9.2f%% %10d %10.3f\n", p.value,
-                                          p.capacity_blocks, r.hit_rate() * 100, r.token_hit_rate() * 100,
-                                          r.mean_request_hit_rate() * 100, r.blocks_hit, r.seconds));
+    absl::StrAppend(
+        &out, absl::StrFormat("  %-10s %10d %10s %8.2f%% %8.2f%% %8.2f%% %10d %8.3f\n", p.value, p.capacity_blocks,
+                              format_size(r.tiers[static_cast<int>(spec.level)].capacity_bytes), r.hit_rate() * 100,
+                              r.token_hit_rate() * 100, r.mean_request_hit_rate() * 100, r.blocks_hit, r.seconds));
   }
   return out;
 }
 
 std::string sweep_svg(const SweepSpec& spec, const std::vector<SweepPoint>& points) {
-  constexpr double kW = 800, kH = 480, kLeft = 70, kRight = 200, kTop = 40, kBottom = 60;
-  const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
-  std::vector<std::uint64_t> capacities;
-  for (const SweepPoint& p : points) capacities.push_back(p.capacity_blocks);
-  const svg::CapacityAxis axis(capacities, kLeft, pw);
-  const bool log_x = axis.log_scale();
-  auto x_of = [&](std::uint64_t cap) { return axis.x(cap); };
-  auto y_of = [&](double rate) { return kTop + (1 - std::clamp(rate, 0.0, 1.0)) * ph; };
-
-  const std::string tier = tier_key(spec.level);
-  std::string out = svg::preamble(kW, kH) +
-                    absl::StrFormat("<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", kW, kH);
-  absl::StrAppend(
-      &out,
-      absl::StrFormat("<text x=\"%.1f\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", kLeft + pw / 2,
-                      svg::xml_escape(absl::StrCat("kvbm replay: hit rate against ", tier, " capacity"))));
-  // Axes.
-  absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                                        kLeft, kTop + ph, kLeft + pw, kTop + ph));
-  absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                                        kLeft, kTop, kLeft, kTop + ph));
-  // Y ticks and grid, every 10 %.
-  for (int i = 0; i <= 10; ++i) {
-    const double y = y_of(i / 10.0);
-    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
-                                          kLeft, y, kLeft + pw, y));
-    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                                          kLeft - 5, y, kLeft, y));
-    absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n", kLeft - 8,
-                                          y + 4, i * 10));
-  }
-  // X ticks at each capacity tried.
+  const std::string tier = absl::AsciiStrToUpper(tier_key(spec.level));
+  svg::LineChart chart;
+  chart.title = absl::StrCat("kvbm replay: hit rate against ", tier, " capacity");
+  chart.y_label = "hit rate (% of blocks, tokens or requests)";
+  chart.y_to_100 = false;
+  std::vector<std::string> values;
   for (const SweepPoint& p : points) {
-    const double x = x_of(p.capacity_blocks);
-    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                                          x, kTop + ph, x, kTop + ph + 5));
-    absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x,
-                                          kTop + ph + 20, svg::xml_escape(p.value)));
+    chart.capacities.push_back(p.capacity_blocks);
+    values.push_back(p.value);
   }
-  absl::StrAppend(
-      &out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", kLeft + pw / 2, kH - 15,
-                            svg::xml_escape(absl::StrCat(tier, " capacity (", log_x ? "log scale" : "linear",
-                                                         ", blocks as resolved)"))));
-  absl::StrAppend(&out, absl::StrFormat("<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 "
-                                        "%.1f)\">hit rate</text>\n",
-                                        kTop + ph / 2, kTop + ph / 2));
-  // One polyline per series, and the legend.
-  const std::vector<Series> series = series_for(points);
-  for (std::size_t s = 0; s < series.size(); ++s) {
-    std::string pts;
-    for (const SweepPoint& p : points) {
-      absl::StrAppend(&pts, pts.empty() ? "" : " ",
-                      absl::StrFormat("%.1f,%.1f", x_of(p.capacity_blocks), y_of(series[s].value(p.report))));
-    }
-    absl::StrAppend(&out, absl::StrFormat("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"%s\"/>\n",
-                                          series[s].color, pts));
-    for (const SweepPoint& p : points) {
-      absl::StrAppend(&out, absl::StrFormat("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
-                                            x_of(p.capacity_blocks), y_of(series[s].value(p.report)), series[s].color));
-    }
-    const double ly = kTop + 10 + 20 * static_cast<double>(s);
-    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                                          "stroke-width=\"2\"/>\n",
-                                          kLeft + pw + 15, ly, kLeft + pw + 40, ly, series[s].color));
-    absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", kLeft + pw + 45, ly + 4,
-                                          svg::xml_escape(series[s].name)));
+  if (!points.empty()) {
+    const ReplayReport& first = points.front().report;
+    chart.subtitle = report_text::chart_subtitle(first, {.swept_tier = static_cast<int>(spec.level)}, 110);
+    report_text::CapacityTicks ticks =
+        report_text::capacity_ticks(tier, values, chart.capacities, first.bytes_per_block);
+    chart.tick_labels = std::move(ticks.labels);
+    chart.tick_sublabels = std::move(ticks.sublabels);
+    chart.x_label = std::move(ticks.axis);
   }
-  absl::StrAppend(&out, "</svg>\n");
-  return out;
+  chart.series = series_for(points);
+  return svg::render(chart);
 }
 
 }  // namespace kvbm

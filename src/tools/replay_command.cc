@@ -2,21 +2,25 @@
 // workload) through a real tier stack (or metadata only with --no-data) and reports hit rates, bytes
 // moved and latencies; `--sweep` tries several capacities of one tier. See kvbm/replay/replay.h.
 //
-// Configuration precedence, lowest first: replay's defaults (Llama-3.1-8B scaled by 1/1024, G1 1024 +
-// G2 4096 + G3 16384 blocks) < --config FILE (which replaces all the defaults but the model when it
-// names none) < KVBM_* environment < flags < --set key=value. Bad flags exit with 2 and a message naming the flag;
-// failed runs exit with 1.
+// Configuration precedence, lowest first: replay's defaults (Llama-3.1-8B, G1 1024 + G2 4096 + G3 16384
+// blocks) < --config FILE (which replaces all the defaults but the model when it names none) < KVBM_*
+// environment < flags < --set key=value. Every size is of the model's real block (docs/models.md); data
+// mode stores 1/--scale of each block's bytes, which changes no hit. Bad flags exit with 2 and a message
+// naming the flag; failed runs exit with 1.
 #include <absl/status/statusor.h>
 #include <absl/strings/ascii.h>
+#include <absl/strings/match.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,6 +31,7 @@
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/replay/compare.h"
 #include "kvbm/replay/generator.h"
+#include "kvbm/replay/model_spec.h"
 #include "kvbm/replay/replay.h"
 #include "kvbm/replay/sweep.h"
 #include "kvbm/replay/trace.h"
@@ -37,6 +42,9 @@ namespace kvbm::tools {
 namespace {
 
 constexpr double kDefaultScale = 1024;
+// Data mode never stores less than this of a block (or the whole block when it is smaller): checks that
+// verify a few bytes would prove little.
+constexpr std::uint64_t kMinStoredBytes = 4096;
 
 struct ReplayFlags : TraceSourceFlags {
   bool no_data = false;
@@ -45,6 +53,7 @@ struct ReplayFlags : TraceSourceFlags {
   std::string g1_blocks, g1_bytes, g2_blocks, g2_bytes, g3_blocks, g3_bytes, g3_dir;
   std::string layout, eviction, offload;
   std::string model;
+  std::optional<std::uint32_t> layers, kv_heads, head_dim, latent_dim, dtype_bytes;
   std::optional<double> scale;
   std::string bytes_per_block;
   std::string timing = "fast";
@@ -89,10 +98,30 @@ std::uint64_t count_lines(const std::string& path) {
 }
 
 // Everything that can go wrong with the flags, resolved into replay options. Status = bad flag.
+// --model names a file when it ends in .toml or a file of that name exists.
+bool names_model_file(const std::string& model) {
+  return absl::EndsWith(model, ".toml") || (!model.empty() && std::ifstream(model).good());
+}
+
 absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions& trace_options,
                            WorkloadOptions& workload) {
+  // A model file first: its page_size is the block tokens' default.
+  std::optional<ModelDims> model_file;
+  if (names_model_file(f.model)) {
+    std::ifstream in(f.model);
+    if (!in) return absl::InvalidArgumentError(absl::StrCat("--model: cannot read model file '", f.model, "'"));
+    std::stringstream text;
+    text << in.rdbuf();
+    auto dims = parse_model_file(text.str());
+    if (!dims.ok()) return absl::InvalidArgumentError(absl::StrCat("--model ", f.model, ": ", dims.status().message()));
+    model_file = *dims;
+  }
+  std::optional<std::uint32_t> block_tokens = f.block_tokens;
+  if (!block_tokens && model_file && model_file->page_size) block_tokens = model_file->page_size;
   // Trace source.
-  auto source = resolve_trace_source(f);
+  TraceSourceFlags source_flags = f;
+  source_flags.block_tokens = block_tokens;
+  auto source = resolve_trace_source(source_flags);
   if (!source.ok()) return source.status();
   trace_options = source->trace_options;
   workload = source->workload;
@@ -118,30 +147,58 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
     c.apply_env_collect(&env_errors);
     if (!env_errors.empty()) return env_errors.front();
   }
-  // Model: a preset (default Llama-3.1-8B unless the config file gives one), page = block tokens, scaled.
-  if (!f.model.empty() || !from_file) {
-    auto m = model_preset(f.model.empty() ? "Llama-3.1-8B" : f.model, o.block_tokens);
-    if (!m.ok()) return m.status();
-    c.model = *m;
-  } else {
-    c.model.page_size = o.block_tokens;
-  }
+  // Model: --bytes-per-block (an unnamed block size), or a preset or model file (default Llama-3.1-8B
+  // unless the config file gives a model) with the dimension flags over it; page = block tokens.
+  const ModelDims flag_dims{.num_layers = f.layers,
+                            .num_kv_heads = f.kv_heads,
+                            .head_dim = f.head_dim,
+                            .latent_dim = f.latent_dim,
+                            .dtype_bytes = f.dtype_bytes};
   if (!f.bytes_per_block.empty()) {
+    if (!f.model.empty() || !flag_dims.empty()) {
+      return absl::InvalidArgumentError(
+          "--bytes-per-block gives an unnamed model's block size: leave out --model, --layers, --kv-heads, "
+          "--head-dim, --latent-dim and --dtype-bytes (or drop --bytes-per-block)");
+    }
     auto bytes = parse_size(f.bytes_per_block);
     if (!bytes.ok() || *bytes == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--bytes-per-block must be a size >= 1 byte (e.g. 64KiB, 2MiB), got '", f.bytes_per_block, "'"));
     }
-    auto m = model_with_block_bytes(c.model, *bytes);
+    auto m = ModelSpec::from_block_bytes(*bytes, o.block_tokens);
     if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--bytes-per-block: ", m.status().message()));
-    c.model = *m;
-  } else if (f.scale || !from_file) {
-    const double scale = f.scale.value_or(kDefaultScale);
-    if (!(scale >= 1)) return absl::InvalidArgumentError(absl::StrCat("--scale must be >= 1, got ", scale));
-    const auto target = static_cast<std::uint64_t>(static_cast<double>(c.model.bytes_per_block()) / scale);
-    auto m = model_with_block_bytes(c.model, std::max<std::uint64_t>(1, target));
-    if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--scale: ", m.status().message()));
-    c.model = *m;
+    o.model = *m;
+  } else if (!f.model.empty() || !flag_dims.empty() || !from_file) {
+    std::optional<ModelSpec> base;
+    if (model_file) {
+      auto m = apply_model_dims(std::nullopt, *model_file, o.block_tokens, /*from_flags=*/false);
+      if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--model ", f.model, ": ", m.status().message()));
+      m->source = absl::StrCat("file ", f.model);
+      if (!model_file->name) m->name = f.model;
+      base = *m;
+    } else if (!f.model.empty() || flag_dims.empty()) {
+      auto m = model_spec_preset(f.model.empty() ? "Llama-3.1-8B" : f.model, o.block_tokens);
+      if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--model: ", m.status().message()));
+      base = *m;
+    }
+    auto m = apply_model_dims(base, flag_dims, o.block_tokens, /*from_flags=*/true);
+    if (!m.ok()) return absl::InvalidArgumentError(m.status().message());
+    o.model = *m;
+  } else {
+    c.model.page_size = o.block_tokens;
+    o.model = ModelSpec::from_geometry(c.model, "config", absl::StrCat("--config ", f.config));
+  }
+  c.model = o.model.geometry;
+  // Data mode stores 1/scale of each block (at least kMinStoredBytes, at most the whole block).
+  const double scale = f.scale.value_or(kDefaultScale);
+  if (!(scale >= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--scale must be >= 1 (data mode stores 1/scale of each block; 1 = whole blocks), got ", scale));
+  }
+  {
+    const std::uint64_t real = c.model.bytes_per_block();
+    const auto target = static_cast<std::uint64_t>(static_cast<double>(real) / scale);
+    o.stored_bytes_per_block = std::clamp(target, std::min(real, kMinStoredBytes), real);
   }
 
   // Tiers.
@@ -197,6 +254,10 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
       return absl::InvalidArgumentError("--metrics-port needs a replaying manager (not --eviction optimal)");
     if (absl::Status s = set_key(c, "--metrics-port", "metrics.port", absl::StrCat(*f.metrics_port)); !s.ok()) return s;
   }
+  // A model's block may be larger than the default cap on bytes in flight (Llama-3.1-405B at 1024 tokens
+  // is 504 MiB): a link copies at least one block per batch anyway, so the cap rises to one block rather
+  // than failing the plan. An explicit --set below one block is still refused by validate().
+  c.offload.max_bytes_in_flight = std::max(c.offload.max_bytes_in_flight, c.model.bytes_per_block());
   // --set key=value: the last layer (defaults < --config < KVBM_* < flags < --set).
   {
     std::vector<absl::Status> set_errors;
@@ -254,7 +315,11 @@ int run(const ReplayFlags& f) {
       std::fprintf(stderr, "kvbm replay: cannot write %s or %s\n", f.out_csv.c_str(), f.out_svg.c_str());
       return 1;
     }
-    std::printf("%swrote %s and %s\n", comparison_table(*c).c_str(), f.out_csv.c_str(), f.out_svg.c_str());
+    if (f.json) {
+      std::printf("%s\n", comparison_json(*c).c_str());
+    } else {
+      std::printf("%s\nwrote %s\nwrote %s\n", comparison_table(*c).c_str(), f.out_csv.c_str(), f.out_svg.c_str());
+    }
     return 0;
   }
   options.progress = isatty(STDERR_FILENO) != 0 && !sweep;
@@ -312,7 +377,7 @@ int run(const ReplayFlags& f) {
       std::printf("%s]\n", out.c_str());
     } else {
       std::printf("%s", sweep_table(*sweep, *points).c_str());
-      std::printf("wrote %s and %s\n", f.out_csv.c_str(), f.out_svg.c_str());
+      std::printf("wrote %s\nwrote %s\n", f.out_csv.c_str(), f.out_svg.c_str());
     }
     for (const SweepPoint& p : *points) {
       if (p.report.verification_failures != 0) return 1;
@@ -344,7 +409,8 @@ void add_replay_command(CLI::App& app, int* exit_code) {
       "replay",
       "Replay a request trace through kvbm's tiers and report hit rates, bytes moved and latencies.\n"
       "With no --trace, a generated workload (--workload, default 'default') is replayed.\n"
-      "What is computed (both modes, on any machine): README.md, section 'Replay semantics'.");
+      "What is computed (both modes, on any machine): README.md, section 'Replay semantics'.\n"
+      "Every line and field of the report, sweep and comparison: docs/report.md. Models: docs/models.md.");
   add_trace_source_options(cmd, *flags);
   cmd->add_flag("--no-data", flags->no_data,
                 "Identities only: every tier a pool of block identities, no bytes (fast; same hits as with bytes)");
@@ -352,11 +418,12 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--set", flags->sets, "key=value configuration override, applied last (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--g1-blocks", flags->g1_blocks, "G1 capacity in blocks; 0 or 'unlimited' = every distinct block");
-  cmd->add_option("--g1-bytes", flags->g1_bytes, "G1 capacity as a size (e.g. 64MiB)");
+  cmd->add_option("--g1-bytes", flags->g1_bytes,
+                  "G1 capacity as a size: real bytes of the model's blocks (e.g. 64GiB)");
   cmd->add_option("--g2-blocks", flags->g2_blocks, "G2 (host) capacity in blocks (0 = no G2)");
-  cmd->add_option("--g2-bytes", flags->g2_bytes, "G2 capacity as a size");
+  cmd->add_option("--g2-bytes", flags->g2_bytes, "G2 capacity as a size: real bytes of the model's blocks");
   cmd->add_option("--g3-blocks", flags->g3_blocks, "G3 (disk) capacity in blocks (0 = no G3)");
-  cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size");
+  cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size: real bytes of the model's blocks");
   cmd->add_option("--g3-dir", flags->g3_dir, "Directory of the G3 file");
   cmd->add_option("--layout", flags->layout, "G1/G2 layout: fully_contiguous | layer_separate");
   cmd->add_option("--eviction", flags->eviction,
@@ -365,11 +432,20 @@ void add_replay_command(CLI::App& app, int* exit_code) {
                   "only)");
   cmd->add_option("--offload", flags->offload, "G1→G2 and G2→G3 offload: write_through | write_back | none");
   cmd->add_option("--model", flags->model,
-                  "Bytes per block from a model: Llama-3.1-8B (default), Llama-3.1-70B, Qwen3-8B, DeepSeek-V3");
+                  "The model planned for, a preset (Llama-3.1-8B (default), Llama-3.1-70B, Llama-3.1-405B, Qwen3-8B, "
+                  "Qwen3-32B, DeepSeek-V3) or a model TOML file (docs/models.md). Every size typed or printed is of "
+                  "its real blocks");
+  cmd->add_option("--layers", flags->layers, "Model: transformer layers [1, 1024] (over --model's)");
+  cmd->add_option("--kv-heads", flags->kv_heads, "Model: KV heads [1, 1024] (with --head-dim; K and V per head)");
+  cmd->add_option("--head-dim", flags->head_dim, "Model: head dim [1, 65536]");
+  cmd->add_option("--latent-dim", flags->latent_dim,
+                  "Model: MLA latent cache, one vector of this dim per token and layer (e.g. 576 for DeepSeek-V3)");
+  cmd->add_option("--dtype-bytes", flags->dtype_bytes, "Model: bytes per KV element [1, 16] (2 = bf16, 1 = fp8)");
+  cmd->add_option("--bytes-per-block", flags->bytes_per_block,
+                  "An unnamed model given only by its real bytes per block (e.g. 2MiB); not with --model");
   cmd->add_option("--scale", flags->scale,
-                  "Divide the model's bytes per block by this (default 1024; layers and page kept, "
-                  "inner_dim × dtype shrunk)");
-  cmd->add_option("--bytes-per-block", flags->bytes_per_block, "Bytes per block (e.g. 2MiB); overrides --scale");
+                  "Data mode stores 1/N of each block's bytes (default 1024, at least 4 KiB; 1 = whole blocks). "
+                  "Sizes and hits stay the real block's");
   cmd->add_option("--timing", flags->timing, "fast (default) | trace: honour the trace's timestamps");
   cmd->add_option("--speed", flags->speed, "--timing trace: replay this many times faster than recorded");
   cmd->add_flag("--flush-between", flags->flush_between,

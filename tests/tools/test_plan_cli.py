@@ -20,20 +20,13 @@ def run(args):
 
 
 def replay(kvbm_bin, source, g1_blocks, g2_bytes, g3_bytes=0, model="Llama-3.1-8B"):
+    # replay's sizes are the model's real bytes, as plan's are.
     out = run([kvbm_bin, "replay", *source, "--no-data", "--json", *SEMANTICS, "--model", model,
-               "--bytes-per-block", str(model_bytes(kvbm_bin, source, model)), "--g1-blocks", str(g1_blocks),
-               "--g2-bytes", str(g2_bytes), "--g3-bytes" if g3_bytes else "--g3-blocks", str(g3_bytes)])
-    return json.loads(out)
-
-
-_bytes = {}
-
-
-def model_bytes(kvbm_bin, source, model):
-    key = (tuple(source), model)
-    if key not in _bytes:
-        _bytes[key] = plan(kvbm_bin, source, "--g1-blocks", "64", "--points", "8")["bytes_per_block"]
-    return _bytes[key]
+               "--g1-blocks", str(g1_blocks), "--g2-bytes", str(g2_bytes),
+               "--g3-bytes" if g3_bytes else "--g3-blocks", str(g3_bytes)])
+    got = json.loads(out)
+    assert got["bytes_per_block"] == 64 << 20 or model != "Llama-3.1-8B"
+    return got
 
 
 def plan(kvbm_bin, source, *extra):

@@ -31,12 +31,18 @@ struct PolicyComparison {
                                                               const std::vector<std::string>& policies,
                                                               const SweepSpec& spec);
 
-// Block hit rate per capacity (rows) and policy (columns), then each policy's ratio to the first column
+// The report header (trace, model, settings), then block hit rate per capacity (rows) and policy (columns,
+// five at a time so that no line is wider than kReportColumns), then each policy's ratio to the first column
 // and, when "optimal" is among them, its share of the optimum.
 [[nodiscard]] std::string comparison_table(const PolicyComparison& c);
+// One JSON object on one line: trace, block_tokens, model, bytes_per_block, stored_bytes_per_block,
+// settings (as format_report_json), policies, and results: one {policy, capacity, capacity_blocks,
+// capacity_bytes, requests, blocks_total, blocks_hit, hit_rate, token_hit_rate} per policy and capacity.
+[[nodiscard]] std::string comparison_json(const PolicyComparison& c);
 // policy,capacity,capacity_blocks,requests,blocks_total,blocks_hit,hit_rate,token_hit_rate
 [[nodiscard]] std::string comparison_csv(const PolicyComparison& c);
-// Hit rate against capacity (log scale when the capacities span ≥ 8×), one polyline per policy.
+// Hit rate against G1 capacity (log scale), one polyline and marker per policy, titled with the trace and
+// the model.
 [[nodiscard]] std::string comparison_svg(const PolicyComparison& c);
 
 }  // namespace kvbm

@@ -27,6 +27,7 @@
 
 #include "kvbm/core/event_sink.h"
 #include "kvbm/manager/kvbm_config.h"
+#include "kvbm/replay/model_spec.h"
 #include "kvbm/replay/report.h"
 #include "kvbm/replay/trace.h"
 
@@ -41,8 +42,16 @@ enum class ReplayTiming : std::uint8_t {
 
 struct ReplayOptions {
   bool data = true;
-  // Tiers, model (bytes per block), offload policy.
+  // Tiers, model (bytes per block), offload policy. config.model is the real block: every capacity given in
+  // bytes is resolved into blocks with it, and every size the report gives is of it.
   KvbmConfig config;
+  // The model by name and dimensions, for the report; its geometry should be config.model (when it is not,
+  // e.g. config.model was set alone, the report describes config.model as an unnamed model).
+  ModelSpec model;
+  // Data mode: the bytes stored of each block (0, or at least the real block's: the whole block). A
+  // smaller figure makes the tiers hold config.model's geometry shrunk to about this many bytes
+  // (model_with_block_bytes) after their capacities are resolved in real blocks, so no hit changes.
+  std::uint64_t stored_bytes_per_block = 0;
   // G1 as large as the number of distinct blocks in the trace (one extra pass over it): nothing is
   // ever evicted. Overrides config.g1's capacity.
   bool unlimited_g1 = false;
@@ -85,8 +94,8 @@ void fill_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<st
 // Whether `bytes` are what fill_chunk_bytes writes for (hash, chunk_index).
 [[nodiscard]] bool check_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<const std::byte> bytes);
 
-// Model presets for --model: "Llama-3.1-8B", "Llama-3.1-70B", "Qwen3-8B", "DeepSeek-V3" (page_size set
-// to block_tokens). InvalidArgument listing the names for an unknown one.
+// The geometry of a model preset (model_spec_preset), page_size set to block_tokens. InvalidArgument
+// listing the names for an unknown one.
 [[nodiscard]] absl::StatusOr<ModelConfig> model_preset(const std::string& name, std::uint32_t block_tokens);
 [[nodiscard]] std::vector<std::string> model_preset_names();
 // Shrinks `model` to about `bytes` per block, keeping num_layers, outer_dim and page_size: the bytes of

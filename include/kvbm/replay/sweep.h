@@ -33,11 +33,11 @@ struct SweepPoint {
 
 // capacity,blocks,requests,blocks_total,blocks_hit,hit_rate,token_hit_rate,mean_request_hit_rate,g1_hits,...
 [[nodiscard]] std::string sweep_csv(const SweepSpec& spec, const std::vector<SweepPoint>& points);
-// A self-contained SVG: hit rate (0–100 %) against capacity (log scale when the capacities span ≥ 8×),
-// one polyline per series (block, token, mean per request; per-tier shares in data mode), axes, ticks,
-// labels and a legend.
+// A self-contained SVG: hit rate (0–100 %) against capacity (log scale), one polyline and marker per
+// series (block, token, mean per request; each tier's share when more than one tier is on), titled with the
+// trace, the model and the tiers held fixed; ticks as given with the other unit below; a legend.
 [[nodiscard]] std::string sweep_svg(const SweepSpec& spec, const std::vector<SweepPoint>& points);
-// A fixed-width table for stdout.
+// The report header (trace, model, settings, the tiers held fixed) and a fixed-width table, for stdout.
 [[nodiscard]] std::string sweep_table(const SweepSpec& spec, const std::vector<SweepPoint>& points);
 
 }  // namespace kvbm
