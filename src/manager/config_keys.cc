@@ -81,7 +81,9 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
         for (EvictionPolicyKind k : all_eviction_policy_kinds()) names.emplace_back(k, eviction_policy_name(k));
         return names;
       }(),
-      absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU)")));
+      absl::StrCat(
+          what,
+          " eviction policy (default adaptive: learned, in LRU order where LRU would find more; lru for plain LRU)")));
   if (tier == "g3") {
     keys.push_back(string_key(
         "g3.directory", [](KvbmConfig& c) -> std::string& { return c.g3.directory; },

@@ -57,8 +57,7 @@ class WorkloadReader final : public TraceReader {
     now_ms_ += exponential(1000.0 / options_.rate);
     TraceRequest request;
     request.timestamp_ms = now_ms_;
-    if (options_.burst_every != 0 &&
-        index % options_.burst_every >= options_.burst_every - options_.burst_requests) {
+    if (options_.burst_every != 0 && index % options_.burst_every >= options_.burst_every - options_.burst_requests) {
       Prompt prompt;
       append_unique_blocks(&prompt, draw(options_.burst_blocks));
       fill(&request, std::move(prompt));
