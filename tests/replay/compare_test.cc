@@ -222,6 +222,26 @@ TEST(CompareTest, DefaultFallsBackToLruWhereLruIsBetter) {
   }
 }
 
+// The held-out families (docs/eviction.md: never used to choose anything in the default): the same 2 √ bar,
+// added after the default's constants were fixed, as a guard against later changes (seeds 9–10: not those of the doc).
+TEST(CompareTest, DefaultHoldsTheBarOnHeldOutFamilies) {
+#ifdef KVBM_SANITIZER_BUILD
+  GTEST_SKIP() << "hit-rate outcomes on large traces are checked in the Release pass";
+#endif
+  const std::string def(eviction_policy_name(TierConfig{}.eviction));
+  for (const char* preset : {"one_off_bursts", "popularity_drift"}) {
+    for (std::uint64_t seed : {9, 10}) {
+      const PolicyComparison c = compare(preset, seed, {"lru", def}, {"32", "128", "512", "2048"});
+      ASSERT_EQ(c.reports.size(), 2u);
+      for (std::size_t j = 0; j < 4; ++j) {
+        const double lru = static_cast<double>(c.reports[0][j].blocks_hit);
+        EXPECT_GE(static_cast<double>(c.reports[1][j].blocks_hit) + 2 * std::sqrt(lru), lru)
+            << preset << " seed " << seed << " capacity index " << j;
+      }
+    }
+  }
+}
+
 // Where learned is right the default keeps its gains (one_off_heavy: learned 1.5–3.7× LRU).
 TEST(CompareTest, DefaultKeepsLearnedsGains) {
 #ifdef KVBM_SANITIZER_BUILD
