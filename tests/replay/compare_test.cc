@@ -223,7 +223,7 @@ TEST(CompareTest, DefaultFallsBackToLruWhereLruIsBetter) {
 }
 
 // The held-out families (docs/eviction.md: never used to choose anything in the default): the same 2 √ bar,
-// added after the default's constants were fixed, as a guard against later changes (seeds 9–10: not those of the doc).
+// added after the default's constants were fixed, as a guard against later changes (seeds 9–10, not the doc's).
 TEST(CompareTest, DefaultHoldsTheBarOnHeldOutFamilies) {
 #ifdef KVBM_SANITIZER_BUILD
   GTEST_SKIP() << "hit-rate outcomes on large traces are checked in the Release pass";
