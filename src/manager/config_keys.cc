@@ -80,9 +80,10 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
       absl::StrAppend(&allowed, std::string(eviction_policy_name(k)), " | ");
     absl::StrAppend(&allowed, "a registered user policy");
     keys.push_back(KeySpec{
-        ConfigKey{tier + ".eviction", "", "enum", allowed,
-                  absl::StrCat(what, " eviction policy (default learned: reuse odds learned online; lru for plain LRU;",
-                               " user policies: docs/custom_eviction.md)")},
+        ConfigKey{
+            tier + ".eviction", "", "enum", allowed,
+            absl::StrCat(what, " eviction policy (default adaptive: learned, in LRU order where LRU would find more;",
+                         " lru for plain LRU; user policies: docs/custom_eviction.md)")},
         [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
           auto spec = parse_eviction_policy_spec(value);
           if (!spec.ok()) return bad_value(key, value, absl::StrCat("one of ", eviction_policy_choices()));

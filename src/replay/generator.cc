@@ -53,11 +53,15 @@ class WorkloadReader final : public TraceReader {
   absl::StatusOr<std::optional<TraceRequest>> next() override {
     if (!status_.ok()) return status_;
     if (emitted_ == options_.num_requests) return std::optional<TraceRequest>();
-    ++emitted_;
+    const std::uint64_t index = emitted_++;
     now_ms_ += exponential(1000.0 / options_.rate);
     TraceRequest request;
     request.timestamp_ms = now_ms_;
-    if (uniform01() < options_.one_off_fraction) {
+    if (options_.burst_every != 0 && index % options_.burst_every >= options_.burst_every - options_.burst_requests) {
+      Prompt prompt;
+      append_unique_blocks(&prompt, draw(options_.burst_blocks));
+      fill(&request, std::move(prompt));
+    } else if (uniform01() < options_.one_off_fraction) {
       Prompt prompt = start_prompt();
       append_unique_blocks(&prompt, draw(options_.one_off_blocks));
       fill(&request, std::move(prompt));
@@ -145,7 +149,10 @@ class WorkloadReader final : public TraceReader {
     const double u = uniform01();
     const auto it = std::upper_bound(zipf_cdf_.begin(), zipf_cdf_.end(), u);
     const auto rank = std::min<std::size_t>(static_cast<std::size_t>(it - zipf_cdf_.begin()), zipf_cdf_.size() - 1);
-    return system_prompts_[rank];
+    // Drift: the prompt at rank 0 moves to rank 1 and a prompt unseen for the longest comes in at rank 0.
+    const std::size_t n = system_prompts_.size();
+    const std::uint64_t shift = options_.drift_every == 0 ? 0 : emitted_ / options_.drift_every % n;
+    return system_prompts_[(rank + n - shift) % n];
   }
 
   // The session whose next turn this request is: the longest-waiting ready one; else a new session when
@@ -208,7 +215,8 @@ absl::Status check_fraction(const char* name, double value) {
 }  // namespace
 
 std::vector<std::string> workload_preset_names() {
-  return {"default", "system_prompt_heavy", "session_heavy", "one_off_heavy"};
+  return {"default",          "system_prompt_heavy", "session_heavy",  "one_off_heavy",
+          "shared_documents", "agent_loop",          "one_off_bursts", "popularity_drift"};
 }
 
 absl::StatusOr<WorkloadOptions> workload_preset(const std::string& name) {
@@ -244,6 +252,53 @@ absl::StatusOr<WorkloadOptions> workload_preset(const std::string& name) {
     options.turns_per_session = {1, 2};
     return options;
   }
+  if (name == "shared_documents") {
+    // Long documents (a manual, a code base, a contract) read by many users: each request is one of 96
+    // documents of 32–128 blocks, moderately skewed, and a short question; a few ask a follow-up.
+    options.num_system_prompts = 96;
+    options.zipf_s = 0.9;
+    options.system_prompt_blocks = {32, 128};
+    options.system_prompt_fraction = 1.0;
+    options.one_off_fraction = 0.8;
+    options.one_off_blocks = {1, 3};
+    options.turns_per_session = {2, 4};
+    options.new_blocks_per_turn = {1, 2};
+    return options;
+  }
+  if (name == "agent_loop") {
+    // 16 agents at a time, each re-sending its whole growing context (tool output appended) every step,
+    // with little think time: 20–60 steps of 2–6 new blocks behind one of 4 long instructions.
+    options.num_system_prompts = 4;
+    options.system_prompt_blocks = {8, 16};
+    options.system_prompt_fraction = 1.0;
+    options.max_active_sessions = 16;
+    options.turns_per_session = {20, 60};
+    options.new_blocks_per_turn = {2, 6};
+    options.think_time_s = 0.2;
+    options.one_off_fraction = 0.05;
+    options.one_off_blocks = {2, 8};
+    return options;
+  }
+  if (name == "one_off_bursts") {
+    // The default mix, but 120 of every 400 requests are a burst of unique 16–48-block prompts with no
+    // system prompt (a batch job): a scan through the cache between steady phases.
+    options.burst_every = 400;
+    options.burst_requests = 120;
+    options.burst_blocks = {16, 48};
+    return options;
+  }
+  if (name == "popularity_drift") {
+    // Many system prompts with a skewed popularity whose ranking moves one place every 25 requests: a new
+    // prompt comes in at the top and each earlier one fades a rank at a time.
+    options.num_system_prompts = 512;
+    options.zipf_s = 1.1;
+    options.system_prompt_blocks = {4, 16};
+    options.system_prompt_fraction = 1.0;
+    options.one_off_fraction = 0.6;
+    options.one_off_blocks = {1, 6};
+    options.drift_every = 25;
+    return options;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown workload preset \"", name, "\"; expected one of: ", absl::StrJoin(workload_preset_names(), ", ")));
 }
@@ -273,8 +328,13 @@ absl::Status validate_workload(const WorkloadOptions& options) {
        {std::pair{"system_prompt_blocks", options.system_prompt_blocks},
         std::pair{"turns_per_session", options.turns_per_session},
         std::pair{"new_blocks_per_turn", options.new_blocks_per_turn},
-        std::pair{"one_off_blocks", options.one_off_blocks}, std::pair{"output_tokens", options.output_tokens}}) {
+        std::pair{"one_off_blocks", options.one_off_blocks}, std::pair{"burst_blocks", options.burst_blocks},
+        std::pair{"output_tokens", options.output_tokens}}) {
     if (absl::Status status = check_range(name, range); !status.ok()) return status;
+  }
+  if (options.burst_requests > options.burst_every) {
+    return absl::InvalidArgumentError(absl::StrCat("workload: burst_requests must be <= burst_every (",
+                                                   options.burst_every, "), got ", options.burst_requests));
   }
   if (absl::Status status = check_fraction("system_prompt_fraction", options.system_prompt_fraction); !status.ok()) {
     return status;

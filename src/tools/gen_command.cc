@@ -91,7 +91,9 @@ void add_gen_command(CLI::App& app, int* exit_code) {
       "Write a seeded synthetic workload (shared system prompts, multi-turn sessions, one-off prompts) "
       "as a JSONL trace");
   auto args = std::make_shared<GenArgs>();
-  cmd->add_option("--preset", args->preset, "Workload mix: default, system_prompt_heavy, session_heavy, one_off_heavy")
+  cmd->add_option("--preset", args->preset,
+                  "Workload mix: default, system_prompt_heavy, session_heavy, one_off_heavy, shared_documents, "
+                  "agent_loop, one_off_bursts, popularity_drift")
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Random seed; the same seed gives the same trace")->capture_default_str();
   cmd->add_option("--requests", args->requests, "Number of requests (preset default 2000)");

@@ -426,10 +426,11 @@ void add_replay_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--g3-bytes", flags->g3_bytes, "G3 capacity as a size: real bytes of the model's blocks");
   cmd->add_option("--g3-dir", flags->g3_dir, "Directory of the G3 file");
   cmd->add_option("--layout", flags->layout, "G1/G2 layout: fully_contiguous | layer_separate");
-  cmd->add_option("--eviction", flags->eviction,
-                  "Eviction policy of every tier: lru | priority_lru | lineage | s3fifo | slru | lfu | "
-                  "s3fifo_prefix | slru_prefix | lfu_prefix | learned (default); or optimal (offline optimum, metadata "
-                  "only)");
+  cmd->add_option(
+      "--eviction", flags->eviction,
+      "Eviction policy of every tier: lru | priority_lru | lineage | s3fifo | slru | lfu | "
+      "s3fifo_prefix | slru_prefix | lfu_prefix | learned | adaptive (default); or optimal (offline optimum, "
+      "metadata only)");
   cmd->add_option("--offload", flags->offload, "G1→G2 and G2→G3 offload: write_through | write_back | none");
   cmd->add_option("--model", flags->model,
                   "The model planned for, a preset (Llama-3.1-8B (default), Llama-3.1-70B, Llama-3.1-405B, Qwen3-8B, "

@@ -154,6 +154,78 @@ TEST(GeneratorTest, PresetsHaveTheirShapes) {
   EXPECT_LT(one_off, 0.25);
 }
 
+// The four families of another structure (docs/eviction.md): deterministic per seed, and each shows the
+// structure it is named for.
+TEST(GeneratorTest, NewFamiliesAreDeterministicAndHaveTheirStructure) {
+  for (const char* name : {"shared_documents", "agent_loop", "one_off_bursts", "popularity_drift"}) {
+    WorkloadOptions options = preset(name);
+    options.num_requests = 800;
+    const std::vector<TraceRequest> a = generate(options);
+    ASSERT_EQ(a.size(), 800u) << name;
+    EXPECT_EQ(a, generate(options)) << name;
+    options.seed = 2;
+    EXPECT_NE(generate(options), a) << name;
+  }
+  // shared_documents: most requests begin with a document of >= 32 blocks that other requests read too.
+  {
+    const std::vector<TraceRequest> r = generate(preset("shared_documents"));
+    std::unordered_map<std::uint64_t, int> readers;  // block 31's sequence hash names a document
+    for (const TraceRequest& q : r) {
+      ASSERT_GE(q.blocks.size(), 33u);
+      ++readers[q.blocks[31].value()];
+    }
+    EXPECT_LE(readers.size(), 96u);
+    EXPECT_GT(reuse_fraction(r), 0.8);
+  }
+  // agent_loop: long contexts, each request extending an earlier one.
+  {
+    const std::vector<TraceRequest> r = generate(preset("agent_loop"));
+    std::uint64_t blocks = 0;
+    for (const TraceRequest& q : r) blocks += q.blocks.size();
+    EXPECT_GT(static_cast<double>(blocks) / r.size(), 40.0);
+    EXPECT_GT(reuse_fraction(r), 0.9);
+  }
+  // one_off_bursts: requests 280–399 of every 400 share no block with any other request.
+  {
+    const std::vector<TraceRequest> r = generate(preset("one_off_bursts"));
+    std::unordered_map<std::uint64_t, int> refs;
+    for (const TraceRequest& q : r) {
+      for (SequenceHash b : q.blocks) ++refs[b.value()];
+    }
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      const bool burst = i % 400 >= 280;
+      bool unique = true;
+      for (SequenceHash b : r[i].blocks) unique = unique && refs[b.value()] == 1;
+      if (burst) {
+        EXPECT_TRUE(unique) << i;
+        EXPECT_GE(r[i].blocks.size(), 16u) << i;
+        EXPECT_LE(r[i].blocks.size(), 48u) << i;
+      }
+    }
+  }
+  // popularity_drift: the most read first block of the first 500 requests is rare in the last 500.
+  {
+    const std::vector<TraceRequest> r = generate(preset("popularity_drift"));
+    auto counts = [&](std::size_t from, std::size_t to) {
+      std::unordered_map<std::uint64_t, int> c;
+      for (std::size_t i = from; i < to; ++i) ++c[r[i].blocks.front().value()];
+      return c;
+    };
+    const auto early = counts(0, 500);
+    auto late = counts(r.size() - 500, r.size());
+    std::uint64_t top = 0;
+    int top_count = 0;
+    for (const auto& [hash, n] : early) {
+      if (n > top_count) top = hash, top_count = n;
+    }
+    EXPECT_GT(top_count, 20);
+    EXPECT_LT(late[top], top_count / 5);
+  }
+  WorkloadOptions bad = preset("one_off_bursts");
+  bad.burst_requests = bad.burst_every + 1;
+  EXPECT_THAT(validate_workload(bad).message(), HasSubstr("burst_requests"));
+}
+
 TEST(GeneratorTest, UnknownPresetListsNames) {
   absl::StatusOr<WorkloadOptions> options = workload_preset("nope");
   EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);

@@ -49,14 +49,14 @@ struct TierConfig {
   std::uint64_t num_blocks = 0;
   std::uint64_t bytes = 0;
   LayoutConfig layout;
-  EvictionPolicySpec eviction = EvictionPolicyKind::kLearned;  // see README "## Eviction policies"
-  MemoryKind memory = MemoryKind::kSystem;                     // g1, g2
-  bool zero_fill = false;                                      // pre-fault and zero the tier's memory at start-up
-  bool huge_pages = false;                                     // ask for transparent huge pages
-  std::string directory;                                       // g3: where the file lives; empty = system temp dir
-  bool direct_io = true;                                       // g3: O_DIRECT (falls back when the file system refuses)
-  bool unlink_after_open = false;                              // g3: leave no file behind, even after a crash
-  bool persist = false;  // g3: keep the file and re-index it at start-up (needs directory)
+  EvictionPolicySpec eviction = EvictionPolicyKind::kAdaptive;  // see docs/eviction.md
+  MemoryKind memory = MemoryKind::kSystem;                      // g1, g2
+  bool zero_fill = false;                                       // pre-fault and zero the tier's memory at start-up
+  bool huge_pages = false;                                      // ask for transparent huge pages
+  std::string directory;                                        // g3: where the file lives; empty = system temp dir
+  bool direct_io = true;           // g3: O_DIRECT (falls back when the file system refuses)
+  bool unlink_after_open = false;  // g3: leave no file behind, even after a crash
+  bool persist = false;            // g3: keep the file and re-index it at start-up (needs directory)
 
   [[nodiscard]] bool enabled() const { return num_blocks != 0 || bytes != 0; }
 };

@@ -11,7 +11,8 @@
 // memory_bytes() / capacity reports it (tests/pool/eviction_policies_test.cc checks every policy ≤ 64 B):
 //   lru 9 B · priority_lru 9 B · lineage 17 B · slru 10 B · lfu 10 B · s3fifo 40 B (19 B per slot + a
 //   ghost ring and hash map of capacity/2 hashes) · learned 60.6 B (32 B per slot + a ghost of
-//   7 × capacity 4-byte entries) · a *_prefix form adds 9 B to its policy.
+//   7 × capacity 4-byte entries) · adaptive 63.9 B at 16,384 blocks (learned + two miniatures of 448
+//   blocks) · a *_prefix form adds 9 B to its policy.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -39,12 +40,13 @@ enum class EvictionPolicyKind : std::uint8_t {
   kS3FifoPrefix,  // s3fifo on chain tails only: a block with a cached child is never evicted before a leaf
   kSlruPrefix,    // slru, same prefix rule
   kLfuPrefix,     // lfu, same prefix rule
-  kLearned,       // per-class reuse odds learned online (depth, tail, reuse), prefix order kept; learned.cc.
+  kLearned,       // per-class reuse odds learned online (depth, tail, reuse), prefix order kept; learned.h
+  kAdaptive,      // learned, in LRU order while miniature simulations say LRU finds more; adaptive.cc.
                   // TierConfig's default (kvbm_config.h); BlockPoolConfig keeps kLru
 };
 
 // "lru", "priority_lru", "lineage", "s3fifo", "slru", "lfu", "s3fifo_prefix", "slru_prefix", "lfu_prefix",
-// "learned".
+// "learned", "adaptive".
 [[nodiscard]] std::string_view eviction_policy_name(EvictionPolicyKind kind);
 // InvalidArgument listing the allowed names when `name` is not one of them.
 [[nodiscard]] absl::StatusOr<EvictionPolicyKind> parse_eviction_policy(std::string_view name);

@@ -63,10 +63,24 @@ struct WorkloadOptions {
   double one_off_fraction = 0.3;       // chance that a request is a one-off, in [0, 1]
   UniformRange one_off_blocks{2, 24};  // its blocks after the system prompt
 
+  // Bursts of one-off prompts (a batch job, a crawler): of every burst_every requests, the last
+  // burst_requests are one-offs of burst_blocks unique blocks with no system prompt. 0 = no bursts.
+  std::uint64_t burst_every = 0;
+  std::uint64_t burst_requests = 0;  // <= burst_every
+  UniformRange burst_blocks{16, 48};
+
+  // Drift of the popular set: every drift_every requests each system prompt falls one Zipf rank and the
+  // last-ranked one comes in at the top (rank r names prompt (r − requests / drift_every) mod
+  // num_system_prompts). 0 = a fixed ranking.
+  std::uint64_t drift_every = 0;
+
   UniformRange output_tokens{50, 500};  // decode length reported per request
 };
 
-// Named mixes: "default", "system_prompt_heavy", "session_heavy", "one_off_heavy".
+// Named mixes: "default", "system_prompt_heavy", "session_heavy", "one_off_heavy", and four of another
+// structure: "shared_documents" (long documents read by many users), "agent_loop" (a few agents re-sending
+// a growing context), "one_off_bursts" (bursts of unique prompts through a steady mix), "popularity_drift"
+// (the popular system prompts change slowly). docs/eviction.md says which of them tuned the default policy.
 [[nodiscard]] std::vector<std::string> workload_preset_names();
 // The options of a named mix; InvalidArgument listing the names for an unknown one.
 [[nodiscard]] absl::StatusOr<WorkloadOptions> workload_preset(const std::string& name);

@@ -215,16 +215,18 @@ std::string_view eviction_policy_name(EvictionPolicyKind kind) {
       return "lfu_prefix";
     case EvictionPolicyKind::kLearned:
       return "learned";
+    case EvictionPolicyKind::kAdaptive:
+      return "adaptive";
   }
   return "unknown";
 }
 
 std::span<const EvictionPolicyKind> all_eviction_policy_kinds() {
-  static constexpr std::array kKinds = {EvictionPolicyKind::kLru,          EvictionPolicyKind::kPriorityLru,
-                                        EvictionPolicyKind::kLineage,      EvictionPolicyKind::kS3Fifo,
-                                        EvictionPolicyKind::kSlru,         EvictionPolicyKind::kLfu,
-                                        EvictionPolicyKind::kS3FifoPrefix, EvictionPolicyKind::kSlruPrefix,
-                                        EvictionPolicyKind::kLfuPrefix,    EvictionPolicyKind::kLearned};
+  static constexpr std::array kKinds = {
+      EvictionPolicyKind::kLru,          EvictionPolicyKind::kPriorityLru, EvictionPolicyKind::kLineage,
+      EvictionPolicyKind::kS3Fifo,       EvictionPolicyKind::kSlru,        EvictionPolicyKind::kLfu,
+      EvictionPolicyKind::kS3FifoPrefix, EvictionPolicyKind::kSlruPrefix,  EvictionPolicyKind::kLfuPrefix,
+      EvictionPolicyKind::kLearned,      EvictionPolicyKind::kAdaptive};
   return kKinds;
 }
 
@@ -260,6 +262,8 @@ std::unique_ptr<EvictionPolicy> make_eviction_policy(EvictionPolicyKind kind, st
       return eviction::make_prefix_aware(kind, eviction::make_lfu(capacity), capacity);
     case EvictionPolicyKind::kLearned:
       return eviction::make_learned(capacity);
+    case EvictionPolicyKind::kAdaptive:
+      return eviction::make_adaptive(capacity);
   }
   return nullptr;
 }

@@ -13,6 +13,7 @@ namespace kvbm::eviction {
 [[nodiscard]] std::unique_ptr<EvictionPolicy> make_slru(std::uint32_t capacity);
 [[nodiscard]] std::unique_ptr<EvictionPolicy> make_lfu(std::uint32_t capacity);
 [[nodiscard]] std::unique_ptr<EvictionPolicy> make_learned(std::uint32_t capacity);
+[[nodiscard]] std::unique_ptr<EvictionPolicy> make_adaptive(std::uint32_t capacity);
 // `inner` decides among chain tails (blocks with no cached child); blocks with cached children wait in an
 // LRU list that is only evicted from when no tail is left. Reports `kind`.
 [[nodiscard]] std::unique_ptr<EvictionPolicy> make_prefix_aware(EvictionPolicyKind kind,
