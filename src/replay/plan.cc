@@ -187,6 +187,9 @@ absl::StatusOr<PlanReport> run_plan(TraceReader& trace, const PlanOptions& optio
   PlanReport r;
   r.trace = base.trace_name;
   r.model = options.model_name;
+  if (options.base.model.shape != ModelSpec::Shape::kBlockBytes && options.base.model.bytes_per_block() != 0) {
+    r.model_formula = options.base.model.formula();
+  }
   r.bytes_per_block = config.model.bytes_per_block();
   r.block_tokens = base.block_tokens;
   r.g1_blocks = config.tier_blocks(CacheLevel::kG1);
@@ -329,8 +332,10 @@ std::string format_plan_text(const PlanReport& r) {
   std::string out = absl::StrCat("kvbm plan: ", r.trace, "\n");
   absl::StrAppend(&out, absl::StrFormat("  %d requests, %d block references (%d distinct), %d tokens per block\n",
                                         r.requests, r.blocks_total, r.distinct_blocks, r.block_tokens));
-  absl::StrAppend(&out, "  model ", r.model, ": ", format_size(r.bytes_per_block), " per block; G1 ",
-                  format_size(r.g1_blocks * r.bytes_per_block), " = ", r.g1_blocks, " blocks, fixed\n");
+  absl::StrAppend(&out, "  model ", r.model, ", bytes per block",
+                  r.model_formula.empty() ? absl::StrCat(": ", format_size(r.bytes_per_block))
+                                          : absl::StrCat(":\n    ", r.model_formula),
+                  "\n  G1 ", format_size(r.g1_blocks * r.bytes_per_block), " = ", r.g1_blocks, " blocks, fixed\n");
   absl::StrAppend(&out, "settings that change the answer, and how to change them\n");
   const bool one_policy = c.g1.eviction == c.g2.eviction && c.g2.eviction == c.g3.eviction;
   absl::StrAppend(

@@ -18,14 +18,13 @@
 #include "kvbm/core/size.h"
 #include "kvbm/replay/plan.h"
 #include "tools/commands.h"
+#include "tools/model_flags.h"
 #include "tools/trace_source.h"
 
 namespace kvbm::tools {
 namespace {
 
-struct PlanFlags : TraceSourceFlags {
-  std::string model = "Llama-3.1-8B";
-  std::string bytes_per_block;
+struct PlanFlags : TraceSourceFlags, ModelFlags {
   std::string g1_bytes, g1_blocks;
   std::string eviction = "lru";
   std::vector<std::string> sets;
@@ -45,7 +44,12 @@ absl::Status flag_error(const std::string& flag, const absl::Status& s) {
 // The trace (or generated workload), model, G1 and policies, resolved into plan options. Status = bad flag.
 absl::Status build_options(const PlanFlags& f, PlanOptions& o, TraceSource& source) {
   ReplayOptions& base = o.base;
-  auto resolved = resolve_trace_source(f);
+  // A model file's page_size is the tokens per block's default.
+  auto model_file = read_model_file(f);
+  if (!model_file.ok()) return model_file.status();
+  TraceSourceFlags source_flags = f;
+  if (!source_flags.block_tokens && *model_file) source_flags.block_tokens = (*model_file)->page_size;
+  auto resolved = resolve_trace_source(source_flags);
   if (!resolved.ok()) return resolved.status();
   source = *std::move(resolved);
   base.block_tokens = source.block_tokens;
@@ -53,21 +57,12 @@ absl::Status build_options(const PlanFlags& f, PlanOptions& o, TraceSource& sour
 
   // The model's real bytes per block: page = block tokens, no scaling.
   KvbmConfig& c = base.config;
-  auto model = model_preset(f.model, base.block_tokens);
+  auto model = resolve_model(f, *model_file, base.block_tokens, /*default_preset=*/true);
   if (!model.ok()) return model.status();
-  c.model = *model;
-  o.model_name = f.model;
-  if (!f.bytes_per_block.empty()) {
-    auto bytes = parse_size(f.bytes_per_block);
-    if (!bytes.ok() || *bytes == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--bytes-per-block must be a size >= 1 byte (e.g. 64KiB, 2MiB), got '", f.bytes_per_block, "'"));
-    }
-    auto m = model_with_block_bytes(c.model, *bytes);
-    if (!m.ok()) return flag_error("--bytes-per-block", m.status());
-    c.model = *m;
-    o.model_name = absl::StrCat(f.model, " at ", format_size(*bytes), " per block");
-  }
+  base.model = **model;
+  c.model = base.model.geometry;
+  o.model_name =
+      base.model.source == "preset" ? base.model.name : absl::StrCat(base.model.name, " (", base.model.source, ")");
 
   // G1 (required: the answer depends on it), policies, and --set last.
   if (f.g1_bytes.empty() == f.g1_blocks.empty()) {
@@ -139,10 +134,7 @@ void add_plan_command(CLI::App& app, int* exit_code) {
       "Defaults: LRU everywhere, write-through, frequency filter off (offload.g3_min_frequency=0), the\n"
       "model's real bytes per block. See docs/planning.md.");
   add_trace_source_options(cmd, *flags);
-  cmd->add_option("--model", flags->model,
-                  "Bytes per block from a model, unscaled: Llama-3.1-8B (default), Llama-3.1-70B, Qwen3-8B, "
-                  "DeepSeek-V3");
-  cmd->add_option("--bytes-per-block", flags->bytes_per_block, "Bytes per block (e.g. 64MiB); overrides the model's");
+  add_model_options(cmd, *flags);
   cmd->add_option("--g1-bytes", flags->g1_bytes, "G1 (device) size, fixed (e.g. 40GiB); or --g1-blocks");
   cmd->add_option("--g1-blocks", flags->g1_blocks, "G1 size in blocks, fixed");
   cmd->add_option("--eviction", flags->eviction,

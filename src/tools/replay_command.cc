@@ -36,6 +36,7 @@
 #include "kvbm/replay/sweep.h"
 #include "kvbm/replay/trace.h"
 #include "tools/commands.h"
+#include "tools/model_flags.h"
 #include "tools/trace_source.h"
 
 namespace kvbm::tools {
@@ -46,16 +47,13 @@ constexpr double kDefaultScale = 1024;
 // verify a few bytes would prove little.
 constexpr std::uint64_t kMinStoredBytes = 4096;
 
-struct ReplayFlags : TraceSourceFlags {
+struct ReplayFlags : TraceSourceFlags, ModelFlags {
   bool no_data = false;
   std::string config;
   std::vector<std::string> sets;  // --set key=value, applied last
   std::string g1_blocks, g1_bytes, g2_blocks, g2_bytes, g3_blocks, g3_bytes, g3_dir;
   std::string layout, eviction, offload;
-  std::string model;
-  std::optional<std::uint32_t> layers, kv_heads, head_dim, latent_dim, dtype_bytes;
   std::optional<double> scale;
-  std::string bytes_per_block;
   std::string timing = "fast";
   double speed = 1.0;
   bool flush_between = false;
@@ -98,26 +96,13 @@ std::uint64_t count_lines(const std::string& path) {
 }
 
 // Everything that can go wrong with the flags, resolved into replay options. Status = bad flag.
-// --model names a file when it ends in .toml or a file of that name exists.
-bool names_model_file(const std::string& model) {
-  return absl::EndsWith(model, ".toml") || (!model.empty() && std::ifstream(model).good());
-}
-
 absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions& trace_options,
                            WorkloadOptions& workload) {
   // A model file first: its page_size is the block tokens' default.
-  std::optional<ModelDims> model_file;
-  if (names_model_file(f.model)) {
-    std::ifstream in(f.model);
-    if (!in) return absl::InvalidArgumentError(absl::StrCat("--model: cannot read model file '", f.model, "'"));
-    std::stringstream text;
-    text << in.rdbuf();
-    auto dims = parse_model_file(text.str());
-    if (!dims.ok()) return absl::InvalidArgumentError(absl::StrCat("--model ", f.model, ": ", dims.status().message()));
-    model_file = *dims;
-  }
+  auto model_file = read_model_file(f);
+  if (!model_file.ok()) return model_file.status();
   std::optional<std::uint32_t> block_tokens = f.block_tokens;
-  if (!block_tokens && model_file && model_file->page_size) block_tokens = model_file->page_size;
+  if (!block_tokens && *model_file && (*model_file)->page_size) block_tokens = (*model_file)->page_size;
   // Trace source.
   TraceSourceFlags source_flags = f;
   source_flags.block_tokens = block_tokens;
@@ -149,41 +134,10 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
   }
   // Model: --bytes-per-block (an unnamed block size), or a preset or model file (default Llama-3.1-8B
   // unless the config file gives a model) with the dimension flags over it; page = block tokens.
-  const ModelDims flag_dims{.num_layers = f.layers,
-                            .num_kv_heads = f.kv_heads,
-                            .head_dim = f.head_dim,
-                            .latent_dim = f.latent_dim,
-                            .dtype_bytes = f.dtype_bytes};
-  if (!f.bytes_per_block.empty()) {
-    if (!f.model.empty() || !flag_dims.empty()) {
-      return absl::InvalidArgumentError(
-          "--bytes-per-block gives an unnamed model's block size: leave out --model, --layers, --kv-heads, "
-          "--head-dim, --latent-dim and --dtype-bytes (or drop --bytes-per-block)");
-    }
-    auto bytes = parse_size(f.bytes_per_block);
-    if (!bytes.ok() || *bytes == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--bytes-per-block must be a size >= 1 byte (e.g. 64KiB, 2MiB), got '", f.bytes_per_block, "'"));
-    }
-    auto m = ModelSpec::from_block_bytes(*bytes, o.block_tokens);
-    if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--bytes-per-block: ", m.status().message()));
-    o.model = *m;
-  } else if (!f.model.empty() || !flag_dims.empty() || !from_file) {
-    std::optional<ModelSpec> base;
-    if (model_file) {
-      auto m = apply_model_dims(std::nullopt, *model_file, o.block_tokens, /*from_flags=*/false);
-      if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--model ", f.model, ": ", m.status().message()));
-      m->source = absl::StrCat("file ", f.model);
-      if (!model_file->name) m->name = f.model;
-      base = *m;
-    } else if (!f.model.empty() || flag_dims.empty()) {
-      auto m = model_spec_preset(f.model.empty() ? "Llama-3.1-8B" : f.model, o.block_tokens);
-      if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("--model: ", m.status().message()));
-      base = *m;
-    }
-    auto m = apply_model_dims(base, flag_dims, o.block_tokens, /*from_flags=*/true);
-    if (!m.ok()) return absl::InvalidArgumentError(m.status().message());
-    o.model = *m;
+  auto model = resolve_model(f, *model_file, o.block_tokens, /*default_preset=*/!from_file);
+  if (!model.ok()) return model.status();
+  if (*model) {
+    o.model = **model;
   } else {
     c.model.page_size = o.block_tokens;
     o.model = ModelSpec::from_geometry(c.model, "config", absl::StrCat("--config ", f.config));
@@ -432,18 +386,7 @@ void add_replay_command(CLI::App& app, int* exit_code) {
       "s3fifo_prefix | slru_prefix | lfu_prefix | learned | adaptive (default); or optimal (offline optimum, "
       "metadata only)");
   cmd->add_option("--offload", flags->offload, "G1→G2 and G2→G3 offload: write_through | write_back | none");
-  cmd->add_option("--model", flags->model,
-                  "The model planned for, a preset (Llama-3.1-8B (default), Llama-3.1-70B, Llama-3.1-405B, Qwen3-8B, "
-                  "Qwen3-32B, DeepSeek-V3) or a model TOML file (docs/models.md). Every size typed or printed is of "
-                  "its real blocks");
-  cmd->add_option("--layers", flags->layers, "Model: transformer layers [1, 1024] (over --model's)");
-  cmd->add_option("--kv-heads", flags->kv_heads, "Model: KV heads [1, 1024] (with --head-dim; K and V per head)");
-  cmd->add_option("--head-dim", flags->head_dim, "Model: head dim [1, 65536]");
-  cmd->add_option("--latent-dim", flags->latent_dim,
-                  "Model: MLA latent cache, one vector of this dim per token and layer (e.g. 576 for DeepSeek-V3)");
-  cmd->add_option("--dtype-bytes", flags->dtype_bytes, "Model: bytes per KV element [1, 16] (2 = bf16, 1 = fp8)");
-  cmd->add_option("--bytes-per-block", flags->bytes_per_block,
-                  "An unnamed model given only by its real bytes per block (e.g. 2MiB); not with --model");
+  add_model_options(cmd, *flags);
   cmd->add_option("--scale", flags->scale,
                   "Data mode stores 1/N of each block's bytes (default 1024, at least 4 KiB; 1 = whole blocks). "
                   "Sizes and hits stay the real block's");

@@ -47,6 +47,7 @@ struct PlanPoint {
 
 struct PlanReport {
   std::string trace, model;
+  std::string model_formula;  // "32 layers × 2 (K, V) × ... = 64.0 MiB"; "" for a block size alone
   std::uint64_t bytes_per_block = 0;
   std::uint32_t block_tokens = 0;
   std::uint64_t requests = 0, blocks_total = 0, distinct_blocks = 0;
