@@ -95,8 +95,27 @@ def test_text_and_chart(kvbm_bin, tmp_path):
     assert "recommended G2" in text and "target" in text and "log scale" in text and "<circle" in text
 
 
+def test_models_as_replay_takes_them(kvbm_bin, tmp_path):
+    """A model file, dimension flags and a bare block size give plan the same real bytes as replay."""
+    model = tmp_path / "tiny.toml"
+    model.write_text('name = "tiny"\nnum_layers = 4\nnum_kv_heads = 2\nhead_dim = 64\ndtype_bytes = 2\n'
+                     'page_size = 16\n')
+    source = ["--workload", "default", "--requests", "200"]
+    for flags, block_bytes in ((["--model", str(model)], 4 * 2 * 2 * 64 * 2 * 16),
+                               (["--model", "Llama-3.1-8B", "--dtype-bytes", "1"], 32 << 20),
+                               (["--bytes-per-block", "2MiB"], 2 << 20)):
+        p = plan(kvbm_bin, source, "--g1-blocks", "64", "--points", "8", *flags)
+        r = json.loads(run([kvbm_bin, "replay", *source, "--no-data", "--json", "--g1-blocks", "64", *flags]))
+        assert p["bytes_per_block"] == r["bytes_per_block"] == block_bytes, flags
+        text = run([kvbm_bin, "plan", *source, "--g1-blocks", "64", "--points", "8", *flags])
+        assert any(" layers × " in line and " tokens = " in line for line in text.splitlines()) == (
+            "--bytes-per-block" not in flags), text
+
+
 def test_bad_flags_exit_2(kvbm_bin):
-    for args in (["--target", "1.5", "--g1-blocks", "8"], [], ["--g1-blocks", "8", "--model", "GPT-9"]):
+    for args in (["--target", "1.5", "--g1-blocks", "8"], [], ["--g1-blocks", "8", "--model", "GPT-9"],
+                 ["--g1-blocks", "8", "--model", "Llama-3.1-8B", "--bytes-per-block", "2MiB"],
+                 ["--g1-blocks", "8", "--model", "missing.toml"]):
         res = subprocess.run([kvbm_bin, "plan", *args], capture_output=True, text=True, timeout=60)
         assert res.returncode == 2, (args, res.stderr)
 
