@@ -82,8 +82,11 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
     keys.push_back(KeySpec{
         ConfigKey{
             tier + ".eviction", "", "enum", allowed,
-            absl::StrCat(what, " eviction policy (default adaptive: learned, in LRU order where LRU would find more;",
-                         " lru for plain LRU; user policies: docs/custom_eviction.md)")},
+            tier == "g1"
+                ? absl::StrCat(what, " eviction policy (default adaptive: learned, in LRU order where LRU would find ",
+                               "more; user policies: docs/custom_eviction.md)")
+                : absl::StrCat(what, " eviction policy (default lru: this tier is fed in copy batches, not requests; ",
+                               "docs/eviction.md)")},
         [t](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
           auto spec = parse_eviction_policy_spec(value);
           if (!spec.ok()) return bad_value(key, value, absl::StrCat("one of ", eviction_policy_choices()));

@@ -123,8 +123,8 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
     c = *loaded;
   } else {
     c.g1 = TierConfig{.num_blocks = 1024};
-    c.g2 = TierConfig{.num_blocks = 4096};
-    c.g3 = TierConfig{.num_blocks = 16384};
+    c.g2.num_blocks = 4096;
+    c.g3.num_blocks = 16384;
   }
   // KVBM_* environment over the file (or replay's defaults); the flags below and --set override it.
   {
