@@ -383,7 +383,8 @@ def test_mooncake_g1_only_matches_reference(kvbm_bin, mooncake, g3_dir, g1):
 # Generated traces: every preset, tier shapes from tiny (every edge case of the README) to large.
 # ---------------------------------------------------------------------------------------------------
 
-PRESETS = ("default", "system_prompt_heavy", "session_heavy", "one_off_heavy")
+PRESETS = ("default", "system_prompt_heavy", "session_heavy", "one_off_heavy", "shared_documents", "agent_loop",
+           "one_off_bursts", "popularity_drift")
 GENERATED_REQUESTS = 1200
 SHAPES = {
     "g1_8": (8, 0, 0),                        # G1 smaller than most requests: step 2 stops
