@@ -39,6 +39,49 @@ std::string tier_capacity(const TierReport& t) {
   return absl::StrCat(t.capacity_blocks, " blocks (", format_size(t.capacity_bytes), ")");
 }
 
+std::string rate(double bytes_per_s) {
+  return absl::StrCat(format_size(static_cast<std::uint64_t>(std::llround(bytes_per_s))), "/s");
+}
+
+// The `bandwidth` line and a row per pair of tiers that are on: mean, p99 and max over 1 s windows.
+std::string bandwidth_lines(const ReplayReport& r) {
+  using report_text::labelled;
+  const BandwidthReport& b = r.bandwidth;
+  if (!b.measured) {
+    return labelled("bandwidth", "not measured: every request has the same timestamp (no trace time to divide by)");
+  }
+  std::string out =
+      labelled("bandwidth",
+               absl::StrFormat("real bytes per second of trace time, over %d windows of %g s", b.windows, b.window_s));
+  const std::string indent(report_text::kLabelColumns, ' ');
+  absl::StrAppend(&out, indent, absl::StrFormat("%-5s %13s %13s %13s\n", "", "mean", "p99", "max"));
+  for (int p = 0; p < kNumTierPairs; ++p) {
+    const TierPairInfo& info = tier_pair_info(static_cast<TierPair>(p));
+    if (!r.tiers[static_cast<int>(info.from)].enabled || !r.tiers[static_cast<int>(info.to)].enabled) continue;
+    const PairBandwidth& pb = b.pairs[p];
+    // The label is 5 columns wide ("→" is one column, three bytes): no printf padding.
+    absl::StrAppend(&out, indent, info.label,
+                    absl::StrFormat(" %13s %13s %13s\n", rate(pb.mean_bytes_per_s), rate(pb.p99_bytes_per_s),
+                                    rate(pb.max_bytes_per_s)));
+  }
+  return out;
+}
+
+std::string bandwidth_json(const BandwidthReport& b) {
+  if (!b.measured) return "null";
+  std::string out =
+      absl::StrFormat("{\"window_s\":%.9g,\"windows\":%d,\"first_ms\":%.15g,\"last_ms\":%.15g,\"pairs\":{", b.window_s,
+                      b.windows, b.first_ms, b.last_ms);
+  for (int p = 0; p < kNumTierPairs; ++p) {
+    const PairBandwidth& pb = b.pairs[p];
+    absl::StrAppend(&out, p ? "," : "", "\"", tier_pair_info(static_cast<TierPair>(p)).key, "\":{\"bytes\":", pb.bytes,
+                    absl::StrFormat(",\"mean_bytes_per_s\":%.15g,\"p99_bytes_per_s\":%.15g,\"max_bytes_per_s\":%.15g}",
+                                    pb.mean_bytes_per_s, pb.p99_bytes_per_s, pb.max_bytes_per_s));
+  }
+  absl::StrAppend(&out, "}}");
+  return out;
+}
+
 }  // namespace
 
 double quantile(std::vector<double>& samples, double q) {
@@ -130,6 +173,7 @@ std::string format_report_text(const ReplayReport& r) {
     absl::StrAppend(&out, labelled("moved up", absl::StrFormat("%s: G2→G1 %d blocks, G3→G1 %d, G4→G1 %d",
                                                                format_size(r.bytes_moved_up()), o.g2_to_g1, o.g3_to_g1,
                                                                o.g4_to_g1)));
+    absl::StrAppend(&out, bandwidth_lines(r));
     if (r.tiers[2].enabled) {
       absl::StrAppend(&out, labelled("G3 filter", absl::StrCat(o.filtered_frequency,
                                                                " blocks kept out of G3 (seen fewer "
@@ -220,6 +264,7 @@ std::string format_report_json(const ReplayReport& r) {
                   ",\"blocks_moved\":{\"g1_to_g2\":", o.g1_to_g2, ",\"g2_to_g3\":", o.g2_to_g3,
                   ",\"g2_to_g4\":", o.links[3].written, ",\"g2_to_g1\":", o.g2_to_g1, ",\"g3_to_g1\":", o.g3_to_g1,
                   ",\"g3_to_g2\":", o.g3_to_g2, "}");
+  absl::StrAppend(&out, ",\"bandwidth\":", bandwidth_json(r.bandwidth));
   absl::StrAppend(&out, ",\"offload\":{\"queue_peak_g1_g2\":", o.queue_peak_g1_g2,
                   ",\"queue_peak_g2_g3\":", o.queue_peak_g2_g3, ",\"dropped_queue_full\":", o.dropped_queue_full,
                   ",\"filtered_frequency\":", o.filtered_frequency, ",\"no_space\":", o.no_space,

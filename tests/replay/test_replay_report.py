@@ -186,6 +186,9 @@ def test_every_report_line_and_counter_is_explained_in_docs(kvbm_bin, tmp_path):
             yield prefix + k
             if k == "tiers":
                 yield from keys(v["g1"], "tiers.gN.")
+            elif k == "pairs":  # bandwidth.pairs: the same fields for every pair of tiers
+                yield from ((prefix + k + "." + pair) for pair in v)
+                yield from keys(v["g1_to_g2"], prefix + "pairs.PAIR.")
             elif isinstance(v, dict) and k != "eviction":
                 yield from keys(v, prefix + k + ".")
 
@@ -193,6 +196,71 @@ def test_every_report_line_and_counter_is_explained_in_docs(kvbm_bin, tmp_path):
         assert f"`{key}`" in doc, f"docs/report.md does not explain the JSON field '{key}'"
     help_text = subprocess.run([kvbm_bin, "replay", "--help"], capture_output=True, text=True).stdout
     assert "docs/report.md" in help_text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bandwidth between tiers, per second of trace time.
+# ---------------------------------------------------------------------------------------------------
+
+PAIRS = ["g1_to_g2", "g2_to_g3", "g2_to_g4", "g3_to_g2", "g2_to_g1", "g3_to_g1", "g4_to_g1"]
+
+
+def write_mooncake(path, requests):
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": 512 * len(ids), "output_length": 1,
+                                        "hash_ids": ids}) + "\n" for t, ids in requests))
+    return str(path)
+
+
+def test_bandwidth_json_adds_up_to_the_bytes_moved(kvbm_bin):
+    got = replay_json(kvbm_bin, *SMALL, "--no-data")
+    bw = got["bandwidth"]
+    assert bw["window_s"] == 1
+    assert bw["windows"] == int(bw["last_ms"] // 1000) - int(bw["first_ms"] // 1000) + 1 > 1
+    assert list(bw["pairs"]) == PAIRS
+    per_block = got["bytes_per_block"]
+    for pair in ("g1_to_g2", "g2_to_g3", "g2_to_g1", "g3_to_g1", "g3_to_g2"):
+        assert bw["pairs"][pair]["bytes"] == got["blocks_moved"][pair] * per_block, pair
+    assert sum(bw["pairs"][p]["bytes"] for p in PAIRS[:4]) == got["bytes_moved"]["down"]
+    assert sum(bw["pairs"][p]["bytes"] for p in PAIRS[4:]) == got["bytes_moved"]["up"]
+    for pair, b in bw["pairs"].items():
+        assert b["mean_bytes_per_s"] == pytest.approx(b["bytes"] / bw["windows"]), pair
+        assert 0 <= b["p99_bytes_per_s"] <= b["max_bytes_per_s"], pair
+        assert b["max_bytes_per_s"] % per_block == 0, pair  # whole blocks per 1 s window
+    assert bw["pairs"]["g1_to_g2"]["max_bytes_per_s"] > 0
+
+
+def test_bandwidth_is_of_trace_time_in_every_mode_and_timing(kvbm_bin):
+    shape = ["--g1-blocks", "40", "--g2-blocks", "80", "--g3-blocks", "300"]
+    identities = replay_json(kvbm_bin, *SMALL, *shape, "--no-data")["bandwidth"]
+    assert replay_json(kvbm_bin, *SMALL, *shape)["bandwidth"] == identities  # data mode
+    paced = replay_json(kvbm_bin, *SMALL, *shape, "--no-data", "--timing", "trace", "--speed", "1000000")
+    assert paced["bandwidth"] == identities
+
+
+def test_bandwidth_by_hand(kvbm_bin, tmp_path):
+    # G1 4 blocks, G2 100, LRU, write-through: three requests in second 0 copy 6 blocks into G2 (the third
+    # evicts 1 and 2 from G1), one in second 2 brings 1 and 2 back up from G2. Windows 0, 1, 2.
+    trace = write_mooncake(tmp_path / "t.jsonl", [(0, [1, 2]), (300, [3, 4]), (900, [5, 6]), (2500, [1, 2])])
+    shape = ["--g1-blocks", "4", "--g2-blocks", "100", "--g3-blocks", "0", "--eviction", "lru",
+             "--offload", "write_through"]
+    got = replay_json(kvbm_bin, "--trace", trace, "--no-data", *shape)
+    bw = got["bandwidth"]
+    assert (bw["windows"], bw["first_ms"], bw["last_ms"]) == (3, 0, 2500)
+    assert bw["pairs"]["g1_to_g2"] == {"bytes": 6 * LLAMA_8B_BLOCK, "mean_bytes_per_s": 2 * LLAMA_8B_BLOCK,
+                                       "p99_bytes_per_s": 6 * LLAMA_8B_BLOCK, "max_bytes_per_s": 6 * LLAMA_8B_BLOCK}
+    assert bw["pairs"]["g2_to_g1"]["bytes"] == 2 * LLAMA_8B_BLOCK
+    assert bw["pairs"]["g2_to_g1"]["max_bytes_per_s"] == 2 * LLAMA_8B_BLOCK
+    text = run(kvbm_bin, "--trace", trace, "--no-data", *shape).stdout
+    assert_narrow(text)
+    assert "over 3 windows of 1 s" in text
+    assert re.search(r"G1→G2 +128\.0 MiB/s +384\.0 MiB/s +384\.0 MiB/s", text), text
+    assert not re.search(r"^ +G2→G3 ", text, re.M)  # rows only for pairs of tiers that are on
+
+    # Without times (every timestamp the same) there is nothing to divide by.
+    flat = write_mooncake(tmp_path / "flat.jsonl", [(0, [1, 2]), (0, [3, 4]), (0, [1])])
+    assert replay_json(kvbm_bin, "--trace", flat, "--no-data", *shape)["bandwidth"] is None
+    text = run(kvbm_bin, "--trace", flat, "--no-data", *shape).stdout
+    assert re.search(r"bandwidth +not measured: every request has the same timestamp", text), text
 
 
 def test_compare_json_is_json(kvbm_bin, tmp_path):
@@ -242,3 +310,4 @@ def test_mooncake_header_and_width(kvbm_bin):
     res = run(kvbm_bin, "--trace", MOONCAKE, "--no-data", "--g2-bytes", "64GiB")
     assert_narrow(res.stdout)
     assert re.search(r"g2 +1024 +64\.0 GiB", res.stdout), res.stdout
+    assert "over 3537 windows of 1 s" in res.stdout, res.stdout  # timestamps 0 .. 3536999 ms

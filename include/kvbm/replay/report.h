@@ -14,6 +14,7 @@
 
 #include "kvbm/offload/offload_manager.h"
 #include "kvbm/pool/block_pool.h"
+#include "kvbm/replay/bandwidth.h"
 #include "kvbm/replay/model_spec.h"
 #include "kvbm/transfer/transfer_engine.h"
 
@@ -51,6 +52,10 @@ struct ReplayReport {
   std::uint64_t onboard_truncated = 0;     // matched below G1 but not made resident (G1 full, I/O error)
 
   std::array<TierReport, kNumCacheLevels> tiers;  // G1, G2, G3, G4
+
+  // Both modes: real bytes per second of trace time between each pair of tiers (kvbm/replay/bandwidth.h);
+  // not measured when every request has the same timestamp, and for the offline optimum.
+  BandwidthReport bandwidth;
 
   // Data mode.
   OffloadStats offload;
