@@ -8,14 +8,16 @@
 // stall the engine-facing paths.
 //
 // Errors: a hook never throws into the pool. The first Python exception of any hook is kept, with the hook's
-// name; from then on every adapter of the run is inert (hooks do nothing, evict() names no block, so the
-// pool's guard evicts by LRU) and the replay stops at its next request (PolicyStopTrace). The binding then
-// raises that exception to the caller.
+// name; from then on no adapter of the run calls Python (each one's C++ LRU stand-in chooses its victims)
+// and the replay stops at its next request (PolicyStopTrace). The binding then raises that exception to the
+// caller.
 #include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 
 #include <atomic>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "bindings.h"
 #include "kvbm/pool/eviction_policy.h"
@@ -123,12 +125,15 @@ struct PythonPolicyRun {
 
 namespace {
 
-// One pool's policy: an instance of the Python class, its hooks looked up once. Inert (no instance) when the
-// run has failed. Called only under the owning pool's lock, from the replay's thread.
+// One pool's policy: an instance of the Python class, its hooks looked up once. Beside it, a C++ LRU over
+// the same set (and which of its blocks are pinned): once the run has failed, the Python hooks are no longer
+// called and this LRU chooses, so the pool finishes its request without a victim to overrule. Called only
+// under the owning pool's lock, from the replay's thread.
 class PythonEvictionPolicy final : public EvictionPolicy {
  public:
   // REQUIRES: the GIL.
-  PythonEvictionPolicy(std::shared_ptr<PythonPolicyRun> run, std::uint32_t capacity) : run_(std::move(run)) {
+  PythonEvictionPolicy(std::shared_ptr<PythonPolicyRun> run, std::uint32_t capacity)
+      : run_(std::move(run)), stand_in_(make_eviction_policy(EvictionPolicyKind::kLru, capacity)), state_(capacity) {
     if (run_->failed.load(std::memory_order_relaxed)) return;
     PyObject* obj = PyObject_CallFunction(run_->cls.ptr(), "I", static_cast<unsigned>(capacity));
     if (obj == nullptr) {
@@ -163,16 +168,23 @@ class PythonEvictionPolicy final : public EvictionPolicy {
   std::string_view name() const override { return run_->display_name; }
 
   void insert(BlockId id, const InactiveBlockInfo& info) override {
-    ++size_;
+    stand_in_->insert(id, info);  // lru's insert also takes a block back that was pinned
+    state_[id.value()] = kInSet;
     call_with_info(insert_, "insert()", id, info);
   }
   void erase(BlockId id) override {
-    if (size_ > 0) --size_;
+    if (std::exchange(state_[id.value()], kOut) == kInSet) stand_in_->erase(id);
     call_id(erase_, "erase()", id);
   }
-  void touch(BlockId id) override { call_id(touch_, "touch()", id); }
+  void touch(BlockId id) override {
+    if (state_[id.value()] == kInSet) stand_in_->touch(id);
+    call_id(touch_, "touch()", id);
+  }
   void pin(BlockId id) override {
-    if (size_ > 0) --size_;
+    if (state_[id.value()] == kInSet) {
+      stand_in_->pin(id);
+      state_[id.value()] = kPinned;
+    }
     if (pin_) {
       call_id(pin_, "pin()", id);
     } else {
@@ -180,7 +192,10 @@ class PythonEvictionPolicy final : public EvictionPolicy {
     }
   }
   void unpin(BlockId id, const InactiveBlockInfo& info) override {
-    ++size_;
+    if (state_[id.value()] == kPinned) {
+      stand_in_->unpin(id, info);
+      state_[id.value()] = kInSet;
+    }
     if (unpin_) {
       call_with_info(unpin_, "unpin()", id, info);
     } else {
@@ -201,6 +216,23 @@ class PythonEvictionPolicy final : public EvictionPolicy {
   bool pins_keep_state() const override { return pins_keep_state_; }
 
   std::optional<BlockId> evict() override {
+    const std::optional<BlockId> chosen = python_evict();
+    if (!live()) return stand_in_evict();
+    // A block of the set leaves it; anything else is for the guard to overrule (it then calls erase()).
+    if (chosen && chosen->value() < state_.size() && state_[chosen->value()] == kInSet) {
+      state_[chosen->value()] = kOut;
+      stand_in_->erase(*chosen);
+    }
+    return chosen;
+  }
+  std::size_t size() const override { return stand_in_->size(); }
+  // The adapter's own state; the Python object's memory is not counted.
+  std::size_t memory_bytes() const override {
+    return sizeof(*this) + stand_in_->memory_bytes() + state_.capacity() * sizeof(std::uint8_t);
+  }
+
+ private:
+  std::optional<BlockId> python_evict() {
     if (!live()) return std::nullopt;
     py::gil_scoped_acquire gil;
     if (!live()) return std::nullopt;
@@ -218,15 +250,15 @@ class PythonEvictionPolicy final : public EvictionPolicy {
     }
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
-    if (size_ > 0) --size_;
     // Not a block id at all: the guard overrules it like any id outside the set.
     if (overflow != 0 || v < 0 || v > static_cast<long long>(UINT32_MAX)) return BlockId{UINT32_MAX};
     return BlockId{static_cast<std::uint32_t>(v)};
   }
-  std::size_t size() const override { return size_; }
-  std::size_t memory_bytes() const override { return sizeof(*this); }  // Python's memory is not counted
-
- private:
+  std::optional<BlockId> stand_in_evict() {
+    const std::optional<BlockId> victim = stand_in_->evict();
+    if (victim) state_[victim->value()] = kOut;
+    return victim;
+  }
   bool live() const { return static_cast<bool>(policy_) && !run_->failed.load(std::memory_order_relaxed); }
   void clear() {
     policy_ = py::object();
@@ -270,7 +302,9 @@ class PythonEvictionPolicy final : public EvictionPolicy {
   bool uses_lineage_ = false;
   bool uses_depth_ = false;
   bool pins_keep_state_ = false;
-  std::size_t size_ = 0;  // what the pool put in (the guard keeps the exact set; this is for size())
+  static constexpr std::uint8_t kOut = 0, kInSet = 1, kPinned = 2;
+  const std::unique_ptr<EvictionPolicy> stand_in_;  // lru over the same set
+  std::vector<std::uint8_t> state_;                 // per slot: kOut, kInSet, kPinned
 };
 
 }  // namespace

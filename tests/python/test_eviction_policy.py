@@ -182,7 +182,7 @@ def test_victims_outside_the_set_are_overruled():
 
 # (touch is not among them: replay never uses a block without matching it, which erases it from the set.)
 @pytest.mark.parametrize("hook", ["__init__", "insert", "erase", "evict"])
-def test_an_exception_in_a_hook_is_raised_to_the_caller(hook):
+def test_an_exception_in_a_hook_is_raised_to_the_caller(hook, capfd):
     class Broken(PyLru):
         def __init__(self, capacity):
             super().__init__(capacity)
@@ -207,6 +207,8 @@ def test_an_exception_in_a_hook_is_raised_to_the_caller(hook):
     with pytest.raises(LookupError, match=rf"{hook}\(.*\) raised LookupError: boom in {hook}") as info:
         run(CONFIGS[1], Broken)
     assert isinstance(info.value.__cause__, LookupError)  # the original, with its traceback
+    # The rest of the request ran on the adapter's LRU stand-in: no victim was overruled (nothing logged).
+    assert "kvbm: eviction policy" not in capfd.readouterr().err
     # The temporary registration is gone: no "py:" name is left among the choices.
     with pytest.raises(ValueError) as err:
         run(CONFIGS[0], "no_such_policy")
