@@ -152,7 +152,8 @@ hits as data=True (README "Replay semantics"). flush_between is accepted and cha
 eviction: None (the config's policies), a policy name for G1, G2 and G3 ("lru", "adaptive", ..., a
 registered one, or "optimal"), or a Python policy class (data=False only): cls(capacity) is made for
 each pool and called with insert(block_id, info), erase(block_id), touch(block_id), evict() -> int | None
-and optionally pin, unpin, set_leaf, uses_lineage, uses_depth and name (docs/custom_eviction.md). An
+and optionally pin, unpin, set_leaf, name, uses_lineage, uses_depth and pins_keep_state
+(docs/custom_eviction.md). An
 exception in a hook stops the replay and is raised here. Each tier's "policy_violations" counts the
 victims a policy named outside its set (overruled: LRU evicted instead).
 The GIL is released while it runs; a Python policy's hooks take it.
