@@ -26,6 +26,7 @@
 
 #include "kvbm/events/event_manager.h"
 #include "kvbm/manager/kv_block_manager.h"
+#include "kvbm/replay/trace.h"
 
 namespace kvbm::python {
 
@@ -106,6 +107,43 @@ PyTokenBlock to_py_block(const TokenBlock& block);
 
 py::list wrap_blocks(const StatePtr& state, std::vector<G1Block>&& blocks);
 
+// A Python eviction policy class registered as a user policy (a unique "py:<qualname>:<n>" name) for the
+// life of this object: one metadata replay (eviction.cc, docs/custom_eviction.md "Python"). Made and
+// destroyed with the GIL held; TypeError when the class lacks a required hook.
+struct PythonPolicyRun;
+class PythonPolicyRegistration {
+ public:
+  explicit PythonPolicyRegistration(const py::object& cls);
+  ~PythonPolicyRegistration();  // unregisters
+  PythonPolicyRegistration(const PythonPolicyRegistration&) = delete;
+  PythonPolicyRegistration& operator=(const PythonPolicyRegistration&) = delete;
+
+  [[nodiscard]] const std::string& registered_name() const { return registered_name_; }
+  // The class's `name` attribute when it is a str, else its __name__: what reports show.
+  [[nodiscard]] const std::string& display_name() const;
+  // Whether a hook raised (readable without the GIL).
+  [[nodiscard]] bool failed() const;
+  // Raises the first exception a hook raised, as its type with the hook in the message. REQUIRES: the GIL.
+  void raise_if_failed() const;
+
+ private:
+  std::shared_ptr<PythonPolicyRun> run_;
+  std::string registered_name_;
+};
+
+// A trace that ends the replay (Cancelled) at the next request once the policy has failed.
+class PolicyStopTrace final : public TraceReader {
+ public:
+  PolicyStopTrace(TraceReader& inner, const PythonPolicyRegistration* policy);
+  [[nodiscard]] absl::StatusOr<std::optional<TraceRequest>> next() override;
+  [[nodiscard]] absl::Status rewind() override;
+
+ private:
+  TraceReader& inner_;
+  const PythonPolicyRegistration* policy_;  // null: never stops
+};
+
+void bind_eviction(py::module_& m);
 void bind_config(py::module_& m);
 void bind_sequences(py::module_& m);
 void bind_blocks(py::module_& m);

@@ -4,7 +4,7 @@ tests/python/test_kvbm.py checks that every public name of the module is declare
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Literal, Sequence, TypedDict, Union
+from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -223,11 +223,38 @@ class KvBlockManager:
     def transfer_stats(self) -> dict[str, int]: ...
     def event_stats(self) -> dict[str, int]: ...
 
+class InactiveBlockInfo(tuple[int, bool, bool, int, int]):
+    """What the pool knows about a block entering the inactive set (a struct sequence, like os.stat_result)."""
+
+    @property
+    def priority(self) -> int: ...
+    @property
+    def is_leaf(self) -> bool: ...
+    @property
+    def is_tail(self) -> bool: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def sequence_hash(self) -> int: ...
+
+class EvictionPolicy(Protocol):
+    """What replay(eviction=cls) needs of a Python policy class (docs/custom_eviction.md, "Python"); made as
+    cls(capacity) once per pool. Not a module attribute: a user class matches it by its methods. Optional:
+    pin(block_id) and unpin(block_id, info) (default: erase and insert), set_leaf(block_id, is_leaf),
+    and the attributes name (str), uses_lineage, uses_depth and pins_keep_state (bool)."""
+
+    def __init__(self, capacity: int) -> None: ...
+    def insert(self, block_id: int, info: InactiveBlockInfo) -> None: ...
+    def erase(self, block_id: int) -> None: ...
+    def touch(self, block_id: int) -> None: ...
+    def evict(self) -> int | None: ...
+
 def replay(
     trace: None | str | os.PathLike | Iterable[Sequence[int] | dict] = None,
     config: ConfigLike = None,
     *,
     data: bool = True,
+    eviction: str | type[EvictionPolicy] | None = None,
     format: Literal["mooncake", "tokens"] | None = None,
     block_tokens: int | None = None,
     workload: str = "default",

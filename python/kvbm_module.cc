@@ -343,6 +343,7 @@ internal, others), each with kvbm's message.
   kp::bind_sequences(m);
   kp::bind_blocks(m);
   kp::bind_manager(m);
+  kp::bind_eviction(m);
   kp::bind_replay(m);
   // kvbm's threads must stop calling into Python before the interpreter goes away.
   pybind11::module_::import("atexit").attr("register")(pybind11::cpp_function([] { kp::g_finalizing = true; }));

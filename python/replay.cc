@@ -2,6 +2,7 @@
 #include <absl/strings/str_cat.h>
 
 #include "bindings.h"
+#include "kvbm/pool/eviction_policy.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/replay.h"
 
@@ -27,20 +28,67 @@ TraceRequest to_request(const py::handle& item, std::uint32_t block_tokens, std:
   return r;
 }
 
+// Applies replay's `eviction` argument: None leaves the configuration's policies; a name sets G1-G3 (or
+// "optimal", the offline optimum); a class is registered for this replay and set on G1-G3.
+std::unique_ptr<PythonPolicyRegistration> apply_eviction(const py::object& eviction, bool data,
+                                                         ReplayOptions& options) {
+  if (eviction.is_none()) return nullptr;
+  std::unique_ptr<PythonPolicyRegistration> policy;
+  EvictionPolicySpec spec;
+  if (py::isinstance<py::str>(eviction)) {
+    const std::string name = eviction.cast<std::string>();
+    if (name == "optimal") {
+      options.optimal = true;
+      return nullptr;
+    }
+    absl::StatusOr<EvictionPolicySpec> parsed = parse_eviction_policy_spec(name);
+    if (!parsed.ok()) {
+      throw py::value_error(absl::StrCat("eviction must be one of ", eviction_policy_choices(),
+                                         ", \"optimal\", or a Python policy class; got '", name, "'"));
+    }
+    spec = *parsed;
+  } else if (PyType_Check(eviction.ptr()) != 0) {
+    if (data) {
+      throw py::value_error(
+          "eviction: a Python policy class runs only in a metadata replay (data=False): with data=True the tier "
+          "chain calls eviction hooks from background threads under pool locks, where a hook must not wait for "
+          "the GIL");
+    }
+    policy = std::make_unique<PythonPolicyRegistration>(eviction);
+    spec = EvictionPolicySpec::user(policy->registered_name());
+  } else {
+    throw py::type_error(absl::StrCat("eviction must be None, a policy name (str) or a policy class, got ",
+                                      std::string(py::str(py::type::of(eviction).attr("__name__")))));
+  }
+  for (TierConfig* t : {&options.config.g1, &options.config.g2, &options.config.g3}) t->eviction = spec;
+  return policy;
+}
+
+// Reports name a Python policy by its display name, not the name it was registered under for the run.
+void rename_policy(ReplayReport& report, const PythonPolicyRegistration& policy) {
+  if (report.eviction == policy.registered_name()) report.eviction = policy.display_name();
+  for (TierReport& t : report.tiers) {
+    if (t.eviction == policy.registered_name()) t.eviction = policy.display_name();
+  }
+}
+
 }  // namespace
 
 void bind_replay(py::module_& m) {
   m.def(
       "replay",
-      [](const py::object& trace, const py::object& config, bool data, const std::optional<std::string>& format,
-         std::optional<std::uint32_t> block_tokens, const std::string& workload, std::optional<std::uint64_t> requests,
-         std::optional<std::uint64_t> seed, bool unlimited_g1, bool flush_between) {
+      [](const py::object& trace, const py::object& config, bool data, const py::object& eviction,
+         const std::optional<std::string>& format, std::optional<std::uint32_t> block_tokens,
+         const std::string& workload, std::optional<std::uint64_t> requests, std::optional<std::uint64_t> seed,
+         bool unlimited_g1, bool flush_between) {
         ReplayOptions options;
         options.data = data;
         options.config = to_config(config);
         options.unlimited_g1 = unlimited_g1;
         options.flush_between = flush_between;
         if (block_tokens && *block_tokens == 0) throw py::value_error("block_tokens must be >= 1, got 0");
+        // Registered until this returns or raises.
+        const std::unique_ptr<PythonPolicyRegistration> policy = apply_eviction(eviction, data, options);
 
         std::unique_ptr<TraceReader> reader;
         if (trace.is_none()) {
@@ -80,16 +128,20 @@ void bind_replay(py::module_& m) {
 
         absl::StatusOr<ReplayReport> report;
         {
+          PolicyStopTrace stoppable(*reader, policy.get());
           py::gil_scoped_release nogil;
-          report = run_replay(*reader, options);
+          report = run_replay(stoppable, options);
         }
-        const std::string json = format_report_json(value_or_throw(std::move(report)));
+        if (policy) policy->raise_if_failed();
+        ReplayReport r = value_or_throw(std::move(report));
+        if (policy) rename_policy(r, *policy);
+        const std::string json = format_report_json(r);
         return py::module_::import("json").attr("loads")(json);
       },
       py::arg("trace") = py::none(), py::arg("config") = py::none(), py::kw_only(), py::arg("data") = true,
-      py::arg("format") = py::none(), py::arg("block_tokens") = py::none(), py::arg("workload") = "default",
-      py::arg("requests") = py::none(), py::arg("seed") = py::none(), py::arg("unlimited_g1") = false,
-      py::arg("flush_between") = false, R"doc(
+      py::arg("eviction") = py::none(), py::arg("format") = py::none(), py::arg("block_tokens") = py::none(),
+      py::arg("workload") = "default", py::arg("requests") = py::none(), py::arg("seed") = py::none(),
+      py::arg("unlimited_g1") = false, py::arg("flush_between") = false, R"doc(
 Replays a request trace through a cache and returns the report (the JSON of `kvbm replay --json`) as a dict.
 
 trace: None (a generated workload: `workload` preset, `requests`, `seed`), a JSONL path (Mooncake or token
@@ -97,7 +149,14 @@ format, detected unless `format` says), or a list of requests, each a list of bl
 "hash_ids" (and optionally "timestamp", "input_length", "output_length"). config: tiers, model and offload
 policy (None, dict, TOML path or Config). data=False replays identities only: every tier, no bytes, the same
 hits as data=True (README "Replay semantics"). flush_between is accepted and changes nothing.
-The GIL is released while it runs.
+eviction: None (the config's policies), a policy name for G1, G2 and G3 ("lru", "adaptive", ..., a
+registered one, or "optimal"), or a Python policy class (data=False only): cls(capacity) is made for
+each pool and called with insert(block_id, info), erase(block_id), touch(block_id), evict() -> int | None
+and optionally pin, unpin, set_leaf, name, uses_lineage, uses_depth and pins_keep_state
+(docs/custom_eviction.md). An
+exception in a hook stops the replay and is raised here. Each tier's "policy_violations" counts the
+victims a policy named outside its set (overruled: LRU evicted instead).
+The GIL is released while it runs; a Python policy's hooks take it.
 )doc");
 }
 

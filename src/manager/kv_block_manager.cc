@@ -332,6 +332,10 @@ PoolStatus KvBlockManager::status(CacheLevel level) const {
   }
 }
 
+std::uint64_t KvBlockManager::policy_violations(CacheLevel level) const {
+  return visit_tier(tiers_, level, [](const auto* t) -> std::uint64_t { return t ? t->pool->policy_violations() : 0; });
+}
+
 const TierMemory* KvBlockManager::tier_memory(CacheLevel level) const {
   return visit_tier(tiers_, level, [](const auto* t) -> const TierMemory* { return t ? t->memory.get() : nullptr; });
 }

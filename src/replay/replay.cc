@@ -449,7 +449,10 @@ absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& 
   if (r.requests > 0) credit_moves(last_timestamp_ms);
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   bar.finish(r.requests);
-  for (int t = 0; t < kNumCacheLevels; ++t) r.tiers[t].final_status = m.status(static_cast<CacheLevel>(t));
+  for (int t = 0; t < kNumCacheLevels; ++t) {
+    r.tiers[t].final_status = m.status(static_cast<CacheLevel>(t));
+    r.tiers[t].policy_violations = m.policy_violations(static_cast<CacheLevel>(t));
+  }
   r.offload = m.offload_stats();
   r.transfers = m.transfer_stats();
   r.onboard_p50_ms = quantile(latencies_ms, 0.5);

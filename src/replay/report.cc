@@ -160,6 +160,13 @@ std::string format_report_text(const ReplayReport& r) {
                                           pct(r.blocks_total ? static_cast<double>(tr.hits) / r.blocks_total : 0), "",
                                           tr.final_status.active, tr.final_status.inactive, tr.final_status.free));
   }
+  for (int t = 0; t < kNumCacheLevels; ++t) {
+    const TierReport& tr = r.tiers[t];
+    if (tr.policy_violations == 0) continue;
+    absl::StrAppend(&out,
+                    labelled("overruled", absl::StrCat(kTierNames[t], " ", tr.eviction, ": ", tr.policy_violations,
+                                                       " victims outside its set (LRU evicted instead)")));
+  }
   if (r.blocks_uncached) {
     absl::StrAppend(&out,
                     labelled("uncached", absl::StrCat(r.blocks_uncached, " misses not cached (every G1 slot held)")));
@@ -255,7 +262,7 @@ std::string format_report_json(const ReplayReport& r) {
         ",\"eviction\":", json_string(tr.eviction), ",\"hits\":", tr.hits,
         absl::StrFormat(",\"hit_rate\":%.9g", r.blocks_total ? static_cast<double>(tr.hits) / r.blocks_total : 0.0),
         ",\"active\":", tr.final_status.active, ",\"inactive\":", tr.final_status.inactive,
-        ",\"free\":", tr.final_status.free, "}");
+        ",\"free\":", tr.final_status.free, ",\"policy_violations\":", tr.policy_violations, "}");
   }
   absl::StrAppend(&out, "}");
   const OffloadStats& o = r.offload;

@@ -1,5 +1,6 @@
 // User eviction policies (include/kvbm/pool/eviction_policy.h, docs/custom_eviction.md): registration, selection
 // by name in a pool, the config and `--compare`, and the guard that overrules a victim outside the set.
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "kvbm/replay/compare.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/replay.h"
+#include "kvbm/replay/report.h"
 
 namespace kvbm {
 namespace {
@@ -201,6 +203,30 @@ TEST(UserPolicyTest, ABadPolicyLosesToLruInTheComparison) {
     EXPECT_LT(bad * 10, lru * 9) << "capacity " << c->capacity_blocks[i] << ": " << bad << " vs LRU " << lru;
   }
   EXPECT_NE(comparison_table(*c).find("newest_first"), std::string::npos);
+}
+
+// A replay's report counts, per tier, the victims its pool overruled; built-in tiers count none.
+TEST(UserPolicyTest, ReplayReportCountsOverruledVictims) {
+  Registered r("liar", [](std::uint32_t) { return std::make_unique<Liar>(); });
+  auto w = workload_preset("default");
+  ASSERT_TRUE(w.ok());
+  w->num_requests = 200;
+  auto trace = generate_trace(*w);
+  ReplayOptions o;
+  o.data = false;
+  o.config.g1.num_blocks = 64;
+  o.config.g1.eviction = EvictionPolicySpec::user("liar");
+  o.config.g2.num_blocks = 128;
+  o.config.g2.eviction = EvictionPolicyKind::kLru;
+  auto report = run_replay(*trace, o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->requests, 200u);
+  EXPECT_EQ(report->tiers[0].eviction, "liar");
+  EXPECT_GT(report->tiers[0].policy_violations, 0u);
+  EXPECT_EQ(report->tiers[1].policy_violations, 0u);
+  const std::string json = format_report_json(*report);
+  EXPECT_NE(json.find(absl::StrCat("\"policy_violations\":", report->tiers[0].policy_violations)), std::string::npos);
+  EXPECT_NE(format_report_text(*report).find("overruled"), std::string::npos);
 }
 
 }  // namespace

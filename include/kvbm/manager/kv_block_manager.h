@@ -107,6 +107,9 @@ class KvBlockManager {
   // Status of one tier; all zero for a tier that is not configured.
   [[nodiscard]] PoolStatus status(CacheLevel level) const;
   [[nodiscard]] bool has_tier(CacheLevel level) const;
+  // Victims of the tier's user eviction policy that its pool overruled (BlockPool::policy_violations());
+  // 0 for a built-in policy and for a tier that is not configured.
+  [[nodiscard]] std::uint64_t policy_violations(CacheLevel level) const;
   // Whether the tiers hold identities only (Options::identities_only).
   [[nodiscard]] bool identities_only() const { return identities_only_; }
   [[nodiscard]] OffloadStats offload_stats() const;

@@ -27,6 +27,8 @@ struct TierReport {
   std::string eviction;              // the tier's eviction policy ("" for G4)
   std::uint64_t hits = 0;            // blocks of requests' cached prefixes found in this tier
   PoolStatus final_status;           // at the end of the run
+  // Victims a user eviction policy named that the pool overruled (docs/custom_eviction.md); 0 for built-ins.
+  std::uint64_t policy_violations = 0;
 };
 
 struct ReplayReport {
