@@ -511,17 +511,6 @@ bool check_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<c
   return diff == 0;
 }
 
-std::vector<std::string> model_preset_names() { return model_spec_preset_names(); }
-
-absl::StatusOr<ModelConfig> model_preset(const std::string& name, std::uint32_t block_tokens) {
-  auto spec = model_spec_preset(name, block_tokens);
-  if (!spec.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--model must be one of ", absl::StrJoin(model_preset_names(), ", "), "; got '", name, "'"));
-  }
-  return spec->geometry;
-}
-
 absl::StatusOr<ModelConfig> model_with_block_bytes(ModelConfig m, std::uint64_t bytes) {
   if (bytes == 0) return absl::InvalidArgumentError("bytes per block must be >= 1, got 0");
   const std::uint64_t max_row = std::uint64_t{ModelConfig::kMaxInnerDim} * ModelConfig::kMaxDtypeBytes;

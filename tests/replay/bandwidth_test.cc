@@ -31,9 +31,9 @@ ReplayOptions two_tiers(bool data, std::uint64_t g1, std::uint64_t g2) {
   ReplayOptions o;
   o.data = data;
   o.block_tokens = kDefaultHashBlockTokens;
-  auto model = model_preset("Llama-3.1-8B", kDefaultHashBlockTokens);
+  auto model = model_spec_preset("Llama-3.1-8B", kDefaultHashBlockTokens);
   EXPECT_TRUE(model.ok());
-  auto scaled = model_with_block_bytes(*model, kBlockBytes);
+  auto scaled = model_with_block_bytes(model->geometry, kBlockBytes);
   EXPECT_TRUE(scaled.ok());
   o.config.model = *scaled;
   o.config.g1 = TierConfig{.num_blocks = g1, .eviction = EvictionPolicyKind::kLru};

@@ -159,18 +159,19 @@ TEST(ReplayBytes, FillAndCheckAgree) {
 }
 
 TEST(ReplayModel, PresetsAndScaling) {
-  auto llama = model_preset("Llama-3.1-8B", 512);
-  ASSERT_TRUE(llama.ok());
-  EXPECT_EQ(llama->bytes_per_block(), 64ull << 20);  // 32 layers × 2 × 512 tokens × 1024 × bf16
-  auto ds = model_preset("DeepSeek-V3", 64);
+  auto llama_spec = model_spec_preset("Llama-3.1-8B", 512);
+  ASSERT_TRUE(llama_spec.ok());
+  const ModelConfig& llama = llama_spec->geometry;
+  EXPECT_EQ(llama.bytes_per_block(), 64ull << 20);  // 32 layers × 2 × 512 tokens × 1024 × bf16
+  auto ds = model_spec_preset("DeepSeek-V3", 64);
   ASSERT_TRUE(ds.ok());
   EXPECT_EQ(ds->bytes_per_block(), 61ull * 64 * 576 * 2);
-  EXPECT_FALSE(model_preset("GPT-5", 16).ok());
-  auto small = model_with_block_bytes(*llama, 2ull << 20);
+  EXPECT_FALSE(model_spec_preset("GPT-5", 16).ok());
+  auto small = model_with_block_bytes(llama, 2ull << 20);
   ASSERT_TRUE(small.ok());
   EXPECT_EQ(small->bytes_per_block(), 2ull << 20);
   EXPECT_EQ(small->num_layers, 32u);
-  auto tiny = model_with_block_bytes(*llama, 4096);  // below one byte per (layer, outer, token)
+  auto tiny = model_with_block_bytes(llama, 4096);  // below one byte per (layer, outer, token)
   ASSERT_TRUE(tiny.ok());
   EXPECT_EQ(tiny->bytes_per_block(), 4096u);
 }
@@ -188,9 +189,9 @@ ReplayOptions data_options(std::uint64_t g1, std::uint64_t g2, std::uint64_t g3)
   ReplayOptions o;
   o.data = true;
   o.block_tokens = kDefaultHashBlockTokens;
-  auto model = model_preset("Llama-3.1-8B", kDefaultHashBlockTokens);
+  auto model = model_spec_preset("Llama-3.1-8B", kDefaultHashBlockTokens);
   EXPECT_TRUE(model.ok());
-  auto scaled = model_with_block_bytes(*model, 4096);
+  auto scaled = model_with_block_bytes(model->geometry, 4096);
   EXPECT_TRUE(scaled.ok());
   o.config.model = *scaled;
   o.config.g1 = TierConfig{.num_blocks = g1, .eviction = EvictionPolicyKind::kLru};

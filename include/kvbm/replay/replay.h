@@ -94,10 +94,6 @@ void fill_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<st
 // Whether `bytes` are what fill_chunk_bytes writes for (hash, chunk_index).
 [[nodiscard]] bool check_chunk_bytes(SequenceHash hash, std::uint32_t chunk_index, std::span<const std::byte> bytes);
 
-// The geometry of a model preset (model_spec_preset), page_size set to block_tokens. InvalidArgument
-// listing the names for an unknown one.
-[[nodiscard]] absl::StatusOr<ModelConfig> model_preset(const std::string& name, std::uint32_t block_tokens);
-[[nodiscard]] std::vector<std::string> model_preset_names();
 // Shrinks `model` to about `bytes` per block, keeping num_layers, outer_dim and page_size: the bytes of
 // one token of one (layer, outer) — inner_dim × dtype_bytes — become bytes / (layers × outer × page),
 // with dtype_bytes = 1. When that is below 1 byte, page_size, then outer_dim, then num_layers are lowered

@@ -81,9 +81,9 @@ absl::StatusOr<OffloadBenchReport> run_offload_bench(const OffloadBenchOptions& 
   if (!(o.seconds > 0) || o.g1_blocks == 0 || o.request_blocks == 0 || o.request_blocks > o.g1_blocks) {
     return absl::InvalidArgumentError("offload bench: needs seconds > 0 and 1 <= request_blocks <= g1_blocks");
   }
-  auto preset = model_preset("Llama-3.1-8B", 16);
+  auto preset = model_spec_preset("Llama-3.1-8B", 16);
   if (!preset.ok()) return preset.status();
-  auto model = model_with_block_bytes(*preset, o.block_bytes);
+  auto model = model_with_block_bytes(preset->geometry, o.block_bytes);
   if (!model.ok()) return model.status();
   OffloadBenchReport report;
   report.block_bytes = model->bytes_per_block();
