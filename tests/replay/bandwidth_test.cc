@@ -12,6 +12,7 @@
 #include "kvbm/replay/replay.h"
 #include "kvbm/replay/report.h"
 #include "kvbm/replay/trace.h"
+#include "support/replay_util.h"
 
 namespace kvbm {
 namespace {
@@ -42,12 +43,7 @@ ReplayOptions two_tiers(bool data, std::uint64_t g1, std::uint64_t g2) {
   return o;
 }
 
-ReplayReport replay(std::vector<TraceRequest> requests, const ReplayOptions& o) {
-  auto trace = make_vector_trace(std::move(requests));
-  auto report = run_replay(*trace, o);
-  EXPECT_TRUE(report.ok()) << report.status();
-  return report.ok() ? *report : ReplayReport{};
-}
+using testing::replay;
 
 // G1 of 4 blocks, LRU (released tail first), G2 of 100.
 //   0 ms     [1,2]  misses, cached; released 2,1 and copied into G2          window 0: G1→G2 2
@@ -156,7 +152,7 @@ TEST(ReplayBandwidth, DataAndIdentitiesOnlyAgree) {
   for (OffloadMode mode : {OffloadMode::kWriteThrough, OffloadMode::kWriteBack}) {
     ReplayOptions o = two_tiers(true, 16, 48);
     o.config.g3 = TierConfig{.num_blocks = 160, .eviction = EvictionPolicyKind::kLru};
-    o.config.g3.directory = testing::TempDir();
+    o.config.g3.directory = ::testing::TempDir();
     o.config.offload.g1_to_g2 = mode;
     o.config.offload.g2_to_g3 = mode;
     o.config.offload.g3_min_frequency = 0;

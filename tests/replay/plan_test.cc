@@ -15,6 +15,7 @@
 #include "kvbm/replay/replay.h"
 #include "kvbm/replay/stack_distance.h"
 #include "kvbm/replay/trace.h"
+#include "support/replay_util.h"
 
 namespace kvbm {
 namespace {
@@ -54,12 +55,7 @@ std::vector<std::vector<SequenceHash>> hashes_of(const std::vector<TraceRequest>
   return out;
 }
 
-ReplayReport replay(const std::vector<TraceRequest>& requests, const ReplayOptions& o) {
-  auto trace = make_vector_trace(requests);
-  auto report = run_replay(*trace, o);
-  EXPECT_TRUE(report.ok()) << report.status();
-  return report.ok() ? *report : ReplayReport{};
-}
+using testing::replay;
 
 // How often each path of G2HitCurve::at was checked, over the whole test binary.
 int g_from_pass = 0, g_resimulated = 0;

@@ -13,6 +13,7 @@
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/sweep.h"
 #include "kvbm/replay/trace.h"
+#include "support/replay_util.h"
 
 namespace kvbm {
 namespace {
@@ -34,12 +35,7 @@ ReplayOptions metadata_options(std::uint64_t g1_blocks) {
   return o;
 }
 
-ReplayReport replay(std::vector<TraceRequest> requests, const ReplayOptions& o) {
-  auto trace = make_vector_trace(std::move(requests));
-  auto report = run_replay(*trace, o);
-  EXPECT_TRUE(report.ok()) << report.status();
-  return report.ok() ? *report : ReplayReport{};
-}
+using testing::replay;
 
 // Hits per request, by replaying prefixes of the trace one request longer each time.
 std::vector<std::uint64_t> hits_per_request(const std::vector<TraceRequest>& requests, const ReplayOptions& o) {
@@ -197,7 +193,7 @@ ReplayOptions data_options(std::uint64_t g1, std::uint64_t g2, std::uint64_t g3)
   o.config.g1 = TierConfig{.num_blocks = g1, .eviction = EvictionPolicyKind::kLru};
   o.config.g2 = TierConfig{.num_blocks = g2, .eviction = EvictionPolicyKind::kLru};
   o.config.g3 = TierConfig{.num_blocks = g3, .eviction = EvictionPolicyKind::kLru};
-  o.config.g3.directory = testing::TempDir();
+  o.config.g3.directory = ::testing::TempDir();
   o.config.offload.g1_to_g2 = OffloadMode::kWriteThrough;
   o.config.offload.g2_to_g3 = OffloadMode::kWriteThrough;
   o.config.offload.g3_min_frequency = 0;  // inclusive: every block reaches G3

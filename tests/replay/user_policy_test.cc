@@ -127,13 +127,18 @@ void cache(BlockPool<CacheLevel::kG1>& pool, std::span<const SequenceHash> hashe
   pool.release(*std::move(registered));
 }
 
+// A G1 pool of `blocks` slots evicting with the registered policy `name`.
+auto user_pool(const std::string& name, std::uint32_t blocks) {
+  BlockPoolConfig c;
+  c.num_blocks = blocks;
+  c.keep_tokens = false;
+  c.eviction = EvictionPolicySpec::user(name);
+  return BlockPool<CacheLevel::kG1>::create(c);
+}
+
 TEST(UserPolicyTest, PoolEvictsWhatTheUserPolicyChooses) {
   Registered r("newest_first", newest_first());
-  BlockPoolConfig c;
-  c.num_blocks = 4;
-  c.keep_tokens = false;
-  c.eviction = EvictionPolicySpec::user("newest_first");
-  auto pool = BlockPool<CacheLevel::kG1>::create(c);
+  auto pool = user_pool("newest_first", 4);
   ASSERT_TRUE(pool.ok()) << pool.status();
   const std::vector<SequenceHash> a = chain(100, 4);
   cache(**pool, a);  // released tail first: 103, 102, 101, 100 — 100 is the newest
@@ -145,11 +150,7 @@ TEST(UserPolicyTest, PoolEvictsWhatTheUserPolicyChooses) {
 
 TEST(UserPolicyTest, AWrongVictimIsOverruledNotObeyed) {
   Registered r("liar", [](std::uint32_t) { return std::make_unique<Liar>(); });
-  BlockPoolConfig c;
-  c.num_blocks = 8;
-  c.keep_tokens = false;
-  c.eviction = EvictionPolicySpec::user("liar");
-  auto pool = BlockPool<CacheLevel::kG1>::create(c);
+  auto pool = user_pool("liar", 8);
   ASSERT_TRUE(pool.ok()) << pool.status();
   // A held block is never evicted; the pool keeps working and evicts in LRU order instead.
   const std::vector<SequenceHash> held_hashes = chain(1, 2);
