@@ -83,6 +83,9 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
         if (!opened.ok()) {
           return absl::Status(opened.status().code(), absl::StrCat("g3: ", opened.status().message()));
         }
+        if (absl::Status s = (*disk)->reserve_rest(); !s.ok()) {
+          return absl::Status(s.code(), absl::StrCat("g3: ", s.message()));
+        }
         persist = opened->get();
         tier->hooks = *std::move(opened);
       }

@@ -253,12 +253,23 @@ absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::open_persistent(std::unique_
   }
   file->previous_bytes_ = static_cast<std::uint64_t>(st.st_size);
   file->existed_ = st.st_size > 0;
-  if (file->previous_bytes_ < file->file_bytes_) {
-    const std::uint64_t missing = file->file_bytes_ - file->previous_bytes_;
-    if (space_known && space_bytes < missing) return no_space_error(dir, missing, space_bytes);
+  file->directory_ = dir;
+  // A file that existed is not resized here: its owner first checks that its contents belong to this
+  // configuration (a refused start must leave the file as it was), then calls reserve_rest().
+  if (!file->existed_) {
+    if (space_known && space_bytes < file->file_bytes_) return no_space_error(dir, file->file_bytes_, space_bytes);
     if (absl::Status status = reserve(file->fd_, dir, file->file_bytes_); !status.ok()) return status;
   }
   return file;
+}
+
+absl::Status DiskFile::reserve_rest() {
+  if (!persistent_ || previous_bytes_ >= file_bytes_) return absl::OkStatus();
+  absl::StatusOr<FreeSpace> available = free_space(directory_);
+  if (!available.ok()) return available.status();
+  const std::uint64_t missing = file_bytes_ - previous_bytes_;
+  if (available->known && available->bytes < missing) return no_space_error(directory_, missing, available->bytes);
+  return reserve(fd_, directory_, file_bytes_);
 }
 
 absl::StatusOr<std::unique_ptr<DiskFile>> DiskFile::for_layout(const Layout& layout, Options options) {

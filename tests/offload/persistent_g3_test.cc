@@ -421,6 +421,28 @@ TEST(PersistentG3Test, MismatchedConfigurationIsAClearError) {
   EXPECT_NE(bad.status().message().find("not a kvbm persistent G3 file"), std::string::npos) << bad.status();
 }
 
+// Issue 24 item 6: a start refused for a larger g3.num_blocks used to fallocate the file to the new size
+// first (42,991,620,096 bytes after a 4,096-block run); the refusal now leaves it as it was.
+TEST(PersistentG3Test, RefusedStartLeavesTheFileSizeUnchanged) {
+  TempDir dir;
+  {
+    auto m = KvBlockManager::create(persist_config(dir.path(), 256));
+    ASSERT_TRUE(m.ok()) << m.status();
+    run_requests(**m, 4);
+    (*m)->flush();
+  }
+  const std::uintmax_t before = std::filesystem::file_size(dir.file());
+  auto bigger = KvBlockManager::create(persist_config(dir.path(), 4096));
+  ASSERT_FALSE(bigger.ok());
+  EXPECT_NE(bigger.status().message().find("g3.num_blocks"), std::string::npos) << bigger.status();
+  EXPECT_EQ(std::filesystem::file_size(dir.file()), before);
+  // A file cut short (the data area truncated) is still grown back once its superblock is accepted.
+  std::filesystem::resize_file(dir.file(), PersistentG3::header_bytes(256) + 4096);
+  auto same = KvBlockManager::create(persist_config(dir.path(), 256));
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(std::filesystem::file_size(dir.file()), before);
+}
+
 TEST(PersistentG3Test, SecondManagerOnTheSameDirectoryIsRefused) {
   TempDir dir;
   auto first = KvBlockManager::create(persist_config(dir.path(), 256));

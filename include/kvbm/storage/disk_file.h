@@ -12,7 +12,9 @@
 // when it exists (created otherwise), locked with flock(LOCK_EX) so a second process cannot use it at
 // the same time (a lock still held after kLockGraceMs is an error; see disk_file.cc), and kept when the
 // DiskFile is destroyed. header_bytes (rounded up to 4 KiB) are reserved in front of region 0 for the
-// caller's metadata (see offload/persistent_g3.h).
+// caller's metadata (see offload/persistent_g3.h). A new file is reserved at once; one that existed keeps
+// its size until the caller, having accepted its contents, calls reserve_rest() — so a start refused for
+// a mismatched file leaves that file untouched.
 //
 // Thread-safety: immutable after construction; concurrent I/O on distinct byte ranges is safe.
 #pragma once
@@ -67,6 +69,9 @@ class DiskFile final : public Storage {
   // Persistent files: whether the file existed before this DiskFile opened it, and its size then.
   [[nodiscard]] bool existed() const { return existed_; }
   [[nodiscard]] std::uint64_t previous_bytes() const { return previous_bytes_; }
+  // Persistent files that existed: reserves the bytes the file lacks up to file_bytes() (ResourceExhausted
+  // as create() when they do not fit). OK at once for a file already that large, and for other files.
+  [[nodiscard]] absl::Status reserve_rest();
 
  private:
   DiskFile() = default;
@@ -79,6 +84,7 @@ class DiskFile final : public Storage {
   bool persistent_ = false;
   bool existed_ = false;
   std::uint64_t previous_bytes_ = 0;
+  std::string directory_;  // persistent files: where reserve_rest() checks the free space
   std::string path_;
   std::uint64_t file_bytes_ = 0;
   std::vector<std::uint64_t> region_sizes_;
