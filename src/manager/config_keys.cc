@@ -104,7 +104,8 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
         "Open the G3 file O_DIRECT (falls back to buffered I/O where refused)"));
     keys.push_back(bool_key(
         "g3.unlink_after_open", [](KvbmConfig& c) -> bool& { return c.g3.unlink_after_open; },
-        "Remove the G3 file's name right after opening it"));
+        "Remove the G3 file's name right after opening it, so that no run, even a killed one, leaves its file "
+        "behind (not with g3.persist, whose file keeps its name)"));
     // Persistent G3 (issue 8/8): the disk tier survives a restart.
     keys.push_back(bool_key(
         "g3.persist", [](KvbmConfig& c) -> bool& { return c.g3.persist; },

@@ -83,11 +83,6 @@ std::vector<absl::Status> KvbmConfig::check() const {
       errors.push_back(absl::InvalidArgumentError(
           "g3.persist needs g3.directory: a persistent tier must not live in the temp dir; set g3.directory"));
     }
-    if (g3.persist && g3.unlink_after_open) {
-      errors.push_back(absl::InvalidArgumentError(
-          "g3.persist and g3.unlink_after_open exclude each other: an unlinked file cannot be reopened after a "
-          "restart; set g3.unlink_after_open = false"));
-    }
   }
   if (model_ok && offload.max_bytes_in_flight < model.bytes_per_block()) {
     errors.push_back(absl::InvalidArgumentError(absl::StrCat("offload.max_bytes_in_flight must be at least one block (",

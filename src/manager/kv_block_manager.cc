@@ -71,7 +71,7 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
       DiskFile::Options options;
       options.directory = tc.directory;
       options.direct_io = tc.direct_io;
-      options.unlink_after_open = tc.unlink_after_open;
+      options.unlink_after_open = tc.unlink_after_open && !tc.persist;  // a persistent file keeps its name
       if (tc.persist) {  // persistent G3: fixed file name, index in front of the data
         options.file_name = PersistentG3::kFileName;
         options.header_bytes = PersistentG3::header_bytes(blocks);

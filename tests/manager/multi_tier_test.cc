@@ -1,9 +1,12 @@
 // KvBlockManager with G1 + G2 + G3: offload, eviction cascades, onboarding, faults, concurrency.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -248,6 +251,59 @@ TEST(MultiTierTest, CorruptedDiskBlockIsAMissNeverWrongBytes) {
   for (const G1Block& block : *blocks) EXPECT_EQ(wrong_bytes(block, m.model()), 0u);
   EXPECT_EQ(m.offload_stats().checksum_failures, 1u);
   EXPECT_EQ(m.offload_stats().onboard_truncated, 1u);
+}
+
+// Names in `dir` (the G3 directory of a test).
+std::vector<std::string> names_in(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  return names;
+}
+
+// Issue 24 item 5: a killed run (SIGKILL, SIGTERM, SIGINT) used to leave its kvbm-g3-<pid>-….bin behind,
+// fallocated to the tier's size. The file now loses its name as soon as it is open (g3.unlink_after_open,
+// default true), so nothing is left whether the process ends cleanly or is killed.
+TEST(MultiTierTest, G3FileLeavesNothingBehindEvenWhenTheProcessIsKilled) {
+  std::string templ = ::testing::TempDir() + "kvbm-g3-unlink-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+  const std::string dir = templ;
+  KvbmConfig config = tiered_config(4, 8, 64);
+  config.g3.directory = dir;
+  {
+    auto kvbm = KvBlockManager::create(config);
+    ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+    for (std::uint32_t r = 0; r < 8; ++r) run_request(**kvbm, 1000 * (r + 1), 4);
+    (*kvbm)->flush();
+    EXPECT_GT((*kvbm)->offload_stats().g2_to_g3, 0u);
+    EXPECT_THAT(names_in(dir), ::testing::IsEmpty()) << "while running";
+  }
+  for (int sig : {SIGKILL, SIGTERM, SIGINT}) {
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {  // a run that is killed while its G3 holds blocks
+      ::close(ready[0]);
+      auto kvbm = KvBlockManager::create(config);
+      if (!kvbm.ok()) ::_exit(2);
+      for (std::uint32_t r = 0; r < 8; ++r) run_request(**kvbm, 1000 * (r + 1), 4);
+      (*kvbm)->flush();
+      const char c = 'r';
+      if (::write(ready[1], &c, 1) != 1) ::_exit(3);
+      for (;;) ::pause();
+    }
+    ::close(ready[1]);
+    char c = 0;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not start its manager";
+    ::close(ready[0]);
+    EXPECT_THAT(names_in(dir), ::testing::IsEmpty()) << "while the child runs";
+    ASSERT_EQ(::kill(child, sig), 0);
+    int wstatus = 0;
+    ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(wstatus)) << wstatus;
+    EXPECT_THAT(names_in(dir), ::testing::IsEmpty()) << "after signal " << sig;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MultiTierTest, FailingDiskWritesNeverRegisterInG3) {

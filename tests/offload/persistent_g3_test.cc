@@ -488,11 +488,16 @@ TEST(PersistentG3Test, ConfigValidation) {
   absl::Status s = c.validate();
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("g3.persist needs g3.directory"), std::string::npos) << s;
-  c = persist_config(::testing::TempDir(), 256);
-  c.g3.unlink_after_open = true;
-  s = c.validate();
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("g3.unlink_after_open"), std::string::npos) << s;
+  // g3.unlink_after_open (default true) does not apply to the persistent file: it keeps its name.
+  TempDir dir;
+  c = persist_config(dir.path(), 256);
+  ASSERT_TRUE(c.g3.unlink_after_open);
+  {
+    auto m = KvBlockManager::create(c);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_TRUE(std::filesystem::exists(dir.file()));
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir.file()));
   KvbmConfig parsed;
   ASSERT_TRUE(parsed.set("g3.persist", "true").ok());
   EXPECT_TRUE(parsed.g3.persist);

@@ -56,7 +56,7 @@ struct TierConfig {
   bool huge_pages = false;                  // ask for transparent huge pages
   std::string directory;                    // g3: where the file lives; empty = system temp dir
   bool direct_io = true;                    // g3: O_DIRECT (falls back when the file system refuses)
-  bool unlink_after_open = false;           // g3: leave no file behind, even after a crash
+  bool unlink_after_open = true;            // g3 without persist: leave no file behind, even after a kill
   bool persist = false;                     // g3: keep the file and re-index it at start-up (needs directory)
 
   [[nodiscard]] bool enabled() const { return num_blocks != 0 || bytes != 0; }
