@@ -121,6 +121,7 @@ py::dict offload_dict(const Stats& s) {
   d["no_space"] = s.no_space;
   d["transfer_failures"] = s.transfer_failures;
   d["checksum_failures"] = s.checksum_failures;
+  d["dropped_damaged"] = s.dropped_damaged;
   d["onboard_truncated"] = s.onboard_truncated;
   d["write_back_blocks"] = s.write_back_blocks;
   d["copied_at_eviction"] = s.copied_at_eviction;

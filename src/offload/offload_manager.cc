@@ -279,6 +279,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
       s.onboard_truncated = onboard_truncated_;
       s.transfer_failures = read_failures_;
       s.checksum_failures = read_checksum_failures_;
+      s.dropped_damaged = dropped_damaged_;
     }
     {
       MutexLock lock(&mu_);
@@ -435,6 +436,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
     }
     std::vector<absl::Status> status(targets.size());
     if (g1.has_bytes() && !targets.empty()) read_up(m, fill, index, targets, identity, status);
+    drop_damaged_g3(m, fill, index, status);
     for (std::size_t t = 0; t < targets.size(); ++t) {
       if (status[t].ok()) continue;
       if (m.tiers[fill[t]] != CacheLevel::kG4) {  // G4's misses and damage are G4Stats'
@@ -477,6 +479,23 @@ class OffloadManager::Impl final : public ReleaseObserver {
     if (g1.has_bytes()) bytes_up_ += registered->size() * ctx_.bytes_per_block;
     if (cut < k) ++onboard_truncated_;
     return out;
+  }
+
+  // G3 blocks that came back damaged leave G3 now (their slots are free once the match lets go), so that
+  // no later match counts them as hits and reads them again.
+  void drop_damaged_g3(MatchResult& m, std::span<const std::size_t> fill, std::span<const std::size_t> index,
+                       std::span<const absl::Status> status) {
+    std::vector<BlockId> dropped;
+    for (std::size_t t = 0; t < status.size(); ++t) {
+      const std::size_t pos = fill[t];
+      if (m.tiers[pos] != CacheLevel::kG3 || status[t].code() != absl::StatusCode::kDataLoss) continue;
+      const G3Block& b = m.g3[index[pos]];
+      if (ctx_.tiers->g3->pool->discard(b)) dropped.push_back(b.id());
+    }
+    if (dropped.empty()) return;
+    if (ctx_.tiers->g3->hooks) ctx_.tiers->g3->hooks->after_damaged(dropped);
+    MutexLock lock(&stats_mu_);
+    dropped_damaged_ += dropped.size();
   }
 
   // Copies the bytes of the blocks to fill into their G1 targets; `status[t]` says how target t fared.
@@ -604,6 +623,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
   std::uint64_t onboard_truncated_ ABSL_GUARDED_BY(stats_mu_) = 0;
   std::uint64_t read_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
   std::uint64_t read_checksum_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  std::uint64_t dropped_damaged_ ABSL_GUARDED_BY(stats_mu_) = 0;
 };
 
 OffloadManager::OffloadManager(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config, Options options)

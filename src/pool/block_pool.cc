@@ -39,6 +39,7 @@ struct alignas(32) Slot {
   SlotState state = SlotState::kFree;
   bool has_parent = false;
   bool copy_pinned = false;  // left the inactive set through pin_for_copy() (a copy), not used since
+  bool discarded = false;    // active, out of the registry (discard()): free, not inactive, at its last release
   // CacheLevel the bytes came from at registration, until reported at the first release (kNoOrigin after).
   std::uint8_t origin = kNoOrigin;
 };
@@ -382,6 +383,22 @@ class PoolCore {
     return absl::OkStatus();
   }
 
+  // Drops the registration of the block in slot `id` held under `hash` (see BlockPool::discard).
+  bool discard(BlockId id, SequenceHash hash) {
+    {
+      MutexLock lock(&mu_);
+      Slot& s = slots_[id.value()];
+      if (s.state != SlotState::kRegistered || s.discarded || s.sequence_hash != hash) return false;
+      auto it = registry_.find(hash.value());
+      if (it == registry_.end() || it->second != id.value()) return false;
+      registry_.erase(it);
+      if (s.has_parent && track_lineage_) remove_cached_child(s.parent_hash);
+      s.discarded = true;  // held (the caller's handle): freed at the last release
+    }
+    if (config_.events != nullptr) config_.events->on_removed(BlocksRemoved{config_.level, {hash}});
+    return true;
+  }
+
   PoolStatus status() const {
     MutexLock lock(&mu_);
     return PoolStatus{active_, inactive_, static_cast<std::uint32_t>(free_list_.size()), owned_};
@@ -461,6 +478,16 @@ class PoolCore {
       const bool is_tail = std::exchange(first, false);
       if (--s.refcount != 0) continue;
       --active_;
+      if (s.discarded) {  // out of the registry already: the slot is free now
+        if (s.copy_pinned) {
+          // A pinning policy may still track the block (pins_keep_state): give it back, then take it out.
+          policy_->unpin(id, InactiveBlockInfo{s.priority, true, is_tail, s.depth, s.sequence_hash.value()});
+          policy_->erase(id);
+        }
+        s = Slot{};
+        free_list_.push_back(id.value());
+        continue;
+      }
       ++inactive_;
       const bool is_leaf = !track_lineage_ || !cached_children_.contains(s.sequence_hash.value());
       const InactiveBlockInfo info{s.priority, is_leaf, is_tail, s.depth, s.sequence_hash.value()};
@@ -601,6 +628,7 @@ std::vector<std::optional<BlockId>> find_each_for_copy(PoolCore* core, std::span
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes) { return core->touch(hashes); }
 absl::Status reset(PoolCore* core) { return core->reset(); }
 PoolStatus status(const PoolCore* core) { return core->status(); }
+bool discard(PoolCore* core, BlockId id, SequenceHash hash) { return core->discard(id, hash); }
 void release_registered_batch(PoolCore* core, std::span<const BlockId> ids) { core->release_registered(ids); }
 const BlockPoolConfig& config(const PoolCore* core) { return core->config(); }
 bool pins_keep_state(const PoolCore* core) { return core->pins_keep_state(); }

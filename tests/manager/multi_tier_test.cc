@@ -251,6 +251,23 @@ TEST(MultiTierTest, CorruptedDiskBlockIsAMissNeverWrongBytes) {
   for (const G1Block& block : *blocks) EXPECT_EQ(wrong_bytes(block, m.model()), 0u);
   EXPECT_EQ(m.offload_stats().checksum_failures, 1u);
   EXPECT_EQ(m.offload_stats().onboard_truncated, 1u);
+
+  // Issue 24 item 4: the damaged block leaves G3 the first time (each round of match used to count it as
+  // a G3 hit again and fail its checksum again). The next match ends before it and reads nothing.
+  EXPECT_EQ(m.offload_stats().dropped_damaged, 1u);
+  EXPECT_FALSE(m.tier_contains(CacheLevel::kG3, seq.sequence_hashes()[2]));
+  m.release(*std::move(blocks));
+  for (int round = 0; round < 2; ++round) {
+    MatchResult again = m.match(seq.sequence_hashes());
+    EXPECT_EQ(again.size(), 2u);
+    auto more = m.onboard(std::move(again))->wait();
+    ASSERT_TRUE(more.ok()) << more.status();
+    m.release(*std::move(more));
+  }
+  EXPECT_EQ(m.offload_stats().checksum_failures, 1u);
+  EXPECT_EQ(m.offload_stats().dropped_damaged, 1u);
+  // Its slot was freed, not kept inactive: G3 holds the other 11 blocks of the three requests.
+  EXPECT_EQ(m.status(CacheLevel::kG3).inactive + m.status(CacheLevel::kG3).active, 11u);
 }
 
 // Names in `dir` (the G3 directory of a test).

@@ -290,6 +290,16 @@ TEST(PersistentG3Test, DamagedRecordIsDroppedAndDamagedDataIsAMiss) {
   }
   EXPECT_GT(ok, 0u);
   EXPECT_EQ(wrong, 0u);
+  // Issue 24 item 4: the damaged block left G3 at its first failed read, and its record with it, so that
+  // neither this manager nor the next one reads it again.
+  EXPECT_FALSE(kvbm.tier_contains(CacheLevel::kG3, bad_data));
+  EXPECT_EQ((*m)->offload_stats().dropped_damaged, 1u);
+  EXPECT_EQ((*m)->offload_stats().checksum_failures, 1u);
+  m->reset();
+  auto restarted = KvBlockManager::create(persist_config(dir.path(), 1024));
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  EXPECT_FALSE((*restarted)->tier_contains(CacheLevel::kG3, bad_data));
+  EXPECT_GT(persist_stats(**restarted).restored, 0u);
 }
 
 TEST(PersistentG3Test, SlotsReusedByEvictionRestoreOnlyTheirNewBlocks) {

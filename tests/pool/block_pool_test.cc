@@ -644,6 +644,54 @@ TEST(MatchTest, MatchedBlocksAreTheRegisteredOnes) {
   EXPECT_EQ(pool->status(), st(0, 2, 2, 0));
 }
 
+// ---- Discard (a block whose bytes turned out damaged) ----
+
+TEST(DiscardTest, HeldBlockStopsMatchingAtOnceAndIsFreedAtItsLastRelease) {
+  RecordingEventSink sink;
+  auto pool = make_pool(config(4, 4, &sink));
+  const auto chain = chain_of(3, 1);
+  auto held = register_chain(*pool, std::span<const BlockIdentity>(chain));
+  ASSERT_TRUE(held.ok());
+  sink.clear();
+  Immutable copy = (*held)[1];
+  EXPECT_TRUE(pool->discard((*held)[1]));
+  EXPECT_FALSE(pool->discard(copy)) << "already dropped";
+  EXPECT_THAT(sink.removed_hashes(), ElementsAre(chain[1].sequence_hash));
+  EXPECT_FALSE(pool->contains(chain[1].sequence_hash));
+  EXPECT_EQ(pool->match(sequence_hashes(std::span<const BlockIdentity>(chain))).size(), 1u);
+  EXPECT_EQ(pool->status(), st(3, 0, 1, 0));
+  pool->release(std::move(*held));
+  EXPECT_EQ(pool->status(), st(1, 2, 1, 0)) << "the copy still holds it";
+  copy = Immutable{};
+  EXPECT_EQ(pool->status(), st(0, 2, 2, 0)) << "free, not inactive";
+  // Registered again later, the hash is an ordinary block once more.
+  auto again = register_chain(*pool, std::span<const BlockIdentity>(chain));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(pool->contains(chain[1].sequence_hash));
+}
+
+// A block pinned for a copy (as onboarding pins G3 blocks) that is discarded leaves every policy too,
+// including those whose pins keep the block's place (pins_keep_state).
+TEST(DiscardTest, CopyPinnedBlockGoesToFreeUnderEveryPolicy) {
+  for (EvictionPolicyKind kind : all_eviction_policy_kinds()) {
+    auto pool = make_pool(config(4, 4, nullptr, kind));
+    const auto chain = chain_of(3, 2);
+    auto held = register_chain(*pool, std::span<const BlockIdentity>(chain));
+    ASSERT_TRUE(held.ok());
+    pool->release(std::move(*held));
+    ASSERT_EQ(pool->status(), st(0, 3, 1, 0));
+    std::optional<Immutable> pinned = pool->pin_for_copy(chain[1].sequence_hash);
+    ASSERT_TRUE(pinned.has_value());
+    EXPECT_TRUE(pool->discard(*pinned));
+    pinned.reset();
+    EXPECT_EQ(pool->status(), st(0, 2, 2, 0)) << eviction_policy_name(kind);
+    // Every slot can be had: the policy names only blocks it still holds.
+    auto all = pool->allocate(4);
+    EXPECT_TRUE(all.ok()) << eviction_policy_name(kind) << ": " << all.status();
+    EXPECT_FALSE(pool->contains(chain[0].sequence_hash) || pool->contains(chain[2].sequence_hash));
+  }
+}
+
 // ---- Release order and eviction ----
 
 TEST(ReleaseTest, BatchReleaseMakesTheTailEvictableFirst) {

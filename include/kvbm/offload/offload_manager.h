@@ -28,7 +28,8 @@
 // Onboarding. match() finds the longest prefix across the tiers; onboard() makes it resident in G1:
 // fresh G1 blocks (evicting as allocation does), filled from G2, G3 (read straight into G1) or G4
 // (fetched), registered in G1 with their origin. A block that fails (I/O error, checksum mismatch) ends
-// the prefix: later blocks are dropped, never handed out.
+// the prefix: later blocks are dropped, never handed out. A G3 block that fails its checksum leaves G3
+// at once (BlockPool::discard, and its persistent record): the next match does not find it again.
 //
 // Thread-safety: all methods are thread-safe. shutdown() (or destruction) drains or cancels every queue
 // and waits for every job this manager posted.
@@ -90,6 +91,7 @@ struct OffloadStats {
   std::uint64_t no_space = 0;
   std::uint64_t transfer_failures = 0;  // copies down, and reads up, that failed
   std::uint64_t checksum_failures = 0;  // blocks read back damaged (DataLoss): treated as misses
+  std::uint64_t dropped_damaged = 0;    // of those, G3 blocks dropped from G3 at once (never read again)
   std::uint64_t onboard_truncated = 0;  // onboardings cut short by a failed block or no G1 space
   std::uint64_t queue_peak_g1_g2 = 0, queue_peak_g2_g3 = 0;
   std::uint64_t write_back_blocks = 0;

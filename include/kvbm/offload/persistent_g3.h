@@ -62,8 +62,8 @@ struct PersistentG3Stats {
   double rebuild_seconds = 0;           // time restore() took
 };
 
-// As the tier's hooks: before_write() is invalidate(), after_write() is commit() with the tier's checksums,
-// after_reset() is invalidate_all().
+// As the tier's hooks: before_write() and after_damaged() are invalidate(), after_write() is commit() with
+// the tier's checksums, after_reset() is invalidate_all().
 class PersistentG3 final : public TierHooks {
  public:
   static constexpr const char* kFileName = "kvbm-g3-persist.bin";
@@ -95,6 +95,7 @@ class PersistentG3 final : public TierHooks {
   void before_write(std::span<const BlockId> slots) override { invalidate(slots); }
   void after_write(BlockId slot, const BlockIdentity& identity) override { commit(slot, identity, *checksums_); }
   [[nodiscard]] absl::Status after_reset() override { return invalidate_all(); }
+  void after_damaged(std::span<const BlockId> slots) override { invalidate(slots); }
 
   [[nodiscard]] PersistentG3Stats stats() const;
   [[nodiscard]] const std::string& path() const { return path_; }

@@ -31,6 +31,9 @@ class TierHooks {
   virtual void after_write(BlockId slot, const BlockIdentity& identity) = 0;
   // Every registration of the tier was dropped (KvBlockManager::reset).
   [[nodiscard]] virtual absl::Status after_reset() = 0;
+  // The blocks in `slots` were read back damaged and dropped from the pool (BlockPool::discard): nothing
+  // the kind keeps (a persistent index) may bring them back.
+  virtual void after_damaged(std::span<const BlockId> slots) = 0;
 };
 
 template <CacheLevel L>

@@ -9,9 +9,12 @@
 //   Active      Registered, in the registry, held by ≥ 1 ImmutableBlock. Never evicted.
 //   Inactive    Registered, in the registry, held by none. Still matchable; owned by the
 //               EvictionPolicy, which may evict it (→ Free, registration dropped, Removed event).
+//   Discarded   Active but out of the registry (discard(): its bytes are damaged). No longer matchable;
+//               → Free when its last holder releases it.
 // Transitions: Free → Owned (allocate); Owned → Active (register_blocks; or → Free when the hash is
 // already registered: the existing block is returned instead); Active ⇄ Inactive (last holder released /
-// matched, touched no, upgraded); Inactive → Free (evicted, reset). Illegal requests are errors, never
+// matched, touched no, upgraded); Inactive → Free (evicted, reset, discard); Active → Discarded (discard)
+// → Free (last holder released). Illegal requests are errors, never
 // silent: registering an incomplete block, appending past page_size, a foreign handle.
 //
 // Handles are typed by tier: ImmutableBlock<CacheLevel::kG1> is not an ImmutableBlock<CacheLevel::kG2>.
@@ -297,6 +300,7 @@ std::vector<std::optional<BlockId>> find_each_for_copy(PoolCore* core, std::span
 std::size_t touch(PoolCore* core, std::span<const SequenceHash> hashes);
 absl::Status reset(PoolCore* core);
 PoolStatus status(const PoolCore* core);
+bool discard(PoolCore* core, BlockId id, SequenceHash hash);
 void release_registered_batch(PoolCore* core, std::span<const BlockId> ids);
 const BlockPoolConfig& config(const PoolCore* core);
 bool pins_keep_state(const PoolCore* core);
@@ -392,6 +396,14 @@ class BlockPool {
   [[nodiscard]] absl::Status reset() { return detail::reset(core_.get()); }
 
   [[nodiscard]] PoolStatus status() const { return detail::status(core_.get()); }
+
+  // Drops the registration of a block whose bytes turned out damaged (a failed checksum): it stops being
+  // matchable now (Removed event), and its slot goes to Free — not Inactive — when its last handle is
+  // released. Returns false, changing nothing, for an empty or foreign handle or a block already dropped.
+  bool discard(const ImmutableBlock<L>& block) {
+    if (block.core_ != core_.get()) return false;
+    return detail::discard(core_.get(), block.id_, block.hash_);
+  }
 
   // Releases many held blocks under one lock, last block first, so that a chain's tail becomes
   // evictable before its parents. Equivalent to dropping each handle in reverse order.
