@@ -103,8 +103,13 @@ struct StagingArea {
 class OffloadManager::Impl final : public ReleaseObserver {
  public:
   Impl(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config, Options options)
-      : ctx_(tiers, engine, config, options.scheduler, options.observers), g4_(std::move(options.g4)) {
-    if (ctx_.queued) onboard_lane_ = ctx_.scheduler->add_lane("kvbm onboard");
+      : ctx_(tiers, engine, config, options.scheduler, options.observers),
+        g4_(std::move(options.g4)),
+        g3_deadline_(options.g3_deadline) {
+    if (ctx_.queued) {
+      onboard_lanes_[kHostLane] = ctx_.scheduler->add_lane("kvbm onboard host");
+      onboard_lanes_[kBelowHostLane] = ctx_.scheduler->add_lane("kvbm onboard");
+    }
     if (tiers->g2) {
       links_.push_back(std::make_unique<offload::PoolLink<CacheLevel::kG1, CacheLevel::kG2>>(
           ctx_, *tiers->g1, *tiers->g2, config.g1_to_g2, /*filtered=*/false));
@@ -213,6 +218,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
 
   std::shared_ptr<OnboardOperation> onboard(MatchResult match) {
     auto op = std::make_shared<OnboardOperation>();
+    std::size_t lane = kHostLane;
     if (match.tiers.empty()) {  // made by hand: G1 blocks, then G2, G3, G4, each contiguous
       match.tiers.insert(match.tiers.end(), match.g1.size(), CacheLevel::kG1);
       match.tiers.insert(match.tiers.end(), match.g2.size(), CacheLevel::kG2);
@@ -230,19 +236,24 @@ class OffloadManager::Impl final : public ReleaseObserver {
         return op;
       }
       // Waiting onboardings live here, not in the job: shutdown() can cancel them while the pools exist.
-      onboards_.push_back(PendingOnboard{op, std::move(match), Clock::now()});
+      // One needing only host copies (G2) never waits behind one that reads disk or the network.
+      lane = match.g3.empty() && match.g4.empty() ? kHostLane : kBelowHostLane;
+      onboards_[lane].push_back(PendingOnboard{op, std::move(match), Clock::now()});
     }
     if (ctx_.queued) {
-      ctx_.post(onboard_lane_, [this] { run_onboard(); });
+      ctx_.post(onboard_lanes_[lane], [this, lane] { run_onboard(lane); });
     } else {
-      run_onboard();
+      run_onboard(lane);
     }
     return op;
   }
 
   bool has_g4() const { return g4_ != nullptr || ctx_.tiers->g4 != nullptr; }
 
-  void flush() { ctx_.wait_idle(); }
+  void flush() {
+    ctx_.wait_idle();
+    release_detained(/*wait=*/true);  // reads past their deadline are copies still in flight too
+  }
 
   void shutdown(bool drain) {
     {
@@ -255,11 +266,15 @@ class OffloadManager::Impl final : public ReleaseObserver {
     std::deque<PendingOnboard> left;
     {
       MutexLock lock(&mu_);
-      left.swap(onboards_);
+      for (std::deque<PendingOnboard>& q : onboards_) {
+        for (PendingOnboard& p : q) left.push_back(std::move(p));
+        q.clear();
+      }
     }
     for (PendingOnboard& p : left) p.op->finish(absl::CancelledError("onboard: cancelled by shutdown"), 0.0);
     left.clear();
-    ctx_.close();  // jobs still queued in the scheduler will do nothing
+    release_detained(/*wait=*/true);  // reads past their deadline still write into G1 slots
+    ctx_.close();                     // jobs still queued in the scheduler will do nothing
     if (g4_) g4_->shutdown();
     MutexLock lock(&mu_);
     stopped_ = true;
@@ -280,10 +295,11 @@ class OffloadManager::Impl final : public ReleaseObserver {
       s.transfer_failures = read_failures_;
       s.checksum_failures = read_checksum_failures_;
       s.dropped_damaged = dropped_damaged_;
+      s.deadline_misses = deadline_misses_;
     }
     {
       MutexLock lock(&mu_);
-      s.onboard_queue_depth = onboards_.size();
+      s.onboard_queue_depth = onboards_[kHostLane].size() + onboards_[kBelowHostLane].size();
     }
     const LinkStats& l2 = s.links[static_cast<int>(CacheLevel::kG2)];
     const LinkStats& l3 = s.links[static_cast<int>(CacheLevel::kG3)];
@@ -337,17 +353,19 @@ class OffloadManager::Impl final : public ReleaseObserver {
     Clock::time_point started;
   };
 
-  // Takes the oldest waiting onboarding and makes it resident.
-  void run_onboard() {
+  // Takes the oldest onboarding waiting for `lane` and makes it resident.
+  void run_onboard(std::size_t lane) {
     PendingOnboard job;
     {
       MutexLock lock(&mu_);
-      if (onboards_.empty()) return;  // cancelled by shutdown
-      job = std::move(onboards_.front());
-      onboards_.pop_front();
+      if (onboards_[lane].empty()) return;  // cancelled by shutdown
+      job = std::move(onboards_[lane].front());
+      onboards_[lane].pop_front();
     }
+    release_detained(/*wait=*/false);
+    const Clock::time_point deadline = g3_deadline_.count() > 0 ? job.started + g3_deadline_ : Clock::time_point::max();
     Cut cut;
-    auto result = onboard_now(job.match, &cut);
+    auto result = onboard_now(job.match, deadline, &cut);
     job.match = MatchResult{};  // lower-tier pins go before the waiter wakes
     const double latency = std::chrono::duration<double>(Clock::now() - job.started).count();
     if (ctx_.observers.onboard_seconds != nullptr) ctx_.observers.onboard_seconds->observe(latency);
@@ -361,7 +379,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
   };
 
   // Makes the match resident in G1 (see the top of offload_manager.h).
-  absl::StatusOr<std::vector<G1Block>> onboard_now(MatchResult& m, Cut* outcome) {
+  absl::StatusOr<std::vector<G1Block>> onboard_now(MatchResult& m, Clock::time_point g3_deadline, Cut* outcome) {
     Tier<CacheLevel::kG1>& g1 = *ctx_.tiers->g1;
     const std::size_t k = m.size();
     // Where each prefix block sits in its tier's vector, and the positions to fill: each block below G1
@@ -435,13 +453,22 @@ class OffloadManager::Impl final : public ReleaseObserver {
       }
     }
     std::vector<absl::Status> status(targets.size());
-    if (g1.has_bytes() && !targets.empty()) read_up(m, fill, index, targets, identity, status);
+    if (g1.has_bytes() && !targets.empty()) read_up(m, fill, index, targets, identity, g3_deadline, status);
     drop_damaged_g3(m, fill, index, status);
     for (std::size_t t = 0; t < targets.size(); ++t) {
       if (status[t].ok()) continue;
       if (m.tiers[fill[t]] != CacheLevel::kG4) {  // G4's misses and damage are G4Stats'
         MutexLock lock(&stats_mu_);               // every failed read is counted, also those past the end of the prefix
-        ++(status[t].code() == absl::StatusCode::kDataLoss ? read_checksum_failures_ : read_failures_);
+        switch (status[t].code()) {
+          case absl::StatusCode::kDataLoss:
+            ++read_checksum_failures_;
+            break;
+          case absl::StatusCode::kDeadlineExceeded:
+            ++deadline_misses_;
+            break;
+          default:
+            ++read_failures_;
+        }
       }
       cut = std::min(cut, fill[t]);  // the prefix ends at the first block that did not arrive intact
     }
@@ -500,8 +527,11 @@ class OffloadManager::Impl final : public ReleaseObserver {
 
   // Copies the bytes of the blocks to fill into their G1 targets; `status[t]` says how target t fared.
   // G4 blocks whose hashes G4 no longer has (or that came back damaged) are NotFound / DataLoss.
+  // G3 reads not done by `g3_deadline` are DeadlineExceeded; their targets (and sources) are detained until
+  // the read ends.
   void read_up(MatchResult& m, std::span<const std::size_t> fill, std::span<const std::size_t> index,
-               std::span<G1MutableBlock> targets, std::span<BlockIdentity> identity, std::span<absl::Status> status) {
+               std::span<G1MutableBlock> targets, std::span<BlockIdentity> identity, Clock::time_point g3_deadline,
+               std::span<absl::Status> status) {
     Tier<CacheLevel::kG1>& g1 = *ctx_.tiers->g1;
     const bool host = g1.memory->host_addressable();
     std::vector<BlockCopy> from_g2, from_g3;
@@ -529,10 +559,25 @@ class OffloadManager::Impl final : public ReleaseObserver {
       g2_done = ctx_.engine->submit(TransferRequest{ctx_.tiers->g2->view(), g1.view(), std::move(from_g2)});
     }
     if (!from_g3.empty()) {
-      if (host) {
-        settle(ctx_.engine->submit(TransferRequest{ctx_.tiers->g3->view(), g1.view(), from_g3})->wait(), at_g3, status);
+      std::vector<G3Block> sources;  // held for a read that outlives its deadline
+      for (std::size_t t : at_g3) sources.push_back(m.g3[index[fill[t]]]);
+      if (Clock::now() >= g3_deadline) {  // spent waiting for its lane: add no I/O to a disk that is this slow
+        for (std::size_t t : at_g3) status[t] = g3_deadline_exceeded();
+      } else if (host) {
+        std::shared_ptr<TransferCompletion> done =
+            ctx_.engine->submit(TransferRequest{ctx_.tiers->g3->view(), g1.view(), from_g3});
+        if (done->wait_until(g3_deadline)) {
+          settle(done->wait(), at_g3, status);
+        } else {
+          DetainedRead d{done, {}, std::move(sources), nullptr};
+          for (std::size_t t : at_g3) {
+            d.targets.push_back(std::move(targets[t]));
+            status[t] = g3_deadline_exceeded();
+          }
+          detain(std::move(d));
+        }
       } else {
-        through_staging(ctx_.tiers->g3->view(), from_g3, at_g3, status);
+        through_staging(ctx_.tiers->g3->view(), from_g3, at_g3, g3_deadline, std::move(sources), status);
       }
     }
     if (!g4_hashes.empty()) fetch_g4(g4_hashes, at_g4, targets, identity, status);
@@ -543,9 +588,15 @@ class OffloadManager::Impl final : public ReleaseObserver {
     for (std::size_t i = 0; i < at.size(); ++i) status[at[i]] = r.block(i);
   }
 
-  // `copies` (source tier → G1 slots) through a host staging area, for a G1 the source cannot reach.
+  static absl::Status g3_deadline_exceeded() {
+    return absl::DeadlineExceededError("g3: the read did not complete within g3.deadline_ms");
+  }
+
+  // `copies` (source tier → G1 slots) through a host staging area, for a G1 the source cannot reach. The
+  // first leg has until `deadline`; past it, the staging area and `sources` are detained until it ends (the
+  // G1 slots were not written yet).
   void through_staging(TierView source, std::span<const BlockCopy> copies, std::span<const std::size_t> at,
-                       std::span<absl::Status> status) {
+                       Clock::time_point deadline, std::vector<G3Block> sources, std::span<absl::Status> status) {
     auto staging = StagingArea::create(ctx_.tiers->g1->layout->model(), copies.size());
     if (!staging.ok()) {
       for (std::size_t t : at) status[t] = staging.status();
@@ -556,7 +607,14 @@ class OffloadManager::Impl final : public ReleaseObserver {
       in[i] = BlockCopy{copies[i].src, BlockId{static_cast<std::uint32_t>(i)}, copies[i].tag};
       out[i] = BlockCopy{BlockId{static_cast<std::uint32_t>(i)}, copies[i].dst, copies[i].tag};
     }
-    const TransferResult r1 = ctx_.engine->submit(TransferRequest{source, staging->view(), std::move(in)})->wait();
+    std::shared_ptr<TransferCompletion> first =
+        ctx_.engine->submit(TransferRequest{source, staging->view(), std::move(in)});
+    if (!first->wait_until(deadline)) {
+      for (std::size_t t : at) status[t] = g3_deadline_exceeded();
+      detain(DetainedRead{first, {}, std::move(sources), std::make_unique<StagingArea>(*std::move(staging))});
+      return;
+    }
+    const TransferResult& r1 = first->wait();
     settle(r1, at, status);
     const TransferResult r2 =
         ctx_.engine->submit(TransferRequest{staging->view(), ctx_.tiers->g1->view(), std::move(out)})->wait();
@@ -606,16 +664,54 @@ class OffloadManager::Impl final : public ReleaseObserver {
     }
   }
 
+  // A G3 read that missed its onboarding's deadline: what it still writes into or reads from is kept
+  // until it ends, so that no slot is reused (or memory freed) under it.
+  struct DetainedRead {
+    std::shared_ptr<TransferCompletion> done;
+    std::vector<G1MutableBlock> targets;
+    std::vector<G3Block> sources;
+    std::unique_ptr<StagingArea> staging;
+  };
+
+  void detain(DetainedRead d) {
+    MutexLock lock(&detained_mu_);
+    detained_.push_back(std::move(d));
+  }
+
+  // Lets go of detained reads that have ended (with `wait`, of all of them, once they end).
+  void release_detained(bool wait) {
+    std::vector<DetainedRead> ended;
+    {
+      MutexLock lock(&detained_mu_);
+      for (auto it = detained_.begin(); it != detained_.end();) {
+        if (wait || it->done->done()) {
+          ended.push_back(std::move(*it));
+          it = detained_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (DetainedRead& d : ended) (void)d.done->wait();
+  }
+
+  static constexpr std::size_t kHostLane = 0;       // onboardings from G1/G2 only
+  static constexpr std::size_t kBelowHostLane = 1;  // onboardings that read G3 or fetch from G4
+
   offload::ChainContext ctx_;
   const std::unique_ptr<G4Path> g4_;
+  const std::chrono::milliseconds g3_deadline_;  // 0: none
   std::vector<std::unique_ptr<TierLink>> links_;
   std::array<TierLink*, kNumCacheLevels> links_into_{};  // the link into each tier (null: none)
-  JobLane onboard_lane_;
+  std::array<JobLane, 2> onboard_lanes_{};
 
   mutable Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<PendingOnboard> onboards_ ABSL_GUARDED_BY(mu_);
+  std::array<std::deque<PendingOnboard>, 2> onboards_ ABSL_GUARDED_BY(mu_);
+
+  Mutex detained_mu_;
+  std::vector<DetainedRead> detained_ ABSL_GUARDED_BY(detained_mu_);
 
   mutable Mutex stats_mu_;
   std::array<std::uint64_t, kNumCacheLevels> onboarded_from_ ABSL_GUARDED_BY(stats_mu_){};
@@ -624,6 +720,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
   std::uint64_t read_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
   std::uint64_t read_checksum_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
   std::uint64_t dropped_damaged_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  std::uint64_t deadline_misses_ ABSL_GUARDED_BY(stats_mu_) = 0;
 };
 
 OffloadManager::OffloadManager(TierStack* tiers, TransferEngine* engine, const OffloadConfig& config, Options options)

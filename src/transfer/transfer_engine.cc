@@ -1,10 +1,11 @@
 // TransferEngine: the batch lifecycle (DESIGN.md §4) — validate, shard, run on the workers, complete.
 //
 // A submitted batch is validated as a whole first (transfer_plan.h); a request-level error completes it at
-// once. A valid batch becomes one or more shards (disjoint ranges of its blocks) on the worker pool
-// (worker_pool.h): a large memcpy or disk batch is split so that every worker can take part. Each shard runs
-// its plan's path (memcpy_path.h, disk_path.h, cuda_path.h) and writes the statuses of its own blocks; the
-// shard that finishes last assembles the result and completes the batch, so no worker ever waits for another.
+// once. A valid batch becomes one or more shards (disjoint ranges of its blocks) on the worker pool of its
+// medium (worker_pool.h; one for host copies, one for disk I/O): a large memcpy or disk batch is split so
+// that every worker can take part. Each shard runs its plan's path (memcpy_path.h, disk_path.h,
+// cuda_path.h) and writes the statuses of its own blocks; the shard that finishes last assembles the result
+// and completes the batch, so no worker ever waits for another.
 #include "kvbm/transfer/transfer_engine.h"
 
 #include <absl/strings/str_cat.h>
@@ -39,6 +40,16 @@ const TransferResult& TransferCompletion::wait() const {
   while (!done_) cv_.wait(native);
   native.release();
   return result_;  // immutable once done_
+}
+
+bool TransferCompletion::wait_until(std::chrono::steady_clock::time_point deadline) const {
+  MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> native(mu_.native(), std::adopt_lock);
+  while (!done_ && cv_.wait_until(native, deadline) != std::cv_status::timeout) {
+  }
+  const bool done = done_;
+  native.release();
+  return done;
 }
 
 std::optional<TransferResult> TransferCompletion::poll() const {
@@ -100,7 +111,9 @@ class TransferEngine::Impl {
   Impl(const Options& options, std::shared_ptr<IoBackend> io)
       : options_(options),
         io_(std::move(io)),
-        pool_(options_.threads, [this](const Shard& shard, WorkerContext& context) { run_shard(shard, context); }) {}
+        host_pool_(options_.threads, [this](const Shard& shard, WorkerContext& context) { run_shard(shard, context); }),
+        disk_pool_(options_.threads,
+                   [this](const Shard& shard, WorkerContext& context) { run_shard(shard, context); }) {}
 
   std::shared_ptr<TransferCompletion> submit(TransferRequest request) {
     auto completion = std::make_shared<TransferCompletion>();
@@ -137,7 +150,8 @@ class TransferEngine::Impl {
     }
     shards = std::max<std::size_t>(1, shards);
     batch->shards_left.store(static_cast<std::uint32_t>(shards), std::memory_order_relaxed);
-    pool_.push(batch, n, shards);
+    const bool disk = batch->plan.path == TransferPath::kDiskRead || batch->plan.path == TransferPath::kDiskWrite;
+    (disk ? disk_pool_ : host_pool_).push(batch, n, shards);
     return completion;
   }
 
@@ -260,9 +274,11 @@ class TransferEngine::Impl {
   std::atomic<std::uint64_t> checksum_failures_{0};
   std::atomic<std::uint64_t> io_errors_{0};
 
-  // Last: its destructor runs every queued shard (which uses the members above) and joins the workers
-  // before anything else is destroyed.
-  detail::WorkerPool pool_;
+  // Last: their destructors run every queued shard (which uses the members above) and join the workers
+  // before anything else is destroyed. One pool per medium, so that host copies (memcpy, CUDA) never
+  // queue behind disk I/O: a hung disk holds only the disk pool's workers.
+  detail::WorkerPool host_pool_;
+  detail::WorkerPool disk_pool_;
 };
 
 // ---------------------------------------------------------------------------------------------------------

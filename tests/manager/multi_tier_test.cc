@@ -14,6 +14,8 @@
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/storage/disk_file.h"
 #include "support/block_bytes.h"
+#include "support/latched_io_backend.h"
+#include "support/wait_until.h"
 
 namespace kvbm {
 namespace {
@@ -321,6 +323,104 @@ TEST(MultiTierTest, G3FileLeavesNothingBehindEvenWhenTheProcessIsKilled) {
     EXPECT_THAT(names_in(dir), ::testing::IsEmpty()) << "after signal " << sig;
   }
   std::filesystem::remove_all(dir);
+}
+
+// Issue 24 item 1: with the G3 file system frozen, onboarding blocks that were in G2 blocked until the
+// thaw, and so did every onboarding with G3 blocks. Reads of G3 are held here by a LatchedIoBackend.
+class HungDiskTest : public ::testing::Test {
+ protected:
+  // A in G3 only, B in G2 (and G3); the first two blocks of each, matched, pinned.
+  void start(std::uint32_t g3_deadline_ms) {
+    KvbmConfig config = tiered_config(4, 8, 64);
+    config.g3.deadline_ms = g3_deadline_ms;
+    auto kvbm = KvBlockManager::create(config, nullptr, latch_);
+    ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+    m_ = *std::move(kvbm);
+    a_ = run_request(*m_, 1000, 4);
+    m_->flush();
+    for (std::uint32_t first : {2000u, 3000u}) {
+      run_request(*m_, first, 4);
+      m_->flush();
+    }
+    b_ = run_request(*m_, 4000, 4);
+    m_->flush();
+    run_request(*m_, 5000, 4);
+    m_->flush();
+    in_g3_ = first_two(m_->match(a_->sequence_hashes()));
+    in_g2_ = first_two(m_->match(b_->sequence_hashes()));
+    ASSERT_EQ(in_g3_.g3.size(), 2u);
+    ASSERT_EQ(in_g2_.g2.size(), 2u);
+  }
+  static MatchResult first_two(MatchResult m) {
+    m.g2.resize(std::min<std::size_t>(m.g2.size(), 2));
+    m.g3.resize(std::min<std::size_t>(m.g3.size(), 2));
+    m.tiers.resize(std::min<std::size_t>(m.tiers.size(), 2));
+    return m;
+  }
+  // Whether `op` finishes while the disk stays hung (bounded, so that a regression fails, not hangs).
+  static bool finishes(const std::shared_ptr<OnboardOperation>& op) {
+    return testing::wait_until([&] { return op->done(); }, std::chrono::seconds(20));
+  }
+  void TearDown() override {
+    latch_->open();
+    m_.reset();
+  }
+
+  std::shared_ptr<testing::LatchedIoBackend> latch_ = std::make_shared<testing::LatchedIoBackend>();
+  std::unique_ptr<KvBlockManager> m_;
+  std::optional<TokenBlockSequence> a_, b_;
+  MatchResult in_g3_, in_g2_;
+};
+
+TEST_F(HungDiskTest, G2OnboardingCompletesWhileAG3ReadIsStuck) {
+  start(/*g3_deadline_ms=*/600000);
+  latch_->close();
+  std::shared_ptr<OnboardOperation> stuck = m_->onboard(std::move(in_g3_));
+  latch_->wait_held(1);
+  std::shared_ptr<OnboardOperation> host_only = m_->onboard(std::move(in_g2_));
+  const bool finished = finishes(host_only);
+  EXPECT_FALSE(stuck->done());
+  latch_->open();
+  ASSERT_TRUE(finished) << "a G2-only onboarding waited behind a hung disk read";
+  auto blocks = host_only->wait();
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  EXPECT_EQ(blocks->size(), 2u);
+  for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m_->model()), 0u);
+  auto from_disk = stuck->wait();  // once the disk is back, the G3 read completes as usual
+  ASSERT_TRUE(from_disk.ok()) << from_disk.status();
+  EXPECT_EQ(from_disk->size(), 2u);
+  for (const G1Block& b : *from_disk) EXPECT_EQ(wrong_bytes(b, m_->model()), 0u);
+}
+
+TEST_F(HungDiskTest, PastTheDeadlineStuckG3BlocksAreMissesAndTheRestIsDelivered) {
+  start(/*g3_deadline_ms=*/50);
+  MatchResult mixed;  // made by hand: B's two G2 blocks, then A's two G3 blocks
+  mixed.g2 = std::move(in_g2_.g2);
+  mixed.g3 = std::move(in_g3_.g3);
+  latch_->close();
+  std::shared_ptr<OnboardOperation> op = m_->onboard(std::move(mixed));
+  const bool finished = finishes(op);
+  ASSERT_TRUE(finished) << "the onboarding waited for the hung disk past g3.deadline_ms";
+  auto blocks = op->wait();
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  ASSERT_EQ(blocks->size(), 2u) << "the G2 blocks, then the prefix ends at the first stuck G3 block";
+  for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m_->model()), 0u);
+  EXPECT_EQ(op->truncated(), 2u);
+  EXPECT_EQ(m_->offload_stats().deadline_misses, 2u);
+  EXPECT_EQ(m_->offload_stats().transfer_failures, 0u);
+  // The stuck read's G1 slots (2, unless the job started past the deadline and read nothing) are held
+  // back until it ends.
+  EXPECT_LE(m_->status().owned, 2u);
+  m_->release(*std::move(blocks));
+
+  latch_->open();
+  m_->flush();
+  EXPECT_EQ(m_->status().owned, 0u);
+  // The G3 blocks are intact and come back once the disk does.
+  auto again = m_->match_and_onboard(std::span<const SequenceHash>(a_->sequence_hashes()).first(2));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->size(), 2u);
+  for (const G1Block& b : *again) EXPECT_EQ(wrong_bytes(b, m_->model()), 0u);
 }
 
 TEST(MultiTierTest, FailingDiskWritesNeverRegisterInG3) {

@@ -28,7 +28,11 @@
 // Onboarding. match() finds the longest prefix across the tiers; onboard() makes it resident in G1:
 // fresh G1 blocks (evicting as allocation does), filled from G2, G3 (read straight into G1) or G4
 // (fetched), registered in G1 with their origin. A block that fails (I/O error, checksum mismatch) ends
-// the prefix: later blocks are dropped, never handed out. A G3 block that fails its checksum leaves G3
+// the prefix: later blocks are dropped, never handed out. G3 reads have until Options::g3_deadline (from
+// onboard()): one still running then is a miss like a failed read (DeadlineExceeded, counted in
+// deadline_misses) and its G1 slots are held back until it ends. Onboardings that need only G2 copies run
+// on their own lane, and host copies on their own transfer workers, so a slow or hung disk never delays
+// them. A G3 block that fails its checksum leaves G3
 // at once (BlockPool::discard, and its persistent record): the next match does not find it again.
 //
 // Thread-safety: all methods are thread-safe. shutdown() (or destruction) drains or cancels every queue
@@ -38,6 +42,7 @@
 #include <absl/status/statusor.h>
 
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -92,6 +97,7 @@ struct OffloadStats {
   std::uint64_t transfer_failures = 0;  // copies down, and reads up, that failed
   std::uint64_t checksum_failures = 0;  // blocks read back damaged (DataLoss): treated as misses
   std::uint64_t dropped_damaged = 0;    // of those, G3 blocks dropped from G3 at once (never read again)
+  std::uint64_t deadline_misses = 0;    // G3 blocks whose read missed g3.deadline_ms: misses, like failed reads
   std::uint64_t onboard_truncated = 0;  // onboardings cut short by a failed block or no G1 space
   std::uint64_t queue_peak_g1_g2 = 0, queue_peak_g2_g3 = 0;
   std::uint64_t write_back_blocks = 0;
@@ -151,6 +157,8 @@ class OffloadManager {
     JobScheduler* scheduler = nullptr;
     OffloadObservers observers;
     std::unique_ptr<G4Path> g4;  // the remote tier under G2 (may be null); owned from here on
+    // Longest an onboarding waits for its G3 reads, from onboard(); past it they are misses (0: no bound).
+    std::chrono::milliseconds g3_deadline{0};
   };
 
   // `tiers` and `engine` must outlive the manager; `engine` may be null when no tier holds bytes.

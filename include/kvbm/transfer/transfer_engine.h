@@ -13,13 +13,16 @@
 // disk read straight into a 4 KiB-aligned host block lands before it is verified).
 //
 // Thread-safety: submit() and run() may be called from any thread. Work runs on the engine's own
-// threads; the destructor finishes every submitted batch and joins them (no detached threads).
+// threads, `threads` per medium: host copies (memcpy, CUDA) and disk I/O have separate queues and workers,
+// so a host copy never waits behind a slow or hung disk. The destructor finishes every submitted batch and
+// joins them (no detached threads).
 // Both tiers' memory must outlive the batches that use it; the caller keeps the blocks it copies pinned
 // (source) and owned (destination) until the completion is done.
 #pragma once
 
 #include <absl/status/statusor.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -66,6 +69,8 @@ class TransferCompletion {
   [[nodiscard]] bool done() const;
   // Blocks until done.
   const TransferResult& wait() const;
+  // Blocks until done or `deadline`, whichever comes first; whether it is done.
+  [[nodiscard]] bool wait_until(std::chrono::steady_clock::time_point deadline) const;
   // The result if done, else nullopt (poll).
   [[nodiscard]] std::optional<TransferResult> poll() const;
 
@@ -92,7 +97,7 @@ struct TransferStats {
 class TransferEngine {
  public:
   struct Options {
-    std::uint32_t threads = 2;  // worker threads, ≥ 1
+    std::uint32_t threads = 2;  // worker threads per medium (host copies, disk I/O), ≥ 1
     // Disk I/Os in flight, all workers together: the default backend's rings hold io_queue_depth / threads
     // each, and each worker keeps its ring full over many blocks per call. A custom backend sets its own.
     std::uint32_t io_queue_depth = 16;
