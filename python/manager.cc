@@ -1,6 +1,7 @@
 // KvBlockManager, MatchResult and OnboardOperation, and the event callback.
 #include <absl/strings/str_cat.h>
 
+#include <chrono>
 #include <unordered_set>
 
 #include "bindings.h"
@@ -130,6 +131,22 @@ py::dict offload_dict(const Stats& s) {
 }
 
 // Moves the handles of `blocks` out of their Python owners (all of this manager, no duplicates).
+// Waits for `op` with the GIL released, taking it back every kSignalCheck to run Python's signal handlers:
+// Ctrl-C (or any handler that raises) ends the wait with that exception, at most kSignalCheck later, while
+// the onboarding itself goes on in the background (its blocks are released when nobody takes them).
+void wait_interruptibly(const OnboardOperation& op) {
+  constexpr std::chrono::milliseconds kSignalCheck{50};
+  for (;;) {
+    bool done = false;
+    {
+      py::gil_scoped_release nogil;
+      done = op.wait_until(std::chrono::steady_clock::now() + kSignalCheck);
+    }
+    if (done) return;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
+
 std::vector<G1MutableBlock> take_mutable(const PyManager& self, const std::vector<PyMutableBlock*>& blocks) {
   std::unordered_set<const PyMutableBlock*> seen;
   for (std::size_t i = 0; i < blocks.size(); ++i) {
@@ -186,15 +203,14 @@ block in it; onboard() consumes it; release() or leaving a ``with`` block drops 
       .def(
           "wait",
           [](PyOnboard& o) {
-            absl::StatusOr<std::vector<G1Block>> result;
-            {
-              py::gil_scoped_release nogil;
-              result = o.op->wait();
-            }
+            wait_interruptibly(*o.op);
+            absl::StatusOr<std::vector<G1Block>> result = o.op->wait();  // done: returns at once
             return wrap_blocks(o.state, value_or_throw(std::move(result)));
           },
           "Blocks (GIL released) until done; returns the G1 blocks of the prefix that was made resident (the "
-          "match's G1 blocks, then the onboarded ones). Only once: RuntimeError after.")
+          "match's G1 blocks, then the onboarded ones). Only once: RuntimeError after. Signal handlers run while "
+          "it waits: KeyboardInterrupt (or whatever a handler raises) ends the wait, not the onboarding, and "
+          "wait() may be called again.")
       .def_property_readonly(
           "latency_seconds", [](const PyOnboard& o) { return o.op->latency_seconds(); },
           "Seconds from onboard() to completion (once done).");
@@ -301,14 +317,17 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "match_and_onboard",
           [](const PyManager& s, const HashArray& hashes) {
             std::vector<SequenceHash> h = to_hashes(hashes);
-            absl::StatusOr<std::vector<G1Block>> blocks;
+            std::shared_ptr<OnboardOperation> op;
             {
               py::gil_scoped_release nogil;
-              blocks = s.kvbm().match_and_onboard(h);
+              op = s.kvbm().onboard(s.kvbm().match(h));
             }
-            return wrap_blocks(s.state, value_or_throw(std::move(blocks)));
+            wait_interruptibly(*op);
+            return wrap_blocks(s.state, value_or_throw(op->wait()));
           },
-          py::arg("hashes"), "match + onboard + wait (GIL released): G1 ImmutableBlocks of the cached prefix.")
+          py::arg("hashes"),
+          "match + onboard + wait (GIL released, signal handlers run while it waits): G1 ImmutableBlocks of the "
+          "cached prefix.")
       .def(
           "touch",
           [](const PyManager& s, const HashArray& hashes) {

@@ -41,6 +41,13 @@ absl::StatusOr<std::vector<G1Block>> OnboardOperation::wait() {
   return std::move(result_);
 }
 
+bool OnboardOperation::wait_until(std::chrono::steady_clock::time_point deadline) const {
+  MutexLock lock(&mu_);
+  while (!done_ && cv_.wait_until(mu_, deadline) != std::cv_status::timeout) {
+  }
+  return done_;
+}
+
 double OnboardOperation::latency_seconds() const {
   MutexLock lock(&mu_);
   return latency_;

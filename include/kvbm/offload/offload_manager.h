@@ -119,6 +119,9 @@ class OnboardOperation {
   [[nodiscard]] bool done() const;
   // Blocks until done. The vector holds the prefix's G1 blocks in order (matched and onboarded).
   [[nodiscard]] absl::StatusOr<std::vector<G1Block>> wait();
+  // Blocks until done or `deadline`; whether it is done (then wait() returns at once). For callers that
+  // must stay responsive while they wait (the Python binding checks for signals between calls).
+  [[nodiscard]] bool wait_until(std::chrono::steady_clock::time_point deadline) const;
   // Seconds from onboard() to completion (valid once done).
   [[nodiscard]] double latency_seconds() const;
   // Blocks the match found that could not be made resident (no G1 slot, a failed read); valid once done.

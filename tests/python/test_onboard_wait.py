@@ -1,0 +1,101 @@
+"""Waiting for an onboarding from Python stays interruptible (issue 24 item 1).
+
+A wait on a hung lower tier used to hold the thread in C++ until the copy ended: Ctrl-C raised
+KeyboardInterrupt only 8.6 s later. The wait now returns to Python to run signal handlers while it waits.
+The hung tier here is G4 on a redis-server stopped with SIGSTOP (a frozen disk cannot be made without root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import kvbm
+
+PAGE = 4
+MODEL = {"num_layers": 2, "outer_dim": 2, "page_size": PAGE, "inner_dim": 8, "dtype_bytes": 4}
+
+
+@pytest.fixture
+def redis_port():
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):  # until it answers PING (a start-up wait, not an assertion)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        yield port, proc
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+
+
+def fill_request(manager, tokens):
+    seq = manager.make_sequence(tokens)
+    blocks = manager.allocate(seq.num_full_blocks)
+    for block, tb in zip(blocks, seq.blocks()):
+        block.apply(tb)
+        block.chunk(0, 0, np.uint32)[:] = tb.sequence_hash & 0xFFFFFFFF
+    return seq, manager.register_blocks(blocks)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_signal_handler_interrupts_the_wait_not_the_onboarding(redis_port):
+    port, server = redis_port
+    m = kvbm.KvBlockManager({"model": MODEL, "g1": {"num_blocks": 4}, "g2": {"num_blocks": 4},
+                             "g4": {"endpoints": f"127.0.0.1:{port}", "deadline_ms": 60000,
+                                    "io_timeout_ms": 600000}})
+    seq, reg = fill_request(m, list(range(4 * PAGE)))
+    m.release(reg)
+    m.flush()
+    for r in range(2):  # push the first request out of G1 and G2: it is left in G4 only
+        _, reg = fill_request(m, [1000 * (r + 1) + t for t in range(4 * PAGE)])
+        m.release(reg)
+        m.flush()
+    match = m.match(seq.sequence_hashes)
+    assert match.num_g2 == 0 and len(match) == 4, (match, m.offload_stats())
+
+    def on_alarm(signum, frame):
+        raise Interrupted()
+
+    os.kill(server.pid, signal.SIGSTOP)  # G4 hangs: the fetch waits up to g4.deadline_ms (60 s)
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        op = m.onboard(match)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            op.wait()
+        # The handler's exception ended the wait while the fetch was still hung.
+        assert not op.done()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.kill(server.pid, signal.SIGCONT)
+    blocks = op.wait()  # the onboarding went on; its result is still there
+    assert len(blocks) == 4
+    for block, tb in zip(blocks, seq.blocks()):
+        assert np.all(block.chunk(0, 0, np.uint32) == tb.sequence_hash & 0xFFFFFFFF)
+    m.release(blocks)
