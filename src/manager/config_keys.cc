@@ -110,6 +110,11 @@ void add_tier_keys(std::vector<KeySpec>& keys, const std::string& tier, TierConf
     keys.push_back(bool_key(
         "g3.persist", [](KvbmConfig& c) -> bool& { return c.g3.persist; },
         "Keep the G3 file (kvbm-g3-persist.bin in g3.directory) and re-index it at start-up"));
+    keys.push_back(string_key(
+        "g3.namespace", [](KvbmConfig& c) -> std::string& { return c.g3.key_namespace; },
+        "1 to 128 characters, no whitespace",
+        "With g3.persist: the identity kept in the file beside the model's geometry; a start with another "
+        "namespace is refused (give a fine-tune and its base model different ones)"));
     keys.push_back(uint_key<std::uint32_t>(
         "g3.deadline_ms", [](KvbmConfig& c) -> std::uint32_t& { return c.g3.deadline_ms; }, 1, 600000,
         "Longest an onboarding waits for its G3 reads (from onboard()); later ones are misses, the rest of "

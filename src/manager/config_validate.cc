@@ -79,6 +79,11 @@ std::vector<absl::Status> KvbmConfig::check() const {
     if (g3.layout.kind != LayoutKind::kFullyContiguous) {
       errors.push_back(absl::InvalidArgumentError("g3.layout must be fully_contiguous (one aligned I/O per block)"));
     }
+    if (g3.key_namespace.empty() || g3.key_namespace.size() > 128 ||
+        g3.key_namespace.find_first_of(" \t\r\n") != std::string::npos) {
+      errors.push_back(absl::InvalidArgumentError(
+          absl::StrCat("g3.namespace must be 1 to 128 characters without whitespace, got '", g3.key_namespace, "'")));
+    }
     if (g3.persist && g3.directory.empty()) {
       errors.push_back(absl::InvalidArgumentError(
           "g3.persist needs g3.directory: a persistent tier must not live in the temp dir; set g3.directory"));

@@ -79,7 +79,7 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
       auto disk = DiskFile::for_layout(*tier->layout, options);
       if (!disk.ok()) return absl::Status(disk.status().code(), absl::StrCat("g3: ", disk.status().message()));
       if (tc.persist) {
-        auto opened = PersistentG3::open(**disk, *tier->layout, tier->checksums.get());
+        auto opened = PersistentG3::open(**disk, *tier->layout, tier->checksums.get(), tc.key_namespace);
         if (!opened.ok()) {
           return absl::Status(opened.status().code(), absl::StrCat("g3: ", opened.status().message()));
         }

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -37,9 +38,16 @@ struct Superblock {
   std::uint64_t block_bytes;
   std::uint64_t block_stride;
   std::uint64_t data_offset;
-  std::uint64_t checksum;  // xxh3 of the bytes before it
+  // Format version 2: whose blocks these are.
+  std::uint64_t model_fingerprint;  // model_fingerprint() of the geometry
+  std::uint32_t namespace_bytes;    // length of key_namespace
+  std::uint32_t reserved;
+  char key_namespace[PersistentG3::kMaxNamespaceBytes];  // g3.namespace, zero-padded
+  std::uint64_t checksum;                                // xxh3 of the bytes before it
 };
-static_assert(sizeof(Superblock) == 72);
+static_assert(sizeof(Superblock) == 216);
+// Where format version 1 kept what every version starts with (magic, version).
+constexpr std::size_t kVersionEnd = offsetof(Superblock, record_bytes);
 
 struct Record {
   std::uint32_t magic;
@@ -91,7 +99,25 @@ int pwrite_all(int fd, const void* buf, std::size_t len, std::uint64_t off) {
   return 0;
 }
 
-Superblock make_superblock(const Layout& layout, std::uint64_t data_offset) {
+// The model's geometry as one u64 (field names hashed with the values, so that no reordering aliases two).
+std::uint64_t model_fingerprint(const ModelConfig& m) {
+  const std::string text =
+      absl::StrCat("kvbm-g3|num_layers=", m.num_layers, "|outer_dim=", m.outer_dim, "|page_size=", m.page_size,
+                   "|inner_dim=", m.inner_dim, "|dtype_bytes=", m.dtype_bytes);
+  return xxh3_64(text.data(), text.size(), 0);
+}
+
+std::string_view namespace_of(const Superblock& s) {
+  return std::string_view(s.key_namespace, std::min<std::size_t>(s.namespace_bytes, sizeof(s.key_namespace)));
+}
+
+// "g3.namespace 'x' (model fingerprint 0x...)"
+std::string identity(const Superblock& s) {
+  return absl::StrCat("g3.namespace '", std::string(namespace_of(s)), "' (model fingerprint 0x",
+                      absl::Hex(s.model_fingerprint, absl::kZeroPad16), ")");
+}
+
+Superblock make_superblock(const Layout& layout, std::uint64_t data_offset, std::string_view key_namespace) {
   Superblock s{};
   std::memcpy(s.magic, kSuperMagic, sizeof(kSuperMagic));
   s.version = PersistentG3::kFormatVersion;
@@ -108,6 +134,9 @@ Superblock make_superblock(const Layout& layout, std::uint64_t data_offset) {
   for (std::uint64_t r : layout.region_sizes()) total += r;
   s.block_stride = layout.num_blocks() == 0 ? 0 : total / layout.num_blocks();
   s.data_offset = data_offset;
+  s.model_fingerprint = model_fingerprint(m);
+  s.namespace_bytes = static_cast<std::uint32_t>(key_namespace.size());
+  std::memcpy(s.key_namespace, key_namespace.data(), key_namespace.size());
   s.checksum = super_checksum(s);
   return s;
 }
@@ -141,7 +170,12 @@ std::uint64_t PersistentG3::header_bytes(std::uint32_t num_blocks) {
 }
 
 absl::StatusOr<std::unique_ptr<PersistentG3>> PersistentG3::open(const DiskFile& file, const Layout& layout,
-                                                                 const BlockChecksums* checksums) {
+                                                                 const BlockChecksums* checksums,
+                                                                 std::string_view key_namespace) {
+  if (key_namespace.empty() || key_namespace.size() > kMaxNamespaceBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("g3.namespace must be 1 to ", kMaxNamespaceBytes, " characters, got ", key_namespace.size()));
+  }
   const std::uint64_t header = header_bytes(layout.num_blocks());
   if (file.region_offset(0) != header) {
     return absl::InvalidArgumentError(absl::StrCat("G3 persistent file '", file.path(), "': data starts at ",
@@ -155,13 +189,14 @@ absl::StatusOr<std::unique_ptr<PersistentG3>> PersistentG3::open(const DiskFile&
   p->meta_fd_ = ::open(file.path().c_str(), O_RDWR | O_CLOEXEC);
   if (p->meta_fd_ < 0) return io_error(p->path_, "open", errno);
 
-  const Superblock want = make_superblock(layout, header);
+  const Superblock want = make_superblock(layout, header, key_namespace);
   Superblock have{};
   bool fresh = !file.existed();
   if (!fresh) {
-    if (file.previous_bytes() < sizeof(Superblock)) {
+    if (file.previous_bytes() < kVersionEnd) {
       fresh = true;
-    } else if (int err = pread_all(p->meta_fd_, &have, sizeof(have), 0); err != 0) {
+    } else if (int err = pread_all(p->meta_fd_, &have, std::min<std::uint64_t>(sizeof(have), file.previous_bytes()), 0);
+               err != 0) {
       return io_error(p->path_, "read superblock", err);
     } else {
       static const Superblock zero{};
@@ -175,10 +210,28 @@ absl::StatusOr<std::unique_ptr<PersistentG3>> PersistentG3::open(const DiskFile&
                        "' is not a kvbm persistent G3 file (bad magic); remove it or choose "
                        "another g3.directory"));
     }
+    if (have.version != kFormatVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("G3 persistent file '", p->path_, "' was written in format version ", have.version,
+                       "; this kvbm reads ", kFormatVersion,
+                       have.version < kFormatVersion
+                           ? ", which records whose blocks the file holds (g3.namespace, model fingerprint): "
+                             "an older file cannot tell, so it is not adopted"
+                           : "",
+                       "; remove the file to start with an empty G3, or use another g3.directory"));
+    }
     if (have.checksum != super_checksum(have)) {
       return absl::DataLossError(absl::StrCat("G3 persistent file '", p->path_,
                                               "': the superblock is damaged (checksum mismatch); remove the file to "
                                               "start with an empty G3"));
+    }
+    if (have.model_fingerprint != want.model_fingerprint || namespace_of(have) != namespace_of(want)) {
+      std::string m = mismatch(have, want);
+      return absl::FailedPreconditionError(
+          absl::StrCat("G3 persistent file '", p->path_, "' holds the blocks of ", identity(have),
+                       ", the configuration is ", identity(want), m.empty() ? "" : absl::StrCat(" (", m, ")"),
+                       "; give each model its own g3.namespace and g3.directory, or remove the file to start "
+                       "with an empty G3"));
     }
     if (std::string m = mismatch(have, want); !m.empty()) {
       return absl::FailedPreconditionError(

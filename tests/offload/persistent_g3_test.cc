@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -453,6 +454,67 @@ TEST(PersistentG3Test, RefusedStartLeavesTheFileSizeUnchanged) {
   EXPECT_EQ(std::filesystem::file_size(dir.file()), before);
 }
 
+// Issue 24 item 8: two models of one shape (a fine-tune and its base) on one g3.directory would have shared
+// blocks. The superblock keeps g3.namespace and the model fingerprint; another identity is refused, naming
+// both, and the file stays as it was.
+TEST(PersistentG3Test, AnotherNamespaceOnTheSameFileIsRefusedNamingBoth) {
+  TempDir dir;
+  KvbmConfig base = persist_config(dir.path(), 256);
+  base.g3.key_namespace = "llama-8b-base";
+  {
+    auto m = KvBlockManager::create(base);
+    ASSERT_TRUE(m.ok()) << m.status();
+    run_requests(**m, 4);
+    (*m)->flush();
+  }
+  const std::uintmax_t size = std::filesystem::file_size(dir.file());
+  KvbmConfig tuned = base;
+  tuned.g3.key_namespace = "llama-8b-finetune";
+  auto refused = KvBlockManager::create(tuned);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string message(refused.status().message());
+  EXPECT_NE(message.find("g3.namespace 'llama-8b-base' (model fingerprint 0x"), std::string::npos) << message;
+  EXPECT_NE(message.find("g3.namespace 'llama-8b-finetune' (model fingerprint 0x"), std::string::npos) << message;
+  EXPECT_NE(message.find(PersistentG3::kFileName), std::string::npos) << message;
+  EXPECT_EQ(std::filesystem::file_size(dir.file()), size);
+  // Another geometry is another identity too, and the message adds the field that differs.
+  KvbmConfig wider = base;
+  wider.model.inner_dim = 128;
+  auto other_model = KvBlockManager::create(wider);
+  ASSERT_FALSE(other_model.ok());
+  EXPECT_NE(other_model.status().message().find("model.inner_dim"), std::string::npos) << other_model.status();
+  EXPECT_NE(other_model.status().message().find("model fingerprint"), std::string::npos) << other_model.status();
+
+  auto same = KvBlockManager::create(base);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_GT(persist_stats(**same).restored, 0u);
+}
+
+// A file of format version 1 records no identity: it is refused (never adopted, never wiped).
+TEST(PersistentG3Test, FormatVersion1FileIsRefusedAndKept) {
+  TempDir dir;
+  {
+    std::vector<char> bytes(PersistentG3::header_bytes(256) + 256 * 4096, 0);
+    std::memcpy(bytes.data(), "KVBMG3P1", 8);
+    const std::uint32_t version = 1;
+    std::memcpy(bytes.data() + 8, &version, sizeof(version));
+    FILE* f = std::fopen(dir.file().c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+    std::fclose(f);
+  }
+  auto m = KvBlockManager::create(persist_config(dir.path(), 256));
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(m.status().message().find("format version 1"), std::string::npos) << m.status();
+  EXPECT_NE(m.status().message().find("g3.namespace"), std::string::npos) << m.status();
+  std::ifstream in(dir.file(), std::ios::binary);
+  char magic[8] = {};
+  in.read(magic, 8);
+  EXPECT_EQ(std::string(magic, 8), "KVBMG3P1");
+}
+
 TEST(PersistentG3Test, SecondManagerOnTheSameDirectoryIsRefused) {
   TempDir dir;
   auto first = KvBlockManager::create(persist_config(dir.path(), 256));
@@ -508,6 +570,11 @@ TEST(PersistentG3Test, ConfigValidation) {
     EXPECT_TRUE(std::filesystem::exists(dir.file()));
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file()));
+  c = persist_config(::testing::TempDir(), 256);
+  c.g3.key_namespace = "has space";
+  s = c.validate();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("g3.namespace must be 1 to 128 characters"), std::string::npos) << s;
   KvbmConfig parsed;
   ASSERT_TRUE(parsed.set("g3.persist", "true").ok());
   EXPECT_TRUE(parsed.g3.persist);

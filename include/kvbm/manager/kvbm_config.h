@@ -59,6 +59,7 @@ struct TierConfig {
   bool unlink_after_open = true;            // g3 without persist: leave no file behind, even after a kill
   bool persist = false;                     // g3: keep the file and re-index it at start-up (needs directory)
   std::uint32_t deadline_ms = 2000;         // g3: longest an onboarding waits for its disk reads
+  std::string key_namespace = "kvbm";       // g3 with persist: whose blocks the file holds (key g3.namespace)
 
   [[nodiscard]] bool enabled() const { return num_blocks != 0 || bytes != 0; }
 };

@@ -1,9 +1,10 @@
 // PersistentG3: the on-disk index that lets a G3 tier survive a restart (g3.persist = true).
 //
 // File format (one file, `kvbm-g3-persist.bin` in g3.directory; little-endian, x86-64 / aarch64 only):
-//   [0, 4 KiB)          superblock: magic "KVBMG3P1", format version, record size, block count, the model
+//   [0, 4 KiB)          superblock: magic "KVBMG3P1", format version (2), record size, block count, the model
 //                       (num_layers, outer_dim, page_size, inner_dim, dtype_bytes), block bytes, block stride,
-//                       data offset, xxh3 checksum of the superblock
+//                       data offset, the identity of the blocks (model fingerprint: xxh3 of the geometry;
+//                       g3.namespace, up to 128 bytes), xxh3 checksum of the superblock
 //   [4 KiB, data)       one 64-byte header record per block slot, rounded up to 4 KiB:
 //                       magic, flags (has parent), generation, sequence hash, parent hash, block hash, data
 //                       checksum (xxh3 of the block bytes seeded with the sequence hash, as BlockChecksums),
@@ -22,10 +23,12 @@
 // checksum, magic and slot are intact is re-registered in the G3 pool (when two slots hold the same sequence
 // hash, the higher generation wins) and its data checksum restored. A child whose parent is not in G3 is kept:
 // the pool allows it and a match can reach it through a parent held in G1 or G2. Data is not read at start-up
-// (checked lazily by every read). A superblock that does not match (other model, block count, block stride) is
-// a FailedPrecondition naming the key and the path — the file is never silently discarded; remove it or point
-// g3.directory elsewhere. A damaged superblock is DataLoss. A new file, or one whose superblock is all zeros
-// (creation interrupted), is initialised.
+// (checked lazily by every read). A superblock of another identity (g3.namespace or model fingerprint) is a
+// FailedPrecondition naming both identities and the path; one that does not match otherwise (block count,
+// block stride) names the key — the file is never silently discarded; remove it or point g3.directory
+// elsewhere. A file of format version 1 (no identity: whose blocks it holds cannot be told) is refused the
+// same way, rather than adopted or wiped. A damaged superblock is DataLoss. A new file, or one whose superblock is all
+// zeros (creation interrupted), is initialised.
 //
 // Guarantees: process crash (SIGKILL, abort): every block whose commit() returned is found again, byte-exact.
 // Power loss / kernel crash: records are written with pwrite and data with O_DIRECT, neither fsync'ed per block
@@ -43,6 +46,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "kvbm/layout/layout.h"
 #include "kvbm/offload/tier.h"
@@ -68,16 +72,18 @@ class PersistentG3 final : public TierHooks {
  public:
   static constexpr const char* kFileName = "kvbm-g3-persist.bin";
   static constexpr std::uint32_t kRecordBytes = 64;
-  static constexpr std::uint32_t kFormatVersion = 1;
+  static constexpr std::uint32_t kFormatVersion = 2;  // 2: the identity (model fingerprint, namespace)
+  static constexpr std::size_t kMaxNamespaceBytes = 128;
 
   // Bytes to reserve in front of the block data (DiskFile::Options::header_bytes) for `num_blocks` slots.
   [[nodiscard]] static std::uint64_t header_bytes(std::uint32_t num_blocks);
 
   // Opens (or initialises) the index of `file`, a persistent DiskFile created with header_bytes() for
-  // `layout`, whose tier records its checksums in `checksums` (must outlive this). See the top of this file
-  // for the errors.
+  // `layout`, whose tier records its checksums in `checksums` (must outlive this), for the blocks of
+  // `key_namespace` (g3.namespace, 1 to kMaxNamespaceBytes bytes). See the top of this file for the errors.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<PersistentG3>> open(const DiskFile& file, const Layout& layout,
-                                                                          const BlockChecksums* checksums);
+                                                                          const BlockChecksums* checksums,
+                                                                          std::string_view key_namespace);
   ~PersistentG3() override;
   PersistentG3(const PersistentG3&) = delete;
   PersistentG3& operator=(const PersistentG3&) = delete;
