@@ -280,8 +280,10 @@ class OffloadManager::Impl final : public ReleaseObserver {
     }
     for (PendingOnboard& p : left) p.op->finish(absl::CancelledError("onboard: cancelled by shutdown"), 0.0);
     left.clear();
-    release_detained(/*wait=*/true);  // reads past their deadline still write into G1 slots
-    ctx_.close();                     // jobs still queued in the scheduler will do nothing
+    // Jobs still queued in the scheduler will do nothing; running ones are waited for. After that no job
+    // detains a read any more: those past their deadline end here.
+    ctx_.close();
+    release_detained(/*wait=*/true);
     if (g4_) g4_->shutdown();
     MutexLock lock(&mu_);
     stopped_ = true;
