@@ -59,6 +59,19 @@ def fill_request(manager, tokens):
     return seq, manager.register_blocks(blocks)
 
 
+def redis_keys(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"DBSIZE\r\n")
+        return int(c.recv(64).strip().lstrip(b":"))
+
+
+def redis_holds(port, sequence_hash):
+    """Whether G4 holds the block (its key ends in the sequence hash, 16 hex digits)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(f"KEYS *:{sequence_hash:016x}\r\n".encode())
+        return c.recv(4096).startswith(b"*1")
+
+
 class Interrupted(Exception):
     pass
 
@@ -67,16 +80,29 @@ def test_a_signal_handler_interrupts_the_wait_not_the_onboarding(redis_port):
     port, server = redis_port
     m = kvbm.KvBlockManager({"model": MODEL, "g1": {"num_blocks": 4}, "g2": {"num_blocks": 4},
                              "g4": {"endpoints": f"127.0.0.1:{port}", "deadline_ms": 60000,
-                                    "io_timeout_ms": 600000}})
+                                    "connect_timeout_ms": 60000, "io_timeout_ms": 600000}})
+    # G4 connects in the background and drops puts until it is up: write warm-up requests until Redis
+    # holds keys, then the request of the test, and let its four blocks land (start-up waits, not assertions).
+    for w in range(1000):
+        _, reg = fill_request(m, [900000 + 100 * w + t for t in range(PAGE)])
+        m.release(reg)
+        m.flush()
+        if redis_keys(port) > 0:
+            break
+        time.sleep(0.01)
     seq, reg = fill_request(m, list(range(4 * PAGE)))
     m.release(reg)
     m.flush()
+    for _ in range(1000):
+        if all(redis_holds(port, h) for h in seq.sequence_hashes):
+            break
+        time.sleep(0.01)
     for r in range(2):  # push the first request out of G1 and G2: it is left in G4 only
         _, reg = fill_request(m, [1000 * (r + 1) + t for t in range(4 * PAGE)])
         m.release(reg)
         m.flush()
     match = m.match(seq.sequence_hashes)
-    assert match.num_g2 == 0 and len(match) == 4, (match, m.offload_stats())
+    assert match.num_g2 == 0 and len(match) == 4, match
 
     def on_alarm(signum, frame):
         raise Interrupted()
