@@ -123,6 +123,7 @@ py::dict offload_dict(const Stats& s) {
   d["transfer_failures"] = s.transfer_failures;
   d["checksum_failures"] = s.checksum_failures;
   d["dropped_damaged"] = s.dropped_damaged;
+  d["deadline_misses"] = s.deadline_misses;
   d["onboard_truncated"] = s.onboard_truncated;
   d["write_back_blocks"] = s.write_back_blocks;
   d["copied_at_eviction"] = s.copied_at_eviction;
