@@ -180,8 +180,13 @@ void count_request(ReplayReport& r, const TraceRequest& req, std::uint64_t hits,
   r.requests += 1;
   r.blocks_total += n;
   r.blocks_hit += hits;
-  r.input_tokens += req.input_tokens;
-  r.hit_tokens += std::min<std::uint64_t>(hits * block_tokens, req.input_tokens);
+  // Saturating: a trace's input_length may be as large as kMaxTraceTokens on every line, and the sum must
+  // not wrap to a small number of "prompt tokens".
+  const auto add = [](std::uint64_t& sum, std::uint64_t v) {
+    if (__builtin_add_overflow(sum, v, &sum)) sum = std::numeric_limits<std::uint64_t>::max();
+  };
+  add(r.input_tokens, req.input_tokens);
+  add(r.hit_tokens, std::min<std::uint64_t>(hits * std::uint64_t{block_tokens}, req.input_tokens));
   if (n > 0) {
     r.requests_with_blocks += 1;
     r.sum_request_hit_rate += static_cast<double>(hits) / static_cast<double>(n);
@@ -192,16 +197,24 @@ void count_request(ReplayReport& r, const TraceRequest& req, std::uint64_t hits,
 class Pacer {
  public:
   Pacer(ReplayTiming timing, double speed) : timing_(timing), speed_(speed) {}
-  // Sleeps until the request's arrival time; returns the seconds slept.
-  double wait_for(double timestamp_ms) {
-    if (timing_ != ReplayTiming::kTrace) return 0;
+  // Sleeps until the request's arrival time; returns the seconds slept. InvalidArgument, before any wait,
+  // for an arrival more than kMaxTraceWaitMs after the first request's (at this speed): a timestamp of
+  // 1e12 ms would otherwise wait for decades, and 1e15 ms overflow the clock into no wait at all.
+  absl::StatusOr<double> wait_for(double timestamp_ms, std::uint64_t request) {
+    if (timing_ != ReplayTiming::kTrace) return 0.0;
     if (!first_) {
       first_ = timestamp_ms;
       start_ = Clock::now();
-      return 0;
+      return 0.0;
     }
     const double offset_ms = (timestamp_ms - *first_) / speed_;
-    if (offset_ms <= 0) return 0;
+    if (offset_ms <= 0) return 0.0;
+    if (offset_ms > kMaxTraceWaitMs) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--timing trace: request %d arrives %.0f ms after the first one at --speed %g, beyond the limit of %.0f ms "
+          "(24 hours); use --timing fast, or a larger --speed",
+          request, offset_ms, speed_, kMaxTraceWaitMs));
+    }
     const auto before = Clock::now();
     std::this_thread::sleep_until(
         start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(offset_ms)));
@@ -400,7 +413,9 @@ absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& 
     if (!next.ok()) return next.status();
     if (!next->has_value()) break;
     const TraceRequest& req = **next;
-    r.paced_seconds += pacer.wait_for(req.timestamp_ms);
+    auto paced = pacer.wait_for(req.timestamp_ms, r.requests + 1);
+    if (!paced.ok()) return paced.status();
+    r.paced_seconds += *paced;
     const std::span<const SequenceHash> hashes(req.blocks);
     MatchResult match = m.match(hashes);
     const std::size_t k = match.size();  // step 1: the hits, each credited to the first tier holding it

@@ -100,12 +100,8 @@ int run(const PlanFlags& f) {
     std::fprintf(stderr, "kvbm plan: %s\n", std::string(s.message()).c_str());
     return kExitBadInput;
   }
-  auto trace = open_trace_source(f, source);
-  if (!trace.ok()) {
-    std::fprintf(stderr, "kvbm plan: %s\n", std::string(trace.status().message()).c_str());
-    return kExitBadInput;
-  }
-  auto report = run_plan(**trace, options);
+  std::unique_ptr<TraceReader> trace = open_trace_source(source);
+  auto report = run_plan(*trace, options);
   if (!report.ok()) {
     std::fprintf(stderr, "kvbm plan: %s\n", std::string(report.status().message()).c_str());
     return exit_code_for(report.status());

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -96,8 +97,7 @@ std::uint64_t count_lines(const std::string& path) {
 }
 
 // Everything that can go wrong with the flags, resolved into replay options. Status = bad flag.
-absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions& trace_options,
-                           WorkloadOptions& workload) {
+absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceSource& source) {
   // A model file first: its page_size is the block tokens' default.
   auto model_file = read_model_file(f);
   if (!model_file.ok()) return model_file.status();
@@ -106,13 +106,12 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
   // Trace source.
   TraceSourceFlags source_flags = f;
   source_flags.block_tokens = block_tokens;
-  auto source = resolve_trace_source(source_flags);
-  if (!source.ok()) return source.status();
-  trace_options = source->trace_options;
-  workload = source->workload;
-  o.block_tokens = source->block_tokens;
-  o.trace_name = source->name;
-  if (f.trace.empty()) o.expected_requests = workload.num_requests;
+  auto resolved = resolve_trace_source(source_flags);
+  if (!resolved.ok()) return resolved.status();
+  source = *std::move(resolved);
+  o.block_tokens = source.block_tokens;
+  o.trace_name = source.name;
+  if (f.trace.empty()) o.expected_requests = source.workload.num_requests;
 
   // Configuration: replay's defaults, or the file.
   KvbmConfig& c = o.config;
@@ -227,9 +226,8 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
 
 int run(const ReplayFlags& f) {
   ReplayOptions options;
-  TraceOptions trace_options;
-  WorkloadOptions workload;
-  if (absl::Status s = build_options(f, options, trace_options, workload); !s.ok()) {
+  TraceSource source;
+  if (absl::Status s = build_options(f, options, source); !s.ok()) {
     std::fprintf(stderr, "kvbm replay: %s\n", std::string(s.message()).c_str());
     return kExitBadInput;
   }
@@ -243,13 +241,7 @@ int run(const ReplayFlags& f) {
     sweep = *spec;
   }
 
-  TraceSource source{trace_options, workload, options.block_tokens, options.trace_name};
-  auto opened = open_trace_source(f, source);
-  if (!opened.ok()) {
-    std::fprintf(stderr, "kvbm replay: %s\n", std::string(opened.status().message()).c_str());
-    return kExitBadInput;
-  }
-  std::unique_ptr<TraceReader> trace = *std::move(opened);
+  std::unique_ptr<TraceReader> trace = open_trace_source(source);
   if (!f.compare.empty()) {
     auto policies = parse_policy_list(f.compare);
     if (!policies.ok()) {
@@ -277,7 +269,10 @@ int run(const ReplayFlags& f) {
     return 0;
   }
   options.progress = isatty(STDERR_FILENO) != 0 && !sweep;
-  if (options.progress && !f.trace.empty()) options.expected_requests = count_lines(f.trace);
+  // The progress bar's total: a regular file is counted first; a pipe can be read only once.
+  if (options.progress && !f.trace.empty() && f.trace != "-" && std::filesystem::is_regular_file(f.trace)) {
+    options.expected_requests = count_lines(f.trace);
+  }
 
   std::unique_ptr<EventManager> events;
   if (!f.events.empty()) {

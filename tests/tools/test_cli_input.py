@@ -66,3 +66,85 @@ def test_a_bad_trace_line_exits_2_wherever_it_is(kvbm_bin, tmp_path, bad_line):
     for fmt in ([], ["--format", "mooncake"]):
         res = run([kvbm_bin, "replay", "--trace", str(trace), "--no-data", *fmt], code=BAD_INPUT)
         assert f"t.jsonl:{bad_line}:" in res.stderr, res.stderr
+
+
+# ---- traces read once: a pipe, a FIFO, stdin (item 3)
+
+N = 3000  # lines of ~2 KB: far more than one pipe buffer and one 1 MiB read
+
+
+def write_trace(path):
+    pad = list(range(1000, 1400))
+    with open(path, "w") as f:
+        for i in range(N):
+            f.write(json.dumps({"timestamp": i, "input_length": 512 * 402, "hash_ids": [i % 7, 100 + i, *pad]}) + "\n")
+
+
+def requests_of(res):
+    return json.loads(res.stdout)["requests"]
+
+
+def test_trace_from_stdin_is_read_whole(kvbm_bin, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    write_trace(trace)
+    with open(trace) as f:
+        res = subprocess.run([kvbm_bin, "replay", "--trace", "-", "--no-data", "--json"], stdin=f,
+                             capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert requests_of(res) == N
+
+
+def test_trace_from_a_pipe_is_read_whole(kvbm_bin, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    write_trace(trace)
+    # `--trace <(cat t.jsonl)`: a /dev/fd path of a pipe; unlimited G1 and a sweep both read it twice.
+    for extra in (["--g1-blocks", "unlimited"], ["--sweep", "g1=10,100", "--out-csv", str(tmp_path / "s.csv"),
+                                                  "--out-svg", str(tmp_path / "s.svg")]):
+        res = run(["bash", "-c", f'exec "$0" replay --trace <(cat "$1") --no-data --json "${{@:2}}"',
+                   kvbm_bin, str(trace), *extra])
+        got = json.loads(res.stdout)
+        assert (got["requests"] if isinstance(got, dict) else [p["requests"] for p in got]) in (N, [N, N])
+
+
+def test_trace_from_a_fifo_is_read_whole(kvbm_bin, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    write_trace(trace)
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w") as out, open(trace) as src:
+            out.write(src.read())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    res = run([kvbm_bin, "replay", "--trace", str(fifo), "--no-data", "--json"], timeout=60)
+    writer.join()
+    assert requests_of(res) == N
+
+
+# ---- the longest line (item 9)
+
+@pytest.mark.parametrize("source", ["sparse", "/dev/zero"])
+def test_a_line_without_newline_fails_fast_naming_the_limit(kvbm_bin, tmp_path, source):
+    path = source
+    if source == "sparse":
+        path = tmp_path / "z.bin"
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)  # 1 GiB of zeros, no newline
+    res = run(["prlimit", "--as=1073741824", kvbm_bin, "replay", "--trace", str(path), "--format", "mooncake",
+               "--no-data"], code=BAD_INPUT, timeout=60)
+    assert ":1: line longer than the limit of 67108864 bytes" in res.stderr, res.stderr
+
+
+# ---- --timing trace: a far timestamp is refused, never a decades-long or overflowed wait (item 14)
+
+@pytest.mark.parametrize("late", [1e12, 1e15, 1e300])
+def test_far_timestamps_are_refused_under_timing_trace(kvbm_bin, tmp_path, late):
+    trace = tmp_path / "late.jsonl"
+    trace.write_text(mooncake_line(0) + "\n" +
+                     json.dumps({"timestamp": late, "input_length": 5, "hash_ids": [1]}) + "\n")
+    res = run([kvbm_bin, "replay", "--trace", str(trace), "--no-data", "--timing", "trace"], code=BAD_INPUT,
+              timeout=60)
+    assert "--timing trace: request 2" in res.stderr and "86400000 ms" in res.stderr, res.stderr
+
