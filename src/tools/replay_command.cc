@@ -130,6 +130,8 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceSource& 
     std::vector<absl::Status> env_errors;
     c.apply_env_collect(&env_errors);
     if (!env_errors.empty()) return env_errors.front();
+    for (const std::string& w : KvbmConfig::unknown_env_warnings())
+      std::fprintf(stderr, "kvbm replay: warning: %s\n", w.c_str());
   }
   // Model: --bytes-per-block (an unnamed block size), or a preset or model file (default Llama-3.1-8B
   // unless the config file gives a model) with the dimension flags over it; page = block tokens.

@@ -148,3 +148,37 @@ def test_far_timestamps_are_refused_under_timing_trace(kvbm_bin, tmp_path, late)
               timeout=60)
     assert "--timing trace: request 2" in res.stderr and "86400000 ms" in res.stderr, res.stderr
 
+
+
+# ---- a directory is not a configuration file (item 12)
+
+@pytest.mark.parametrize("args", [["config", "check", "{d}"], ["replay", "--config", "{d}", "--no-data"]])
+def test_a_directory_as_configuration_is_refused(kvbm_bin, tmp_path, args):
+    d = tmp_path / "d.toml"
+    d.mkdir()
+    res = run([kvbm_bin, *[a.format(d=d) for a in args]], code=BAD_INPUT)
+    assert f"'{d}' is a directory" in res.stderr, res.stderr
+
+
+# ---- values that were silently accepted or ignored (item 13)
+
+def test_a_size_under_one_byte_is_an_error_not_no_tier(kvbm_bin):
+    res = run([kvbm_bin, "config", "check", "-", "--set", "g2.bytes=0.5B"], code=BAD_INPUT)
+    assert 'g2.bytes: size "0.5B" is less than one byte' in res.stderr, res.stderr
+
+
+def test_bool_keys_document_what_they_accept(kvbm_bin):
+    keys = run([kvbm_bin, "config", "keys"]).stdout
+    persist = next(line for line in keys.splitlines() if "g3.persist" in line)
+    assert "yes" in persist, persist
+    out = run([kvbm_bin, "config", "check", "-", "--set", "g3.persist=yes"]).stdout
+    assert "persist = true" in out
+
+
+def test_a_misspelt_kvbm_variable_is_warned_about(kvbm_bin):
+    env = dict(os.environ, KVBM_G1_NUM_BLOKS="5")
+    res = run([kvbm_bin, "config", "check", "-"], env=env)
+    assert "KVBM_G1_NUM_BLOKS is not a configuration variable" in res.stderr, res.stderr
+    assert "did you mean KVBM_G1_NUM_BLOCKS?" in res.stderr
+    res = run([kvbm_bin, "replay", "--requests", "2", "--no-data"], env=env)
+    assert "KVBM_G1_NUM_BLOKS" in res.stderr
