@@ -182,3 +182,11 @@ def test_a_misspelt_kvbm_variable_is_warned_about(kvbm_bin):
     assert "did you mean KVBM_G1_NUM_BLOCKS?" in res.stderr
     res = run([kvbm_bin, "replay", "--requests", "2", "--no-data"], env=env)
     assert "KVBM_G1_NUM_BLOKS" in res.stderr
+
+
+# ---- a capacity the process cannot hold is refused with its figure, before allocating (item 11)
+
+def test_a_capacity_beyond_memory_is_refused_before_allocating(kvbm_bin):
+    res = run(["prlimit", "--as=6442450944", kvbm_bin, "replay", "--g1-blocks", "2000000000", "--no-data",
+               "--requests", "10"], code=BAD_INPUT, timeout=60)
+    assert "need about" in res.stderr and "address-space limit (ulimit -v) of 6.0 GiB" in res.stderr, res.stderr
