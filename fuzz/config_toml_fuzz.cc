@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include <absl/strings/match.h>
+
 #include "fuzz_check.h"
 #include "kvbm/core/size.h"
 #include "kvbm/manager/kvbm_config.h"
@@ -72,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     errors.size());
   }
   const auto from_dir = kvbm::KvbmConfig::from_toml_file(dir);
-  KVBM_FUZZ_CHECK(!from_dir.ok() && from_dir.status().message().find("is a directory") != std::string_view::npos,
+  KVBM_FUZZ_CHECK(!from_dir.ok() && absl::StrContains(from_dir.status().message(), "is a directory"),
                   "a directory was read as a configuration");
 
   // The text as a value of every key (environment / --set path) and as a size.

@@ -70,7 +70,7 @@ class PipedText {
 
 // The message without its "<name>:" prefix.
 inline std::string_view after_name(const absl::Status& status, std::string_view name) {
-  std::string_view message = status.message();
+  std::string_view message(status.message().data(), status.message().size());
   if (message.starts_with(name)) message.remove_prefix(name.size());
   return message;
 }
