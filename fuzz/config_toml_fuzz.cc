@@ -2,12 +2,19 @@
 // to_toml). Invariants: no crash, hang or sanitizer report; from_toml fails exactly when the collecting
 // parser reports an error, and with its first error; every error names something (non-empty message);
 // a valid configuration writes TOML that parses back to the same TOML; check() and validate()
-// agree; a valid configuration's tier sizes are within bounds.
+// agree; a valid configuration's tier sizes are within bounds. The same text read from a file gives the same
+// errors; a directory is always refused.
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <absl/strings/match.h>
 
 #include "fuzz_check.h"
 #include "kvbm/core/size.h"
@@ -50,6 +57,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     back->to_toml().c_str());
     KVBM_FUZZ_CHECK(back->validate().ok() == valid.ok(), "validity changed across a round trip");
   }
+
+  // The file path: the text from a file (errors prefixed by its path), and a directory as the file.
+  static const std::string dir = [] {
+    char name[] = "/tmp/kvbm-config-fuzz-XXXXXX";
+    KVBM_FUZZ_CHECK(::mkdtemp(name) != nullptr, "mkdtemp failed");
+    return std::string(name);
+  }();
+  const std::string file = dir + "/fuzz.toml";
+  if (std::FILE* f = std::fopen(file.c_str(), "wb")) {
+    KVBM_FUZZ_CHECK(std::fwrite(text.data(), 1, text.size(), f) == text.size(), "write failed");
+    std::fclose(f);
+    std::vector<absl::Status> file_errors;
+    (void)kvbm::KvbmConfig::from_toml_file_collect(file, &file_errors);
+    KVBM_FUZZ_CHECK(file_errors.size() == errors.size(), "a file gave %zu errors, the text %zu", file_errors.size(),
+                    errors.size());
+  }
+  const auto from_dir = kvbm::KvbmConfig::from_toml_file(dir);
+  KVBM_FUZZ_CHECK(!from_dir.ok() && absl::StrContains(from_dir.status().message(), "is a directory"),
+                  "a directory was read as a configuration");
 
   // The text as a value of every key (environment / --set path) and as a size.
   kvbm::KvbmConfig scratch;

@@ -102,9 +102,12 @@ void bind_replay(py::module_& m) {
           reader = generate_trace(w);
         } else if (py::isinstance<py::str>(trace) || py::hasattr(trace, "__fspath__")) {
           const std::string path = py::str(py::module_::import("os").attr("fspath")(trace)).cast<std::string>();
+          // Detection reads the first line of the same stream the reader goes on with (a FIFO is read once).
           TraceOptions t;
           if (!format) {
-            t.format = value_or_throw(detect_trace_format(path));
+            OpenedTrace opened = value_or_throw(open_trace_detect(path, block_tokens));
+            t = opened.options;
+            reader = std::move(opened.reader);
           } else if (*format == "mooncake") {
             t.format = TraceFormat::kMooncake;
           } else if (*format == "tokens") {
@@ -112,11 +115,13 @@ void bind_replay(py::module_& m) {
           } else {
             throw py::value_error(absl::StrCat("format must be 'mooncake', 'tokens' or None, got '", *format, "'"));
           }
-          t.block_tokens = block_tokens.value_or(t.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens
-                                                                                  : kDefaultHashBlockTokens);
+          if (!reader) {
+            t.block_tokens = block_tokens.value_or(t.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens
+                                                                                    : kDefaultHashBlockTokens);
+            reader = value_or_throw(open_trace(path, t));
+          }
           options.block_tokens = t.block_tokens;
           options.trace_name = path;
-          reader = value_or_throw(open_trace(path, t));
         } else {
           options.block_tokens = block_tokens.value_or(kDefaultHashBlockTokens);
           std::vector<TraceRequest> list;

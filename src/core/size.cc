@@ -92,6 +92,9 @@ absl::StatusOr<std::uint64_t> parse_size(std::string_view input) {
   }
   const Wide total = whole * multiplier + frac * multiplier / frac_scale;
   if (total > kMaxU64) return size_error(text, "does not fit in 64 bits");
+  // "0.5B" would round down to 0, which a capacity reads as "no tier": a size that is not zero must be at
+  // least one byte.
+  if (total == 0 && (whole != 0 || frac != 0)) return size_error(text, "is less than one byte");
   return static_cast<std::uint64_t>(total);
 }
 

@@ -48,7 +48,7 @@ std::string quoted(std::string_view text) {
 
 KeySpec bool_key(std::string key, std::function<bool&(KvbmConfig&)> field, std::string description) {
   return KeySpec{
-      ConfigKey{std::move(key), "", "bool", "true | false", std::move(description)},
+      ConfigKey{std::move(key), "", "bool", "true | false (also 1 | 0, yes | no, on | off)", std::move(description)},
       [field](KvbmConfig& c, const std::string& k, std::string_view value) -> absl::Status {
         auto v = parse_bool(k, value);
         if (!v.ok()) return v.status();

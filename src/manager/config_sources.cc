@@ -5,7 +5,12 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 
+#include <unistd.h>  // environ
+
+#include <algorithm>
 #include <cstdlib>
+#include <iterator>
+#include <string_view>
 
 #include "manager/config_keys.h"
 #include "manager/config_suggest.h"
@@ -34,6 +39,40 @@ void KvbmConfig::apply_env_collect(std::vector<absl::Status>* errors,
       errors->push_back(absl::InvalidArgumentError(absl::StrCat("environment ", k.doc.env, ": ", s.message())));
     }
   }
+}
+
+std::vector<std::string> KvbmConfig::unknown_env_warnings() {
+  // Variables kvbm's own tools and tests read that are not configuration keys.
+  static constexpr std::string_view kOtherKvbmVariables[] = {"KVBM_BIN", "KVBM_ZMQ_FIXTURE"};
+  std::vector<std::string> warnings;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view assignment(*entry);
+    if (!assignment.starts_with("KVBM_")) continue;
+    const std::string_view name = assignment.substr(0, assignment.find('='));
+    if (std::find(std::begin(kOtherKvbmVariables), std::end(kOtherKvbmVariables), name) !=
+        std::end(kOtherKvbmVariables)) {
+      continue;
+    }
+    std::string_view closest;
+    std::size_t closest_distance = 3;  // a suggestion within 2 edits
+    bool known = false;
+    for (const KeySpec& k : key_table()) {
+      if (k.doc.env == name) {
+        known = true;
+        break;
+      }
+      const std::size_t d = detail::edit_distance(name, k.doc.env);
+      if (d < closest_distance) {
+        closest_distance = d;
+        closest = k.doc.env;
+      }
+    }
+    if (known) continue;
+    warnings.push_back(absl::StrCat(std::string(name), " is not a configuration variable (ignored)",
+                                    closest.empty() ? "; `kvbm config keys` lists them"
+                                                    : absl::StrCat("; did you mean ", std::string(closest), "?")));
+  }
+  return warnings;
 }
 
 absl::Status KvbmConfig::apply_env(const std::function<const char*(const char*)>& getenv) {

@@ -9,7 +9,6 @@
 #include "manager/config_keys.h"
 
 namespace kvbm::detail {
-namespace {
 
 // Edit distance, for "did you mean" (keys are short).
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -26,8 +25,6 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   }
   return row[b.size()];
 }
-
-}  // namespace
 
 std::string known_keys(std::string_view key) {
   const std::size_t dot = key.find('.');

@@ -6,6 +6,7 @@
 #include <absl/strings/str_join.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <tuple>
@@ -115,6 +116,14 @@ absl::StatusOr<KvbmConfig> KvbmConfig::from_toml(std::string_view text) {
 }
 
 KvbmConfig KvbmConfig::from_toml_file_collect(const std::string& path, std::vector<absl::Status>* errors) {
+  // A directory opens as a stream that reads nothing: without this check it would be an empty file, the
+  // defaults with no error.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    errors->push_back(
+        absl::InvalidArgumentError(absl::StrCat("configuration file '", path, "' is a directory; give a TOML file")));
+    return KvbmConfig{};
+  }
   std::ifstream in(path);
   if (!in) {
     errors->push_back(absl::NotFoundError(absl::StrCat("cannot open configuration file '", path, "'")));
@@ -122,6 +131,10 @@ KvbmConfig KvbmConfig::from_toml_file_collect(const std::string& path, std::vect
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
+  if (in.bad()) {
+    errors->push_back(absl::DataLossError(absl::StrCat("cannot read configuration file '", path, "'")));
+    return KvbmConfig{};
+  }
   std::vector<absl::Status> own;
   KvbmConfig config = from_toml_collect(buffer.str(), &own);
   for (const absl::Status& s : own) {

@@ -8,6 +8,9 @@
 #include <absl/strings/str_format.h>
 #include <absl/strings/str_join.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "kvbm/core/size.h"
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/pool/block_pool.h"
 #include "kvbm/replay/bandwidth.h"
@@ -180,8 +184,13 @@ void count_request(ReplayReport& r, const TraceRequest& req, std::uint64_t hits,
   r.requests += 1;
   r.blocks_total += n;
   r.blocks_hit += hits;
-  r.input_tokens += req.input_tokens;
-  r.hit_tokens += std::min<std::uint64_t>(hits * block_tokens, req.input_tokens);
+  // Saturating: a trace's input_length may be as large as kMaxTraceTokens on every line, and the sum must
+  // not wrap to a small number of "prompt tokens".
+  const auto add = [](std::uint64_t& sum, std::uint64_t v) {
+    if (__builtin_add_overflow(sum, v, &sum)) sum = std::numeric_limits<std::uint64_t>::max();
+  };
+  add(r.input_tokens, req.input_tokens);
+  add(r.hit_tokens, std::min<std::uint64_t>(hits * std::uint64_t{block_tokens}, req.input_tokens));
   if (n > 0) {
     r.requests_with_blocks += 1;
     r.sum_request_hit_rate += static_cast<double>(hits) / static_cast<double>(n);
@@ -192,16 +201,24 @@ void count_request(ReplayReport& r, const TraceRequest& req, std::uint64_t hits,
 class Pacer {
  public:
   Pacer(ReplayTiming timing, double speed) : timing_(timing), speed_(speed) {}
-  // Sleeps until the request's arrival time; returns the seconds slept.
-  double wait_for(double timestamp_ms) {
-    if (timing_ != ReplayTiming::kTrace) return 0;
+  // Sleeps until the request's arrival time; returns the seconds slept. InvalidArgument, before any wait,
+  // for an arrival more than kMaxTraceWaitMs after the first request's (at this speed): a timestamp of
+  // 1e12 ms would otherwise wait for decades, and 1e15 ms overflow the clock into no wait at all.
+  absl::StatusOr<double> wait_for(double timestamp_ms, std::uint64_t request) {
+    if (timing_ != ReplayTiming::kTrace) return 0.0;
     if (!first_) {
       first_ = timestamp_ms;
       start_ = Clock::now();
-      return 0;
+      return 0.0;
     }
     const double offset_ms = (timestamp_ms - *first_) / speed_;
-    if (offset_ms <= 0) return 0;
+    if (offset_ms <= 0) return 0.0;
+    if (offset_ms > kMaxTraceWaitMs) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--timing trace: request %d arrives %.0f ms after the first one at --speed %g, beyond the limit of %.0f ms "
+          "(24 hours); use --timing fast, or a larger --speed",
+          request, offset_ms, speed_, kMaxTraceWaitMs));
+    }
     const auto before = Clock::now();
     std::this_thread::sleep_until(
         start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(offset_ms)));
@@ -226,6 +243,47 @@ absl::StatusOr<std::uint64_t> count_distinct_blocks(TraceReader& trace) {
   }
   if (absl::Status s = trace.rewind(); !s.ok()) return s;
   return seen.size();
+}
+
+// Memory one block slot of a pool takes for its bookkeeping (slot state, registry entry, eviction policy
+// state), rounded up from what `kvbm replay --no-data` uses per G1 block with 10^7 blocks: 87 bytes (lru),
+// 137 bytes (adaptive, learned).
+constexpr std::uint64_t kBookkeepingBytesPerBlock = 160;
+
+// What this process may allocate: its address-space limit (RLIMIT_AS) or the machine's memory, the smaller.
+std::uint64_t memory_available(std::string* what) {
+  const std::uint64_t physical =
+      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  *what = absl::StrCat(format_size(physical), " of physical memory");
+  std::uint64_t available = physical;
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < available) {
+    available = limit.rlim_cur;
+    *what = absl::StrCat("the address-space limit (ulimit -v) of ", format_size(available));
+  }
+  return available;
+}
+
+// Refuses, before any allocation, tiers whose pools (and, in data mode, memory tiers' bytes) need more memory
+// than the process may have: `--g1-blocks 2000000000` once died in std::bad_alloc after 34 s.
+absl::Status check_memory(const KvbmConfig& config, bool data) {
+  std::uint64_t blocks = 0;
+  std::uint64_t data_bytes = 0;
+  for (CacheLevel level : {CacheLevel::kG1, CacheLevel::kG2, CacheLevel::kG3}) {
+    const TierConfig& t = config.tier(level);
+    if (!t.enabled()) continue;
+    const std::uint64_t n = config.tier_blocks(level);
+    blocks += n;
+    if (data && level != CacheLevel::kG3) data_bytes += n * config.model.bytes_per_block();
+  }
+  const std::uint64_t need = blocks * kBookkeepingBytesPerBlock + data_bytes;
+  std::string what;
+  const std::uint64_t available = memory_available(&what);
+  if (need <= available) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the tiers' ", blocks, " blocks need about ", format_size(need), " of memory (", kBookkeepingBytesPerBlock,
+      " bytes of bookkeeping per block", data ? " + the G1/G2 blocks' stored bytes" : "", "), more than ", what,
+      "; give smaller capacities (--g1-blocks, --g2-bytes, ...)"));
 }
 
 absl::Status check_options(const ReplayOptions& o) {
@@ -400,7 +458,9 @@ absl::StatusOr<ReplayReport> run_chain(TraceReader& trace, const ReplayOptions& 
     if (!next.ok()) return next.status();
     if (!next->has_value()) break;
     const TraceRequest& req = **next;
-    r.paced_seconds += pacer.wait_for(req.timestamp_ms);
+    auto paced = pacer.wait_for(req.timestamp_ms, r.requests + 1);
+    if (!paced.ok()) return paced.status();
+    r.paced_seconds += *paced;
     const std::span<const SequenceHash> hashes(req.blocks);
     MatchResult match = m.match(hashes);
     const std::size_t k = match.size();  // step 1: the hits, each credited to the first tier holding it
@@ -576,6 +636,7 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
       config.model = *stored;
       if (absl::Status s = config.validate(); !s.ok()) return s;
     }
+    if (absl::Status s = check_memory(config, options.data); !s.ok()) return s;
     report = run_chain(trace, options, config, real);
   } else {
     if (config.g2.enabled() || config.g3.enabled() || config.g4.enabled()) {

@@ -2,9 +2,27 @@
 // sets *exit_code.
 #pragma once
 
+#include <absl/status/status.h>
 #include <CLI/CLI.hpp>
 
 namespace kvbm::tools {
+
+// Exit codes of every command (README.md "Exit codes"). 0 is success.
+inline constexpr int kExitFailure = 1;   // a runtime failure: I/O, a failed verification, a lost peer
+inline constexpr int kExitBadInput = 2;  // bad input: flags, values, configuration, trace or model files
+
+// The exit code for a failed status: kExitBadInput for what the input got wrong (InvalidArgument,
+// NotFound, OutOfRange), kExitFailure for anything else.
+[[nodiscard]] inline int exit_code_for(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+      return kExitBadInput;
+    default:
+      return kExitFailure;
+  }
+}
 
 void add_hash_command(CLI::App& app, int* exit_code);
 void add_config_command(CLI::App& app, int* exit_code);

@@ -35,6 +35,7 @@ void add_config_command(CLI::App& app, int* exit_code) {
     const std::string file = args->path == "-" ? "" : args->path;
     std::vector<absl::Status> errors;
     const KvbmConfig resolved = KvbmConfig::resolve(file, args->sets, &errors);
+    for (const std::string& w : KvbmConfig::unknown_env_warnings()) std::cerr << "warning: " << w << "\n";
     if (!errors.empty()) {
       std::cerr << "kvbm config check: " << errors.size() << (errors.size() == 1 ? " error" : " errors") << "\n";
       for (const absl::Status& s : errors) std::cerr << "error: " << s.message() << "\n";

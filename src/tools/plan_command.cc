@@ -98,24 +98,20 @@ int run(const PlanFlags& f) {
   TraceSource source;
   if (absl::Status s = build_options(f, options, source); !s.ok()) {
     std::fprintf(stderr, "kvbm plan: %s\n", std::string(s.message()).c_str());
-    return 2;
+    return kExitBadInput;
   }
-  auto trace = open_trace_source(f, source);
-  if (!trace.ok()) {
-    std::fprintf(stderr, "kvbm plan: %s\n", std::string(trace.status().message()).c_str());
-    return 2;
-  }
-  auto report = run_plan(**trace, options);
+  std::unique_ptr<TraceReader> trace = open_trace_source(source);
+  auto report = run_plan(*trace, options);
   if (!report.ok()) {
     std::fprintf(stderr, "kvbm plan: %s\n", std::string(report.status().message()).c_str());
-    return absl::IsInvalidArgument(report.status()) ? 2 : 1;
+    return exit_code_for(report.status());
   }
   if (!f.out_svg.empty()) {
     std::ofstream svg(f.out_svg, std::ios::binary | std::ios::trunc);
     svg << plan_svg(*report);
     if (!svg) {
       std::fprintf(stderr, "kvbm plan: cannot write --out-svg %s\n", f.out_svg.c_str());
-      return 1;
+      return kExitFailure;
     }
   }
   std::printf("%s", f.json ? (format_plan_json(*report) + "\n").c_str() : format_plan_text(*report).c_str());

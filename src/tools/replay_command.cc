@@ -5,8 +5,8 @@
 // Configuration precedence, lowest first: replay's defaults (Llama-3.1-8B, G1 1024 + G2 4096 + G3 16384
 // blocks) < --config FILE (which replaces all the defaults but the model when it names none) < KVBM_*
 // environment < flags < --set key=value. Every size is of the model's real block (docs/models.md); data
-// mode stores 1/--scale of each block's bytes, which changes no hit. Bad flags exit with 2 and a message
-// naming the flag; failed runs exit with 1.
+// mode stores 1/--scale of each block's bytes, which changes no hit. Bad input (flags, configuration, trace)
+// exits with 2 and a message naming the flag or file:line; failed runs exit with 1 (tools/commands.h).
 #include <absl/status/statusor.h>
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -96,8 +97,7 @@ std::uint64_t count_lines(const std::string& path) {
 }
 
 // Everything that can go wrong with the flags, resolved into replay options. Status = bad flag.
-absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions& trace_options,
-                           WorkloadOptions& workload) {
+absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceSource& source) {
   // A model file first: its page_size is the block tokens' default.
   auto model_file = read_model_file(f);
   if (!model_file.ok()) return model_file.status();
@@ -106,13 +106,12 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
   // Trace source.
   TraceSourceFlags source_flags = f;
   source_flags.block_tokens = block_tokens;
-  auto source = resolve_trace_source(source_flags);
-  if (!source.ok()) return source.status();
-  trace_options = source->trace_options;
-  workload = source->workload;
-  o.block_tokens = source->block_tokens;
-  o.trace_name = source->name;
-  if (f.trace.empty()) o.expected_requests = workload.num_requests;
+  auto resolved = resolve_trace_source(source_flags);
+  if (!resolved.ok()) return resolved.status();
+  source = *std::move(resolved);
+  o.block_tokens = source.block_tokens;
+  o.trace_name = source.name;
+  if (f.trace.empty()) o.expected_requests = source.workload.num_requests;
 
   // Configuration: replay's defaults, or the file.
   KvbmConfig& c = o.config;
@@ -131,6 +130,8 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
     std::vector<absl::Status> env_errors;
     c.apply_env_collect(&env_errors);
     if (!env_errors.empty()) return env_errors.front();
+    for (const std::string& w : KvbmConfig::unknown_env_warnings())
+      std::fprintf(stderr, "kvbm replay: warning: %s\n", w.c_str());
   }
   // Model: --bytes-per-block (an unnamed block size), or a preset or model file (default Llama-3.1-8B
   // unless the config file gives a model) with the dimension flags over it; page = block tokens.
@@ -227,47 +228,40 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceOptions&
 
 int run(const ReplayFlags& f) {
   ReplayOptions options;
-  TraceOptions trace_options;
-  WorkloadOptions workload;
-  if (absl::Status s = build_options(f, options, trace_options, workload); !s.ok()) {
+  TraceSource source;
+  if (absl::Status s = build_options(f, options, source); !s.ok()) {
     std::fprintf(stderr, "kvbm replay: %s\n", std::string(s.message()).c_str());
-    return 2;
+    return kExitBadInput;
   }
   std::optional<SweepSpec> sweep;
   if (!f.sweep.empty()) {
     auto spec = parse_sweep(f.sweep);
     if (!spec.ok()) {
       std::fprintf(stderr, "kvbm replay: %s\n", std::string(spec.status().message()).c_str());
-      return 2;
+      return kExitBadInput;
     }
     sweep = *spec;
   }
 
-  TraceSource source{trace_options, workload, options.block_tokens, options.trace_name};
-  auto opened = open_trace_source(f, source);
-  if (!opened.ok()) {
-    std::fprintf(stderr, "kvbm replay: %s\n", std::string(opened.status().message()).c_str());
-    return 2;
-  }
-  std::unique_ptr<TraceReader> trace = *std::move(opened);
+  std::unique_ptr<TraceReader> trace = open_trace_source(source);
   if (!f.compare.empty()) {
     auto policies = parse_policy_list(f.compare);
     if (!policies.ok()) {
       std::fprintf(stderr, "kvbm replay: %s\n", std::string(policies.status().message()).c_str());
-      return 2;
+      return kExitBadInput;
     }
     if (!sweep || sweep->level != CacheLevel::kG1) {
       std::fprintf(stderr, "kvbm replay: --compare needs --sweep g1=BLOCKS,... (metadata only)\n");
-      return 2;
+      return kExitBadInput;
     }
     auto c = run_comparison(*trace, options, *policies, *sweep);
     if (!c.ok()) {
       std::fprintf(stderr, "kvbm replay: %s\n", std::string(c.status().message()).c_str());
-      return 1;
+      return exit_code_for(c.status());
     }
     if (!write_file(f.out_csv, comparison_csv(*c)) || !write_file(f.out_svg, comparison_svg(*c))) {
       std::fprintf(stderr, "kvbm replay: cannot write %s or %s\n", f.out_csv.c_str(), f.out_svg.c_str());
-      return 1;
+      return kExitFailure;
     }
     if (f.json) {
       std::printf("%s\n", comparison_json(*c).c_str());
@@ -277,7 +271,10 @@ int run(const ReplayFlags& f) {
     return 0;
   }
   options.progress = isatty(STDERR_FILENO) != 0 && !sweep;
-  if (options.progress && !f.trace.empty()) options.expected_requests = count_lines(f.trace);
+  // The progress bar's total: a regular file is counted first; a pipe can be read only once.
+  if (options.progress && !f.trace.empty() && f.trace != "-" && std::filesystem::is_regular_file(f.trace)) {
+    options.expected_requests = count_lines(f.trace);
+  }
 
   std::unique_ptr<EventManager> events;
   if (!f.events.empty()) {
@@ -286,14 +283,14 @@ int run(const ReplayFlags& f) {
     auto pub = ZmqPublisher::create(zo);
     if (!pub.ok()) {
       std::fprintf(stderr, "kvbm replay: --events: %s\n", std::string(pub.status().message()).c_str());
-      return 2;
+      return kExitBadInput;
     }
     std::vector<std::unique_ptr<EventPublisher>> pubs;
     pubs.push_back(*std::move(pub));
     auto em = EventManager::create(EventManagerOptions{}, std::move(pubs));
     if (!em.ok()) {
       std::fprintf(stderr, "kvbm replay: --events: %s\n", std::string(em.status().message()).c_str());
-      return 1;
+      return kExitFailure;
     }
     events = *std::move(em);
     options.events = events.get();
@@ -313,15 +310,15 @@ int run(const ReplayFlags& f) {
     auto points = run_sweep(*trace, options, *sweep);
     if (!points.ok()) {
       std::fprintf(stderr, "kvbm replay: %s\n", std::string(points.status().message()).c_str());
-      return 1;
+      return exit_code_for(points.status());
     }
     if (!write_file(f.out_csv, sweep_csv(*sweep, *points))) {
       std::fprintf(stderr, "kvbm replay: cannot write --out-csv %s\n", f.out_csv.c_str());
-      return 1;
+      return kExitFailure;
     }
     if (!write_file(f.out_svg, sweep_svg(*sweep, *points))) {
       std::fprintf(stderr, "kvbm replay: cannot write --out-svg %s\n", f.out_svg.c_str());
-      return 1;
+      return kExitFailure;
     }
     if (f.json) {
       std::string out = "[";
@@ -334,7 +331,7 @@ int run(const ReplayFlags& f) {
       std::printf("wrote %s\nwrote %s\n", f.out_csv.c_str(), f.out_svg.c_str());
     }
     for (const SweepPoint& p : *points) {
-      if (p.report.verification_failures != 0) return 1;
+      if (p.report.verification_failures != 0) return kExitFailure;
     }
     return 0;
   }
@@ -342,7 +339,7 @@ int run(const ReplayFlags& f) {
   auto report = run_replay(*trace, options);
   if (!report.ok()) {
     std::fprintf(stderr, "kvbm replay: %s\n", std::string(report.status().message()).c_str());
-    return 1;
+    return exit_code_for(report.status());
   }
   if (events) {
     events->shutdown();

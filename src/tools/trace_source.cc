@@ -7,7 +7,8 @@
 namespace kvbm::tools {
 
 void add_trace_source_options(CLI::App* cmd, TraceSourceFlags& flags) {
-  cmd->add_option("--trace", flags.trace, "JSONL trace file (Mooncake hash_ids or token-level)");
+  cmd->add_option("--trace", flags.trace,
+                  "JSONL trace (Mooncake hash_ids or token-level): a file, a pipe or FIFO, or - for stdin");
   cmd->add_option("--format", flags.format, "Trace format: mooncake | tokens (default: detected)");
   cmd->add_option("--workload", flags.workload, "Generated workload preset when no --trace is given");
   cmd->add_option("--requests", flags.requests, "Generated workload: number of requests");
@@ -20,19 +21,25 @@ absl::StatusOr<TraceSource> resolve_trace_source(const TraceSourceFlags& f) {
   if (f.block_tokens && *f.block_tokens == 0) return absl::InvalidArgumentError("--block-tokens must be >= 1, got 0");
   TraceSource s;
   if (!f.trace.empty()) {
-    if (f.format == "mooncake") {
-      s.trace_options.format = TraceFormat::kMooncake;
-    } else if (f.format == "tokens") {
-      s.trace_options.format = TraceFormat::kTokens;
-    } else if (f.format.empty()) {
-      auto detected = detect_trace_format(f.trace);
-      if (!detected.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", detected.status().message()));
-      s.trace_options.format = *detected;
+    if (f.format.empty()) {
+      auto opened = open_trace_detect(f.trace, f.block_tokens);
+      if (!opened.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", opened.status().message()));
+      s.trace_options = opened->options;
+      s.file_reader = std::move(opened->reader);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("--format must be mooncake or tokens, got '", f.format, "'"));
+      if (f.format == "mooncake") {
+        s.trace_options.format = TraceFormat::kMooncake;
+      } else if (f.format == "tokens") {
+        s.trace_options.format = TraceFormat::kTokens;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("--format must be mooncake or tokens, got '", f.format, "'"));
+      }
+      s.trace_options.block_tokens = f.block_tokens.value_or(
+          s.trace_options.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens : kDefaultHashBlockTokens);
+      auto opened = open_trace(f.trace, s.trace_options);
+      if (!opened.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", opened.status().message()));
+      s.file_reader = *std::move(opened);
     }
-    s.trace_options.block_tokens = f.block_tokens.value_or(
-        s.trace_options.format == TraceFormat::kTokens ? kDefaultTokenBlockTokens : kDefaultHashBlockTokens);
     s.block_tokens = s.trace_options.block_tokens;
     s.name = f.trace;
     return s;
@@ -52,12 +59,9 @@ absl::StatusOr<TraceSource> resolve_trace_source(const TraceSourceFlags& f) {
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<TraceReader>> open_trace_source(const TraceSourceFlags& flags,
-                                                               const TraceSource& source) {
-  if (flags.trace.empty()) return generate_trace(source.workload);
-  auto opened = open_trace(flags.trace, source.trace_options);
-  if (!opened.ok()) return absl::InvalidArgumentError(absl::StrCat("--trace: ", opened.status().message()));
-  return opened;
+std::unique_ptr<TraceReader> open_trace_source(TraceSource& source) {
+  if (source.file_reader) return std::move(source.file_reader);
+  return generate_trace(source.workload);
 }
 
 }  // namespace kvbm::tools

@@ -31,13 +31,16 @@ struct TraceSource {
   TraceOptions trace_options;  // a file
   WorkloadOptions workload;    // no file: the generated workload
   std::uint32_t block_tokens = 0;
-  std::string name;  // the path, or "generated:<preset> (N requests, seed S)"
+  std::string name;  // the path ("-" = stdin), or "generated:<preset> (N requests, seed S)"
+  // A file: its reader, opened (and its format detected) by resolve_trace_source, so that the file, a
+  // pipe or a FIFO alike is read once. Null for the generated workload and once taken.
+  std::unique_ptr<TraceReader> file_reader;
 };
 
-// The flags resolved; InvalidArgument naming the bad flag.
+// The flags resolved, the trace file opened; InvalidArgument naming the bad flag ("--trace: ..." for a
+// file that cannot be opened or whose first line names no format).
 [[nodiscard]] absl::StatusOr<TraceSource> resolve_trace_source(const TraceSourceFlags& flags);
-// The reader of a resolved source; InvalidArgument ("--trace: ...") when the file cannot be opened.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<TraceReader>> open_trace_source(const TraceSourceFlags& flags,
-                                                                             const TraceSource& source);
+// The reader of a resolved source: its file's reader (taken from it), or the generated workload.
+[[nodiscard]] std::unique_ptr<TraceReader> open_trace_source(TraceSource& source);
 
 }  // namespace kvbm::tools

@@ -55,6 +55,18 @@ TEST(ParseSizeTest, ErrorsNameInputAndAcceptedForms) {
   }
 }
 
+// "0.5B" once parsed as 0, which a tier's bytes read as "no tier" while "100B" was an error.
+TEST(ParseSizeTest, NonZeroSizeUnderOneByteIsAnError) {
+  for (std::string_view bad : {"0.5B", "0.5", "0.0001KiB"}) {
+    absl::StatusOr<std::uint64_t> value = parse_size(bad);
+    ASSERT_FALSE(value.ok()) << bad;
+    EXPECT_THAT(std::string(value.status().message()), HasSubstr("less than one byte")) << bad;
+  }
+  EXPECT_EQ(*parse_size("0B"), 0u);
+  EXPECT_EQ(*parse_size("0.0"), 0u);
+  EXPECT_EQ(*parse_size("1.5B"), 1u);
+}
+
 TEST(FormatSizeTest, BinaryUnitsOneDecimal) {
   EXPECT_EQ(format_size(32ull << 30), "32.0 GiB");
   EXPECT_EQ(format_size(1536), "1.5 KiB");

@@ -209,6 +209,19 @@ TEST(KvbmConfigTest, FileErrorsNameThePath) {
   std::remove(path.c_str());
 }
 
+// A directory read as a stream yields nothing: it once resolved to the defaults with no error.
+TEST(KvbmConfigTest, DirectoryIsNotAConfigurationFile) {
+  const std::string dir = ::testing::TempDir();
+  auto loaded = KvbmConfig::from_toml_file(dir);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("'" + dir + "' is a directory"));
+  std::vector<absl::Status> errors;
+  (void)KvbmConfig::resolve(dir, {}, &errors);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(std::string(errors[0].message()), HasSubstr("is a directory"));
+}
+
 TEST(KvbmConfigTest, KeyTableDocumentsEveryKey) {
   const auto& keys = config_keys();
   ASSERT_FALSE(keys.empty());

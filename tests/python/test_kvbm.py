@@ -66,6 +66,14 @@ def test_config_from_dict_set_and_toml(tmp_path):
     assert {"model.page_size", "g1.num_blocks", "offload.g1_to_g2"} <= keys
 
 
+def test_a_directory_is_not_a_configuration_file(tmp_path):
+    # A directory once loaded as an empty file: the defaults, no error.
+    with pytest.raises(ValueError, match="is a directory"):
+        kvbm.KvBlockManager(tmp_path)
+    with pytest.raises(ValueError, match="is a directory"):
+        kvbm.Config.from_toml_file(str(tmp_path))
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="g1.nope"):
         kvbm.Config({"g1": {"nope": 1}})

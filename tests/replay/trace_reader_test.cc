@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -159,7 +161,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadLine{kM, "{\"timestamp\": 0, \"input_length\": ", {"invalid JSON"}},
         BadLine{kM, "not json", {"expected a JSON object"}}, BadLine{kM, "[1, 2]", {"expected a JSON object"}},
-        BadLine{kM, "{\"timestamp\": 0, \"input_length\": 1, \"hash_ids\": [0]} x", {"invalid JSON"}},
+        BadLine{kM,
+                "{\"timestamp\": 0, \"input_length\": 1, \"hash_ids\": [0]} x",
+                {"unexpected content after the JSON object"}},
         BadLine{kM, "{\"input_length\": 1, \"hash_ids\": [0]}", {"missing key \"timestamp\""}},
         BadLine{kM, "{\"timestamp\": 0, \"hash_ids\": [0]}", {"missing key \"input_length\""}},
         BadLine{kM, "{\"timestamp\": 0, \"input_length\": 1}", {"missing key \"hash_ids\""}},
@@ -220,18 +224,117 @@ TEST(TraceReaderTest, RewindStartsAgain) {
   EXPECT_EQ(first[99].blocks, hashes({99}));
 }
 
+absl::StatusOr<TraceFormat> detect(const std::string& path) {
+  absl::StatusOr<OpenedTrace> opened = open_trace_detect(path);
+  if (!opened.ok()) return opened.status();
+  return opened->options.format;
+}
+
 TEST(TraceReaderTest, DetectsFormat) {
-  EXPECT_EQ(*detect_trace_format(write_file("detect_m.jsonl", "\n{\"timestamp\": 0, \"hash_ids\": []}\n")),
-            TraceFormat::kMooncake);
-  EXPECT_EQ(*detect_trace_format(write_file("detect_t.jsonl", "{\"tokens\": [1], \"timestamp\": 0}\n")),
-            TraceFormat::kTokens);
+  EXPECT_EQ(*detect(write_file("detect_m.jsonl", "\n{\"timestamp\": 0, \"hash_ids\": []}\n")), TraceFormat::kMooncake);
+  EXPECT_EQ(*detect(write_file("detect_t.jsonl", "{\"tokens\": [1], \"timestamp\": 0}\n")), TraceFormat::kTokens);
   const std::string neither = write_file("detect_n.jsonl", "\n\n{\"timestamp\": 0}\n");
-  absl::StatusOr<TraceFormat> bad = detect_trace_format(neither);
+  absl::StatusOr<TraceFormat> bad = detect(neither);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr(neither + ":3: "));
-  EXPECT_EQ(detect_trace_format(write_file("detect_e.jsonl", "\n")).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(detect_trace_format(temp_path("detect_missing")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(detect(write_file("detect_e.jsonl", "\n")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(detect(temp_path("detect_missing")).status().code(), absl::StatusCode::kNotFound);
+}
+
+// The detected reader goes on from the line detection read: every request, the first included, once.
+TEST(TraceReaderTest, DetectedReaderReadsEveryLineOnce) {
+  const std::string path = write_file("detect_all.jsonl",
+                                      "\n{\"timestamp\": 0, \"input_length\": 5, \"hash_ids\": [1]}\n"
+                                      "{\"timestamp\": 1, \"input_length\": 5, \"hash_ids\": [2]}\n");
+  absl::StatusOr<OpenedTrace> opened = open_trace_detect(path);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->options.block_tokens, 512u);
+  const std::vector<TraceRequest> first = read_all(*opened->reader);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].blocks, hashes({1}));
+  ASSERT_TRUE(opened->reader->rewind().ok());
+  EXPECT_EQ(read_all(*opened->reader), first);
+}
+
+// A pipe (here /dev/fd/N of a pipe(2)) is read once, detection included, and rewind() reads its spool.
+TEST(TraceReaderTest, PipeIsReadOnceAndRewinds) {
+  std::string text;
+  for (int i = 0; i < 5000; ++i) {  // more than one 1 MiB read buffer... and more than a pipe holds
+    text += "{\"timestamp\": " + std::to_string(i) + ", \"input_length\": 1024, \"hash_ids\": [" + std::to_string(i) +
+            ", " + std::to_string(i + 1) + ", " + std::string(200, ' ') + "7]}\n";
+  }
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::thread writer([&] {
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fds[1], text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(fds[1]);
+  });
+  absl::StatusOr<OpenedTrace> opened = open_trace_detect("/dev/fd/" + std::to_string(fds[0]));
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ::close(fds[0]);  // the reader holds its own descriptor
+  const std::vector<TraceRequest> first = read_all(*opened->reader);
+  writer.join();
+  ASSERT_EQ(first.size(), 5000u);
+  EXPECT_EQ(first[0].blocks, hashes({0, 1, 7}));
+  ASSERT_TRUE(opened->reader->rewind().ok());
+  EXPECT_EQ(read_all(*opened->reader), first);
+}
+
+struct Diagnosed {
+  std::string text;
+  std::string message;
+};
+
+// Each of these once gave a misleading message (or none): each now names file:line and what is wrong.
+TEST(TraceReaderTest, PreciseMessages) {
+  const std::string line = "{\"timestamp\": 0, \"input_length\": 5, \"hash_ids\": [1]}";
+  for (const Diagnosed& d : {
+           Diagnosed{line + "\r" + line + "\r", ":1: the line ends are CR only"},
+           Diagnosed{line + "xyz\n", ":1: unexpected content after the JSON object"},
+           Diagnosed{line + "\n" + line + " xyz\n", ":2: unexpected content after the JSON object"},
+           Diagnosed{"{\"timestamp\": 0, \"input_length\": 5, \"hash_ids\": [1], \"hash_ids\": [2]}\n",
+                     ":1: duplicate key \"hash_ids\""},
+           Diagnosed{"{\"timestamp\": 0, \"timestamp\": 1, \"input_length\": 5, \"hash_ids\": [1]}\n",
+                     ":1: duplicate key \"timestamp\""},
+           Diagnosed{"{\"timestamp\": 0, \"input_length\": 18446744073709551615, \"hash_ids\": [1]}\n",
+                     ":1: \"input_length\" must be an integer in [0, 1099511627776]"},
+           Diagnosed{"\xFF\xFE{\n", ":1: the trace is UTF-16"},
+       }) {
+    const std::string path = write_file("diagnosed.jsonl", d.text);
+    absl::StatusOr<OpenedTrace> opened = open_trace_detect(path);
+    absl::Status status = opened.status();
+    if (opened.ok()) status = read_requests(*opened->reader).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << d.text;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(path + d.message)) << d.text;
+  }
+  // A directory is named as one, not "an empty trace".
+  absl::StatusOr<OpenedTrace> dir = open_trace_detect(::testing::TempDir());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(dir.status().message()), HasSubstr("is a directory"));
+  // A UTF-8 byte order mark is skipped.
+  absl::StatusOr<OpenedTrace> bom = open_trace_detect(write_file("bom.jsonl", "\xEF\xBB\xBF" + line + "\n"));
+  ASSERT_TRUE(bom.ok()) << bom.status();
+  EXPECT_EQ(read_all(*bom->reader).size(), 1u);
+}
+
+// A line longer than kMaxTraceLineBytes fails with the limit named, having read only a little past it.
+TEST(TraceReaderTest, LongestLineIsBounded) {
+  const std::string path = temp_path("long_line.bin");
+  {
+    std::ofstream out(path, std::ios::binary);
+    const std::string chunk(1 << 20, 'x');
+    for (std::size_t i = 0; i < kMaxTraceLineBytes / chunk.size() + 2; ++i) out << chunk;
+  }
+  absl::StatusOr<std::unique_ptr<TraceReader>> reader = open_trace(path, {});
+  ASSERT_TRUE(reader.ok());
+  absl::StatusOr<std::optional<TraceRequest>> next = (*reader)->next();
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(next.status().message()), HasSubstr(path + ":1: line longer than the limit of 67108864"));
+  std::filesystem::remove(path);
 }
 
 TEST(TraceWriterTest, RoundTripsBothFormats) {
@@ -319,7 +422,7 @@ constexpr const char* kSharedTracesDir = "";
 TEST(SharedMooncakeTraceTest, MatchesPublishedFigures) {
   const std::string path = std::string(kSharedTracesDir) + "/mooncake_conversation_trace.jsonl";
   if (!std::ifstream(path).good()) GTEST_SKIP() << "no shared trace at " << path;
-  ASSERT_EQ(*detect_trace_format(path), TraceFormat::kMooncake);
+  ASSERT_EQ(*detect(path), TraceFormat::kMooncake);
   absl::StatusOr<std::unique_ptr<TraceReader>> reader = open_trace(path, {});
   ASSERT_TRUE(reader.ok()) << reader.status();
   std::uint64_t requests = 0;

@@ -102,6 +102,10 @@ struct KvbmConfig {
   [[nodiscard]] absl::Status apply_env(const std::function<const char*(const char*)>& getenv = nullptr);
   void apply_env_collect(std::vector<absl::Status>* errors,
                          const std::function<const char*(const char*)>& getenv = nullptr);
+  // KVBM_* variables of the process environment that name no key (a typo such as KVBM_G1_NUM_BLOKS would
+  // otherwise be ignored silently), each as one warning line: "KVBM_X is not a configuration variable
+  // (ignored); did you mean KVBM_Y?". The CLI prints them.
+  [[nodiscard]] static std::vector<std::string> unknown_env_warnings();
   // Applies `key=value` overrides (CLI `--set`), in order, collecting every error ("--set key=value: ...").
   void apply_overrides(const std::vector<std::string>& assignments, std::vector<absl::Status>* errors);
   // The whole precedence chain over the built-in defaults: `file` (none when empty) < KVBM_* environment

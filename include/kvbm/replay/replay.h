@@ -35,9 +35,13 @@ namespace kvbm {
 
 class KvBlockManager;
 
+// --timing trace waits at most this long for one request (24 hours after the first request, at --speed);
+// a later arrival is an error before any wait, never an overflowed or decades-long sleep.
+inline constexpr double kMaxTraceWaitMs = 24.0 * 3600 * 1000;
+
 enum class ReplayTiming : std::uint8_t {
   kFast,   // as fast as possible (default)
-  kTrace,  // request i starts at timestamp_ms / speed after the first
+  kTrace,  // request i starts at timestamp_ms / speed after the first (at most kMaxTraceWaitMs after it)
 };
 
 struct ReplayOptions {

@@ -1,12 +1,15 @@
 // Request traces for `kvbm replay`: what a request asks of the cache, whatever the file format.
 //
-// A trace is a stream of TraceRequests. Readers stream a file in bounded memory (one line at a time);
-// a malformed line is an error naming the file, its line number and what was wrong. The generator
+// A trace is a stream of TraceRequests. Readers stream a file in bounded memory (one line at a time, at
+// most kMaxTraceLineBytes); a malformed line is an error naming the file, its line number and what was
+// wrong. Every input is read once: a pipe, FIFO or stdin ("-") is copied to an unlinked spool file in
+// $TMPDIR (or /tmp) as it is read, so rewind() works on it too. The generator
 // produces the same stream from a seed, so replay needs no file.
 #pragma once
 
 #include <absl/status/statusor.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,6 +19,13 @@
 #include "kvbm/core/types.h"
 
 namespace kvbm {
+
+// The longest line a trace may have (64 MiB): a longer one is an error naming this limit, so a stream
+// without newlines (/dev/zero, a binary file) fails fast in bounded memory.
+inline constexpr std::size_t kMaxTraceLineBytes = std::size_t{64} << 20;
+// The largest "input_length" / "output_length" (2^40 tokens, far beyond any context): sums over a trace of
+// up to 2^24 such requests stay exact in 64 bits (replay's sums saturate beyond that).
+inline constexpr std::uint64_t kMaxTraceTokens = std::uint64_t{1} << 40;
 
 // One request: arrival time, and its prompt as full blocks named by sequence hashes (each names the
 // whole prefix up to and including that block, as kvbm's hashes and Mooncake's hash_ids do).
@@ -55,16 +65,25 @@ struct TraceOptions {
 // u64); token traces are hashed with kvbm's Dynamo-compatible hashing (page = block_tokens, salt from the
 // line's "salt"; a partial tail block is not a block). Required keys: Mooncake "timestamp",
 // "input_length", "hash_ids"; tokens "timestamp", "tokens". "output_length" is optional in both (0).
-// Blank lines are skipped; other keys are ignored. NotFound when the file cannot be opened;
-// InvalidArgument for block_tokens == 0.
+// Blank lines are skipped, as is a UTF-8 byte order mark; other keys are ignored; a key given twice is an
+// error. `path` may be a regular file, a pipe or FIFO, or "-" (stdin). NotFound when the file cannot be
+// opened; InvalidArgument for a directory or block_tokens == 0.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<TraceReader>> open_trace(const std::string& path, TraceOptions options);
 // The same reader over JSONL text held in memory (fuzzing, tests); `name` stands for the path in errors.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<TraceReader>> open_trace_text(std::string text, TraceOptions options,
                                                                            const std::string& name = "<memory>");
 
-// The format of a JSONL trace, from its first non-blank line: "hash_ids" means Mooncake, "tokens" means
-// token-level. InvalidArgument (with path:line) when that line is not a JSON object with either key.
-[[nodiscard]] absl::StatusOr<TraceFormat> detect_trace_format(const std::string& path);
+// A trace opened by open_trace_detect: its reader, and the options it resolved.
+struct OpenedTrace {
+  std::unique_ptr<TraceReader> reader;
+  TraceOptions options;  // the detected format; block_tokens as given, or that format's default (512 / 16)
+};
+// Opens a trace of unknown format, detected from its first non-blank line ("hash_ids" means Mooncake,
+// "tokens" means token-level); the reader then parses that same line, so a pipe is read once.
+// InvalidArgument (with path:line) when that line is not a JSON object with either key, or the trace is
+// empty; otherwise as open_trace.
+[[nodiscard]] absl::StatusOr<OpenedTrace> open_trace_detect(const std::string& path,
+                                                            std::optional<std::uint32_t> block_tokens = std::nullopt);
 
 // The rest of `reader`'s stream (from where it stands, to its end), in memory; the reader's error, if any.
 [[nodiscard]] absl::StatusOr<std::vector<TraceRequest>> read_requests(TraceReader& reader);
