@@ -94,6 +94,12 @@ absl::StatusOr<std::unique_ptr<ZmqPublisher>> ZmqPublisher::create(ZmqPublisherO
   try {
     p->pub_.set(zmq::sockopt::sndhwm, p->options_.hwm);
     p->pub_.set(zmq::sockopt::linger, static_cast<int>(p->options_.linger.count()));
+    // Queue only to peers that completed a connection. Without this, a connecting PUB keeps batches for
+    // a peer that is not there, and closing lingers to deliver them: the session reconnects meanwhile,
+    // and a peer that is not ZMTP (an HTTP server on that port) is taken for a ZMTP 1.0 one, whose
+    // phantom subscription libzmq 4.3.4 pushes into the closing pipe and asserts on the EAGAIN
+    // (zmtp_engine.cpp:463, process_routing_id_msg), aborting the process. A bound PUB behaves so already.
+    p->pub_.set(zmq::sockopt::immediate, 1);
   } catch (const zmq::error_t& e) {
     return zmq_error("configuring PUB socket for", *endpoint, e);
   }
