@@ -222,8 +222,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           py::arg("level"))
       .def(
           "make_sequence",
-          [](const PyManager& s, const TokenArray& tokens, const py::object& salt) {
-            return value_or_throw(s.kvbm().make_sequence(token_span(tokens), to_salt_hash(salt)));
+          [](const PyManager& s, const py::object& tokens, const py::object& salt) {
+            return value_or_throw(s.kvbm().make_sequence(token_span(to_tokens(tokens)), to_salt_hash(salt)));
           },
           py::arg("tokens"), py::arg("salt") = py::none(),
           "A TokenBlockSequence of this manager's page size. salt: None, an int salt hash, or str/bytes.")

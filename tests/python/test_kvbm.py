@@ -113,6 +113,35 @@ def test_token_block_sequence():
         kvbm.TokenBlockSequence(0)
 
 
+def test_token_ids_outside_u32_raise_instead_of_wrapping():
+    m = kvbm.KvBlockManager(SMALL)
+    # Before: 2**32 + i hashed as i, and -1 became 4294967295.
+    for bad in ([2**32, 2**32 + 1, 2**32 + 2, 2**32 + 3], [-1, 0, 1, 2], [2**70, 0, 0, 0],
+                np.array([0, 1, 2, 2**32], dtype=np.int64), np.array([-1, 0, 0, 0], dtype=np.int32)):
+        with pytest.raises(ValueError, match=r"token ids must be in \[0, 4294967295\]"):
+            m.make_sequence(bad)
+        with pytest.raises(ValueError, match="token ids"):
+            kvbm.TokenBlockSequence(PAGE, bad)
+        with pytest.raises(ValueError, match="token ids"):
+            kvbm.compute_block_hash(bad)
+    with pytest.raises(TypeError, match="integers"):
+        m.make_sequence([0.5, 1.0, 2.0, 3.0])
+    seq = kvbm.TokenBlockSequence(PAGE)
+    with pytest.raises(ValueError, match="token ids"):
+        seq.append([2**32])
+    (b,) = m.allocate(1)
+    b.init()
+    with pytest.raises(ValueError, match="token ids"):
+        b.append([-1])
+    b.release()
+    # The edges of the range are accepted, as lists and as any integer array.
+    top = [0, 1, 2**32 - 2, 2**32 - 1]
+    expected = m.make_sequence(np.array(top, dtype=np.uint32)).sequence_hashes
+    assert m.make_sequence(top).sequence_hashes == expected
+    assert m.make_sequence(np.array(top, dtype=np.int64)).sequence_hashes == expected
+    assert m.make_sequence([0, 1, 2, 3]).sequence_hashes != m.make_sequence(top).sequence_hashes
+
+
 # ---- manager API ----
 
 def test_request_cycle_and_status():
