@@ -335,7 +335,8 @@ slot to the free list.
           py::arg("salt_hash") = 0, py::arg("parent") = py::none(),
           "reset → partial: starts a block whose previous block has sequence hash `parent` (None = first).")
       .def(
-          "append", [](PyMutableBlock& b, const py::object& tokens) { check(live(b).append(token_span(to_tokens(tokens)))); },
+          "append",
+          [](PyMutableBlock& b, const py::object& tokens) { check(live(b).append(token_span(to_tokens(tokens)))); },
           py::arg("tokens"), "partial: adds tokens; ValueError (nothing added) past page_size.")
       .def(
           "commit", [](PyMutableBlock& b) { check(live(b).commit()); },

@@ -298,7 +298,8 @@ plus a partial tail. Not thread-safe: one sequence belongs to one request.
            py::arg("page_size"), py::arg("tokens") = py::list(), py::arg("salt") = py::none(),
            "salt: None, an int salt hash, or str/bytes to hash. ValueError for page_size 0.")
       .def(
-          "append", [](TokenBlockSequence& self, const py::object& tokens) { self.append(token_span(to_tokens(tokens))); },
+          "append",
+          [](TokenBlockSequence& self, const py::object& tokens) { self.append(token_span(to_tokens(tokens))); },
           py::arg("tokens"), "Appends token ids (an int sequence or array); full blocks are hashed as they fill.")
       .def(
           "append_token", [](TokenBlockSequence& self, std::uint32_t token) { self.append(token); }, py::arg("token"))
