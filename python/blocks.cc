@@ -394,8 +394,9 @@ slot to the free list.
           },
           py::arg("layer"), py::arg("outer"), "xxh3_64 (seed 0) of the chunk's bytes, as kvbm reads them.")
       .def(
-          "release", [](PyMutableBlock& b) { b.block = G1MutableBlock{}; },
-          "Drops the handle now: the slot returns to the free list (views made from it stay readable).")
+          "release", [](PyMutableBlock& b) { live(b) = G1MutableBlock{}; },
+          "Drops the handle now: the slot returns to the free list (views made from it stay readable). "
+          "RuntimeError when it was already released or registered.")
       .def("__enter__", [](const py::object& self) { return self; })
       .def("__exit__",
            [](PyMutableBlock& b, const py::args&) {

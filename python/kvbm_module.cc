@@ -3,6 +3,9 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 
+#include <cerrno>
+#include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "bindings.h"
@@ -36,6 +39,16 @@ void throw_status(const absl::Status& status) {
       break;
   }
   PyErr_SetString(type, message.c_str());
+  throw py::error_already_set();
+}
+
+void require_file(const std::string& path, const char* what) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return;
+  py::object err = py::reinterpret_steal<py::object>(PyObject_CallFunction(
+      PyExc_FileNotFoundError, "iss", ENOENT, (std::string(what) + ": no such file").c_str(), path.c_str()));
+  if (!err) throw py::error_already_set();
+  PyErr_SetObject(PyExc_FileNotFoundError, err.ptr());
   throw py::error_already_set();
 }
 
@@ -166,6 +179,7 @@ KvbmConfig to_config(const py::object& config) {
   }
   if (py::isinstance<py::str>(config) || py::hasattr(config, "__fspath__")) {
     const std::string path = py::str(py::module_::import("os").attr("fspath")(config)).cast<std::string>();
+    require_file(path, "config");
     return value_or_throw(KvbmConfig::from_toml_file(path));
   }
   throw py::type_error("config must be None, a dict, a TOML file path or a kvbm.Config");
@@ -195,7 +209,11 @@ Keys are ``section.name`` (``model.page_size``, ``g1.num_blocks``, ``g2.bytes``,
           "from_toml", [](const std::string& text) { return value_or_throw(KvbmConfig::from_toml(text)); },
           py::arg("text"), "Parses TOML text over the defaults (unknown keys are errors).")
       .def_static(
-          "from_toml_file", [](const std::string& path) { return value_or_throw(KvbmConfig::from_toml_file(path)); },
+          "from_toml_file",
+          [](const std::string& path) {
+            require_file(path, "from_toml_file");
+            return value_or_throw(KvbmConfig::from_toml_file(path));
+          },
           py::arg("path"), "Loads a TOML file over the defaults. KeyError/ValueError when it is missing or bad.")
       .def(
           "set",

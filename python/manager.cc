@@ -319,6 +319,15 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "release",
           [](const PyManager& s, const std::vector<PyImmutableBlock*>& blocks) {
             std::vector<G1Block> handles;
+            // All or nothing: a block released twice is the caller's bug, said before anything is dropped.
+            for (std::size_t i = 0; i < blocks.size(); ++i) {
+              const PyImmutableBlock* b = blocks[i];
+              if (b != nullptr && b->state.get() == s.state.get() && !b->block.valid()) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                absl::StrCat("release: blocks[", i, "] was already released").c_str());
+                throw py::error_already_set();
+              }
+            }
             for (PyImmutableBlock* b : blocks) {
               if (b != nullptr && b->state.get() == s.state.get()) handles.push_back(std::move(b->block));
             }
@@ -326,7 +335,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           },
           py::arg("blocks"),
           "Releases many ImmutableBlocks at once, last first (a chain's tail evicts first). Blocks of "
-          "another manager, or None, are left as they are.")
+          "another manager, or None, are left as they are; RuntimeError (nothing released) when one of "
+          "this manager's blocks was released already.")
       .def(
           "downgrade",
           [](const PyManager& s, const PyImmutableBlock& b) {

@@ -102,6 +102,7 @@ void bind_replay(py::module_& m) {
           reader = generate_trace(w);
         } else if (py::isinstance<py::str>(trace) || py::hasattr(trace, "__fspath__")) {
           const std::string path = py::str(py::module_::import("os").attr("fspath")(trace)).cast<std::string>();
+          require_file(path, "trace");
           TraceOptions t;
           if (!format) {
             t.format = value_or_throw(detect_trace_format(path));

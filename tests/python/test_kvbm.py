@@ -71,7 +71,7 @@ def test_config_errors():
         kvbm.Config({"g1": {"nope": 1}})
     with pytest.raises(ValueError, match="page_size"):
         kvbm.KvBlockManager({"model": {"page_size": 0}})
-    with pytest.raises(KeyError, match="cannot open"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         kvbm.Config.from_toml_file("/nonexistent/kvbm.toml")
     with pytest.raises(TypeError):
         kvbm.KvBlockManager(42)
@@ -354,6 +354,30 @@ def test_context_managers_release():
         assert len(match) == 1 and m.status()["active"] == 1
     assert_idle(m)
 
+
+
+def test_releasing_twice_raises():
+    m = kvbm.KvBlockManager(SMALL)
+    (b,) = m.allocate(1)
+    b.release()
+    with pytest.raises(RuntimeError, match="released"):
+        b.release()
+    _, reg = fill_request(m, list(range(8)))
+    m.release([reg[1]])
+    with pytest.raises(RuntimeError, match=r"blocks\[1\] was already released"):
+        m.release([reg[0], reg[1]])
+    assert reg[0].valid  # all or nothing: the live block was not released either
+    m.release([reg[0]])
+    assert_idle(m)
+
+
+def test_missing_files_raise_file_not_found(tmp_path):
+    missing = tmp_path / "missing.toml"
+    for call in (lambda: kvbm.Config.from_toml_file(str(missing)), lambda: kvbm.KvBlockManager(missing),
+                 lambda: kvbm.replay(str(tmp_path / "missing.jsonl"))):
+        with pytest.raises(FileNotFoundError, match="no such file") as e:
+            call()
+        assert e.value.filename.startswith(str(tmp_path))
 
 def test_handles_released_on_garbage_collection():
     m = kvbm.KvBlockManager(WITH_G2)
