@@ -3,6 +3,8 @@
 #include <absl/status/status.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <vector>
@@ -56,6 +58,29 @@ absl::StatusOr<std::string> zmq_offset_endpoint(std::string_view endpoint, std::
 
 namespace {
 
+// libzmq accepts a connect to a host that can never be reached (tcp://999.0.0.1:1) and keeps retrying in
+// the background: every batch would then be "sent" to nowhere. Resolve the host once, up front.
+absl::Status check_connect_host(std::string_view endpoint) {
+  if (!endpoint.starts_with("tcp://")) return absl::OkStatus();
+  std::string_view rest = endpoint.substr(6);
+  if (const std::size_t semi = rest.find(';'); semi != std::string_view::npos) rest = rest.substr(semi + 1);
+  const std::size_t colon = rest.rfind(':');
+  std::string host(rest.substr(0, colon == std::string_view::npos ? rest.size() : colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (found != nullptr) freeaddrinfo(found);
+  if (rc != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("zmq: endpoint \"", std::string(endpoint), "\": host \"", host,
+                                                   "\" is not an address or a name that resolves (", gai_strerror(rc),
+                                                   "); expected tcp://HOST:PORT"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status zmq_error(std::string_view what, std::string_view endpoint, const zmq::error_t& e) {
   const std::string msg = absl::StrCat("zmq: ", std::string(what), " \"", std::string(endpoint), "\": ", e.what());
   if (e.num() == EINVAL || e.num() == EPROTONOSUPPORT || e.num() == ENOCOMPATPROTO) {
@@ -88,6 +113,10 @@ absl::StatusOr<std::unique_ptr<ZmqPublisher>> ZmqPublisher::create(ZmqPublisherO
     auto r = zmq_offset_endpoint(*options.replay_endpoint, rank, "replay_endpoint");
     if (!r.ok()) return r.status();
     replay = *std::move(r);
+  }
+
+  if (!zmq_endpoint_binds(*endpoint)) {
+    if (absl::Status s = check_connect_host(*endpoint); !s.ok()) return s;
   }
 
   std::unique_ptr<ZmqPublisher> p(new ZmqPublisher(std::move(options)));

@@ -323,3 +323,11 @@ def test_replay_publishing_toward_an_http_server_exits_cleanly(kvbm_cli, answer_
         assert server.connections > 0
     finally:
         server.close()
+
+
+def test_replay_refuses_an_events_host_that_cannot_resolve(kvbm_cli):
+    run = subprocess.run([kvbm_cli, "replay", "--events", "tcp://999.0.0.1:1", "--requests", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout
+    assert "--events" in run.stderr and '"999.0.0.1"' in run.stderr and len(run.stderr.splitlines()) == 1
+    assert "sent" not in run.stdout
