@@ -64,7 +64,7 @@ TokenArray to_tokens(const py::handle& tokens, const char* what = "tokens");
 std::vector<SequenceHash> to_hashes(const HashArray& hashes);
 // A salt given as None (no salt), an int (a salt hash) or str/bytes (hashed with compute_salt_hash).
 SaltHash to_salt_hash(const py::object& salt);
-// "g1" | "g2" | "g3" (case-insensitive) → CacheLevel; ValueError otherwise.
+// "g1" | "g2" | "g3" | "g4" (case-insensitive) → CacheLevel; ValueError otherwise.
 CacheLevel to_level(const std::string& name);
 py::dict status_dict(const PoolStatus& status);
 

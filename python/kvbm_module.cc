@@ -110,7 +110,8 @@ CacheLevel to_level(const std::string& name) {
   if (lower == "g1") return CacheLevel::kG1;
   if (lower == "g2") return CacheLevel::kG2;
   if (lower == "g3") return CacheLevel::kG3;
-  throw py::value_error(absl::StrCat("level must be 'g1', 'g2' or 'g3', got '", name, "'"));
+  if (lower == "g4") return CacheLevel::kG4;
+  throw py::value_error(absl::StrCat("level must be 'g1', 'g2', 'g3' or 'g4', got '", name, "'"));
 }
 
 py::dict status_dict(const PoolStatus& status) {

@@ -533,3 +533,63 @@ def test_type_stubs_name_the_module_api():
         assert hasattr(kvbm, name), name
     public = {n for n in dir(kvbm) if not n.startswith("_")}
     assert public <= set(names), public - set(names)
+
+
+@pytest.fixture
+def redis_port(tmp_path):
+    """A private redis-server on a free local port (G4), stopped after the test."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_g4_is_visible_in_has_tier_status_and_offload_stats(redis_port):
+    m = kvbm.KvBlockManager({**SMALL, "g1": {"num_blocks": 4}, "g2": {"num_blocks": 4},
+                             "g4": {"endpoints": f"127.0.0.1:{redis_port}", "deadline_ms": 2000}})
+    assert m.has_tier("g4") is True and m.has_tier("G4") is True and m.has_tier("g3") is False
+    assert "g4=True" in repr(m)
+    assert set(m.status("g4")) == {"active", "inactive", "free", "owned"}
+    # The store connects in the background; puts made before it is up are dropped (counted), not queued.
+    import time
+    for _ in range(400):
+        if m.offload_stats()["g4"]["health"] == "available":
+            break
+        time.sleep(0.05)
+    assert m.offload_stats()["g4"]["health"] == "available"
+    # Twelve one-block requests through G1 (4) and G2 (4): the first ones end up only in G4.
+    seqs = []
+    for r in range(12):
+        seq, reg = fill_request(m, [r * 100 + i for i in range(PAGE)])
+        m.release(reg)
+        m.flush()
+        seqs.append(seq)
+    stats = m.offload_stats()
+    assert stats["g2_to_g4"] >= 1 and stats["g4"]["put"] == stats["g2_to_g4"]
+    first = seqs[0].sequence_hashes
+    blocks = m.match_and_onboard(first)
+    assert len(blocks) == 1 and blocks[0].sequence_hash == first[0]
+    m.release(blocks)
+    stats = m.offload_stats()
+    assert stats["g4_to_g1"] == 1 and stats["g4"]["hits"] >= 1 and stats["g4"]["health"] == "available"
+    with pytest.raises(ValueError, match="'g4'"):
+        m.status("g5")
