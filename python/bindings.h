@@ -55,10 +55,16 @@ using HashArray = py::array_t<std::uint64_t, py::array::c_style | py::array::for
 inline std::span<const std::uint32_t> token_span(const TokenArray& tokens) {
   return {tokens.data(), static_cast<std::size_t>(tokens.size())};
 }
+// FileNotFoundError naming `what` and the path when `path` does not exist (the C++ side says NotFound,
+// which would surface as KeyError).
+void require_file(const std::string& path, const char* what);
+// Token ids as u32, checked: an id outside [0, 2^32 - 1] raises ValueError (a cast would wrap it onto
+// another id, and 2^32 would hash as 0); anything but integers raises TypeError. `what` names the argument.
+TokenArray to_tokens(const py::handle& tokens, const char* what = "tokens");
 std::vector<SequenceHash> to_hashes(const HashArray& hashes);
 // A salt given as None (no salt), an int (a salt hash) or str/bytes (hashed with compute_salt_hash).
 SaltHash to_salt_hash(const py::object& salt);
-// "g1" | "g2" | "g3" (case-insensitive) → CacheLevel; ValueError otherwise.
+// "g1" | "g2" | "g3" | "g4" (case-insensitive) → CacheLevel; ValueError otherwise.
 CacheLevel to_level(const std::string& name);
 py::dict status_dict(const PoolStatus& status);
 

@@ -335,7 +335,8 @@ slot to the free list.
           py::arg("salt_hash") = 0, py::arg("parent") = py::none(),
           "reset → partial: starts a block whose previous block has sequence hash `parent` (None = first).")
       .def(
-          "append", [](PyMutableBlock& b, const TokenArray& tokens) { check(live(b).append(token_span(tokens))); },
+          "append",
+          [](PyMutableBlock& b, const py::object& tokens) { check(live(b).append(token_span(to_tokens(tokens)))); },
           py::arg("tokens"), "partial: adds tokens; ValueError (nothing added) past page_size.")
       .def(
           "commit", [](PyMutableBlock& b) { check(live(b).commit()); },
@@ -393,8 +394,9 @@ slot to the free list.
           },
           py::arg("layer"), py::arg("outer"), "xxh3_64 (seed 0) of the chunk's bytes, as kvbm reads them.")
       .def(
-          "release", [](PyMutableBlock& b) { b.block = G1MutableBlock{}; },
-          "Drops the handle now: the slot returns to the free list (views made from it stay readable).")
+          "release", [](PyMutableBlock& b) { live(b) = G1MutableBlock{}; },
+          "Drops the handle now: the slot returns to the free list (views made from it stay readable). "
+          "RuntimeError when it was already released or registered.")
       .def("__enter__", [](const py::object& self) { return self; })
       .def("__exit__",
            [](PyMutableBlock& b, const py::args&) {

@@ -3,6 +3,9 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 
+#include <cerrno>
+#include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "bindings.h"
@@ -39,6 +42,53 @@ void throw_status(const absl::Status& status) {
   throw py::error_already_set();
 }
 
+void require_file(const std::string& path, const char* what) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return;
+  py::object err = py::reinterpret_steal<py::object>(PyObject_CallFunction(
+      PyExc_FileNotFoundError, "iss", ENOENT, (std::string(what) + ": no such file").c_str(), path.c_str()));
+  if (!err) throw py::error_already_set();
+  PyErr_SetObject(PyExc_FileNotFoundError, err.ptr());
+  throw py::error_already_set();
+}
+
+TokenArray to_tokens(const py::handle& tokens, const char* what) {
+  if (TokenArray::check_(tokens)) return py::reinterpret_borrow<TokenArray>(tokens);  // already u32
+  py::array a;
+  try {
+    a = py::module_::import("numpy").attr("asarray")(tokens);
+  } catch (py::error_already_set& e) {
+    throw py::type_error(std::string(what) + ": expected a sequence of ints or an integer array (" + e.what() + ")");
+  }
+  if (a.size() == 0) return TokenArray(0);
+  const char kind = a.dtype().kind();
+  if (kind == 'O') {  // ints too large for any NumPy integer type
+    for (const py::handle item : py::iter(a.attr("ravel")())) {
+      if (!py::isinstance<py::int_>(item)) {
+        throw py::type_error(std::string(what) + ": token ids must be ints, got " +
+                             std::string(py::str(py::type::of(item).attr("__name__"))));
+      }
+      const py::int_ v = py::reinterpret_borrow<py::int_>(item);
+      if (v < py::int_(0) || v > py::int_(0xFFFFFFFFULL)) {
+        throw py::value_error(std::string(what) + ": token ids must be in [0, 4294967295], got " +
+                              std::string(py::str(item)));
+      }
+    }
+  } else if (kind == 'i' || kind == 'u') {
+    const py::object lo = a.attr("min")();
+    const py::object hi = a.attr("max")();
+    const py::object bad = lo < py::int_(0) ? lo : hi;
+    if (lo < py::int_(0) || hi > py::int_(0xFFFFFFFFULL)) {
+      throw py::value_error(std::string(what) + ": token ids must be in [0, 4294967295], got " +
+                            std::string(py::str(bad)));
+    }
+  } else {
+    throw py::type_error(std::string(what) + ": token ids must be integers, got an array of dtype " +
+                         std::string(py::str(a.dtype())));
+  }
+  return TokenArray::ensure(a.attr("astype")("uint32"));
+}
+
 std::vector<SequenceHash> to_hashes(const HashArray& hashes) {
   std::vector<SequenceHash> out;
   out.reserve(static_cast<std::size_t>(hashes.size()));
@@ -60,7 +110,8 @@ CacheLevel to_level(const std::string& name) {
   if (lower == "g1") return CacheLevel::kG1;
   if (lower == "g2") return CacheLevel::kG2;
   if (lower == "g3") return CacheLevel::kG3;
-  throw py::value_error(absl::StrCat("level must be 'g1', 'g2' or 'g3', got '", name, "'"));
+  if (lower == "g4") return CacheLevel::kG4;
+  throw py::value_error(absl::StrCat("level must be 'g1', 'g2', 'g3' or 'g4', got '", name, "'"));
 }
 
 py::dict status_dict(const PoolStatus& status) {
@@ -129,6 +180,7 @@ KvbmConfig to_config(const py::object& config) {
   }
   if (py::isinstance<py::str>(config) || py::hasattr(config, "__fspath__")) {
     const std::string path = py::str(py::module_::import("os").attr("fspath")(config)).cast<std::string>();
+    require_file(path, "config");
     return value_or_throw(KvbmConfig::from_toml_file(path));
   }
   throw py::type_error("config must be None, a dict, a TOML file path or a kvbm.Config");
@@ -158,7 +210,11 @@ Keys are ``section.name`` (``model.page_size``, ``g1.num_blocks``, ``g2.bytes``,
           "from_toml", [](const std::string& text) { return value_or_throw(KvbmConfig::from_toml(text)); },
           py::arg("text"), "Parses TOML text over the defaults (unknown keys are errors).")
       .def_static(
-          "from_toml_file", [](const std::string& path) { return value_or_throw(KvbmConfig::from_toml_file(path)); },
+          "from_toml_file",
+          [](const std::string& path) {
+            require_file(path, "from_toml_file");
+            return value_or_throw(KvbmConfig::from_toml_file(path));
+          },
           py::arg("path"), "Loads a TOML file over the defaults. KeyError/ValueError when it is missing or bad.")
       .def(
           "set",
@@ -209,8 +265,8 @@ Keys are ``section.name`` (``model.page_size``, ``g1.num_blocks``, ``g2.bytes``,
 void bind_sequences(py::module_& m) {
   m.def(
       "compute_block_hash",
-      [](const TokenArray& tokens, std::uint64_t salt_hash) {
-        return compute_block_hash(token_span(tokens), SaltHash{salt_hash}).value();
+      [](const py::object& tokens, std::uint64_t salt_hash) {
+        return compute_block_hash(token_span(to_tokens(tokens)), SaltHash{salt_hash}).value();
       },
       py::arg("tokens"), py::arg("salt_hash") = 0,
       "xxh3_64 of the tokens as little-endian u32 bytes, seeded with salt_hash (Dynamo-compatible).");
@@ -254,13 +310,15 @@ void bind_sequences(py::module_& m) {
 The tokens of one request split into full blocks of page_size tokens, with block and sequence hashes,
 plus a partial tail. Not thread-safe: one sequence belongs to one request.
 )doc")
-      .def(py::init([](std::uint32_t page_size, const TokenArray& tokens, const py::object& salt) {
-             return value_or_throw(TokenBlockSequence::create(page_size, to_salt_hash(salt), token_span(tokens)));
+      .def(py::init([](std::uint32_t page_size, const py::object& tokens, const py::object& salt) {
+             return value_or_throw(
+                 TokenBlockSequence::create(page_size, to_salt_hash(salt), token_span(to_tokens(tokens))));
            }),
-           py::arg("page_size"), py::arg("tokens") = std::vector<std::uint32_t>{}, py::arg("salt") = py::none(),
+           py::arg("page_size"), py::arg("tokens") = py::list(), py::arg("salt") = py::none(),
            "salt: None, an int salt hash, or str/bytes to hash. ValueError for page_size 0.")
       .def(
-          "append", [](TokenBlockSequence& self, const TokenArray& tokens) { self.append(token_span(tokens)); },
+          "append",
+          [](TokenBlockSequence& self, const py::object& tokens) { self.append(token_span(to_tokens(tokens))); },
           py::arg("tokens"), "Appends token ids (an int sequence or array); full blocks are hashed as they fill.")
       .def(
           "append_token", [](TokenBlockSequence& self, std::uint32_t token) { self.append(token); }, py::arg("token"))

@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "bindings.h"
+#include "kvbm/remote/remote_store.h"
 
 namespace kvbm::python {
 
@@ -128,6 +129,25 @@ py::dict offload_dict(const Stats& s) {
   d["write_back_blocks"] = s.write_back_blocks;
   d["copied_at_eviction"] = s.copied_at_eviction;
   d["copied_by_producer"] = s.copied_by_producer;
+  // G4 (remote): blocks put from G2 and onboarded into G1, then the remote path's own counters.
+  d["g2_to_g4"] = s.links[static_cast<int>(CacheLevel::kG4)].written;
+  d["g4_to_g1"] = s.g4_to_g1;
+  py::dict g4;
+  g4["health"] = std::string(remote_health_name(s.g4.health));
+  g4["put"] = s.g4.g2_to_g4;
+  g4["fetched"] = s.g4.g4_to_g2;
+  g4["put_bytes"] = s.g4.put_bytes;
+  g4["fetch_bytes"] = s.g4.fetch_bytes;
+  g4["lookups"] = s.g4.lookups;
+  g4["hits"] = s.g4.hits;
+  g4["misses"] = s.g4.misses;
+  g4["put_failed"] = s.g4.put_failed;
+  g4["put_dropped"] = s.g4.put_dropped;
+  g4["unavailable"] = s.g4.unavailable;
+  g4["deadline_missed"] = s.g4.deadline_missed;
+  g4["fetch_truncated"] = s.g4.fetch_truncated;
+  g4["fetch_corrupt"] = s.g4.fetch_corrupt;
+  d["g4"] = std::move(g4);
   return d;
 }
 
@@ -240,8 +260,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           py::arg("level"))
       .def(
           "make_sequence",
-          [](const PyManager& s, const TokenArray& tokens, const py::object& salt) {
-            return value_or_throw(s.kvbm().make_sequence(token_span(tokens), to_salt_hash(salt)));
+          [](const PyManager& s, const py::object& tokens, const py::object& salt) {
+            return value_or_throw(s.kvbm().make_sequence(token_span(to_tokens(tokens)), to_salt_hash(salt)));
           },
           py::arg("tokens"), py::arg("salt") = py::none(),
           "A TokenBlockSequence of this manager's page size. salt: None, an int salt hash, or str/bytes.")
@@ -340,6 +360,15 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "release",
           [](const PyManager& s, const std::vector<PyImmutableBlock*>& blocks) {
             std::vector<G1Block> handles;
+            // All or nothing: a block released twice is the caller's bug, said before anything is dropped.
+            for (std::size_t i = 0; i < blocks.size(); ++i) {
+              const PyImmutableBlock* b = blocks[i];
+              if (b != nullptr && b->state.get() == s.state.get() && !b->block.valid()) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                absl::StrCat("release: blocks[", i, "] was already released").c_str());
+                throw py::error_already_set();
+              }
+            }
             for (PyImmutableBlock* b : blocks) {
               if (b != nullptr && b->state.get() == s.state.get()) handles.push_back(std::move(b->block));
             }
@@ -347,7 +376,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           },
           py::arg("blocks"),
           "Releases many ImmutableBlocks at once, last first (a chain's tail evicts first). Blocks of "
-          "another manager, or None, are left as they are.")
+          "another manager, or None, are left as they are; RuntimeError (nothing released) when one of "
+          "this manager's blocks was released already.")
       .def(
           "downgrade",
           [](const PyManager& s, const PyImmutableBlock& b) {
@@ -413,7 +443,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
         return absl::StrCat("KvBlockManager(page_size=", s.kvbm().page_size(),
                             ", g1_blocks=", s.kvbm().config().g1_blocks(),
                             ", g2=", s.kvbm().has_tier(CacheLevel::kG2) ? "True" : "False",
-                            ", g3=", s.kvbm().has_tier(CacheLevel::kG3) ? "True" : "False", ")");
+                            ", g3=", s.kvbm().has_tier(CacheLevel::kG3) ? "True" : "False",
+                            ", g4=", s.kvbm().has_tier(CacheLevel::kG4) ? "True" : "False", ")");
       });
 }
 

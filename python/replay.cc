@@ -102,6 +102,7 @@ void bind_replay(py::module_& m) {
           reader = generate_trace(w);
         } else if (py::isinstance<py::str>(trace) || py::hasattr(trace, "__fspath__")) {
           const std::string path = py::str(py::module_::import("os").attr("fspath")(trace)).cast<std::string>();
+          require_file(path, "trace");
           // Detection reads the first line of the same stream the reader goes on with (a FIFO is read once).
           TraceOptions t;
           if (!format) {

@@ -3,6 +3,8 @@
 #include <absl/status/status.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <vector>
@@ -56,6 +58,29 @@ absl::StatusOr<std::string> zmq_offset_endpoint(std::string_view endpoint, std::
 
 namespace {
 
+// libzmq accepts a connect to a host that can never be reached (tcp://999.0.0.1:1) and keeps retrying in
+// the background: every batch would then be "sent" to nowhere. Resolve the host once, up front.
+absl::Status check_connect_host(std::string_view endpoint) {
+  if (!endpoint.starts_with("tcp://")) return absl::OkStatus();
+  std::string_view rest = endpoint.substr(6);
+  if (const std::size_t semi = rest.find(';'); semi != std::string_view::npos) rest = rest.substr(semi + 1);
+  const std::size_t colon = rest.rfind(':');
+  std::string host(rest.substr(0, colon == std::string_view::npos ? rest.size() : colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (found != nullptr) freeaddrinfo(found);
+  if (rc != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("zmq: endpoint \"", std::string(endpoint), "\": host \"", host,
+                                                   "\" is not an address or a name that resolves (", gai_strerror(rc),
+                                                   "); expected tcp://HOST:PORT"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status zmq_error(std::string_view what, std::string_view endpoint, const zmq::error_t& e) {
   const std::string msg = absl::StrCat("zmq: ", std::string(what), " \"", std::string(endpoint), "\": ", e.what());
   if (e.num() == EINVAL || e.num() == EPROTONOSUPPORT || e.num() == ENOCOMPATPROTO) {
@@ -90,10 +115,20 @@ absl::StatusOr<std::unique_ptr<ZmqPublisher>> ZmqPublisher::create(ZmqPublisherO
     replay = *std::move(r);
   }
 
+  if (!zmq_endpoint_binds(*endpoint)) {
+    if (absl::Status s = check_connect_host(*endpoint); !s.ok()) return s;
+  }
+
   std::unique_ptr<ZmqPublisher> p(new ZmqPublisher(std::move(options)));
   try {
     p->pub_.set(zmq::sockopt::sndhwm, p->options_.hwm);
     p->pub_.set(zmq::sockopt::linger, static_cast<int>(p->options_.linger.count()));
+    // Queue only to peers that completed a connection. Without this, a connecting PUB keeps batches for
+    // a peer that is not there, and closing lingers to deliver them: the session reconnects meanwhile,
+    // and a peer that is not ZMTP (an HTTP server on that port) is taken for a ZMTP 1.0 one, whose
+    // phantom subscription libzmq 4.3.4 pushes into the closing pipe and asserts on the EAGAIN
+    // (zmtp_engine.cpp:463, process_routing_id_msg), aborting the process. A bound PUB behaves so already.
+    p->pub_.set(zmq::sockopt::immediate, 1);
   } catch (const zmq::error_t& e) {
     return zmq_error("configuring PUB socket for", *endpoint, e);
   }

@@ -55,7 +55,7 @@ constexpr double kEventsTargetRatio = 1.2;
 void print_table(const PoolBenchOptions& options, const std::vector<Row>& rows) {
   std::printf("kvbm bench pool: one thread, %.2f s per workload, page size 16\n", options.seconds);
   std::printf("machine: %s\n\n", bench::machine_description().c_str());
-  std::printf("%-32s %10s %8s %10s  %s\n", "workload", "ns/block", "target", "vLLM ref", "release path");
+  std::printf("%-32s %10s %8s  %s\n", "workload", "ns/block", "target", "release path");
   for (const Row& r : rows) {
     if (is_hashing(r.info->kind)) continue;
     std::string target = "-";
@@ -64,9 +64,8 @@ void print_table(const PoolBenchOptions& options, const std::vector<Row>& rows) 
       target = absl::StrFormat("<= %.0f", *r.info->target_ns_per_block);
       verdict = r.m.ns_per_block <= *r.info->target_ns_per_block ? "" : "  (MISSES TARGET)";
     }
-    const std::string vllm = r.info->vllm_ref.empty() ? "-" : std::string(r.info->vllm_ref);
-    std::printf("%-32s %10.1f %8s %10s  %s%s\n", std::string(r.info->name).c_str(), r.m.ns_per_block, target.c_str(),
-                vllm.c_str(), std::string(r.info->release_path).c_str(), verdict.c_str());
+    std::printf("%-32s %10.1f %8s  %s%s\n", std::string(r.info->name).c_str(), r.m.ns_per_block, target.c_str(),
+                std::string(r.info->release_path).c_str(), verdict.c_str());
   }
   if (const Row* cycle = find_row(rows, bench::WorkloadKind::kRequestCycle); cycle && !cycle->summary.empty()) {
     std::printf("  request cycle: %s\n", cycle->summary.c_str());
@@ -185,7 +184,6 @@ void print_json(const PoolBenchOptions& options, const std::vector<Row>& rows, c
                       absl::StrFormat(",\"target_ns_per_block\":%g,\"meets_target\":%s", *r.info->target_ns_per_block,
                                       r.m.ns_per_block <= *r.info->target_ns_per_block ? "true" : "false"));
     }
-    if (!r.info->vllm_ref.empty()) absl::StrAppend(&out, ",\"vllm_ref_ns_per_block\":", json_string(r.info->vllm_ref));
     if (!is_hashing(r.info->kind)) absl::StrAppend(&out, ",\"release_path\":", json_string(r.info->release_path));
     if (!r.summary.empty() && !is_hashing(r.info->kind)) {
       absl::StrAppend(&out, ",\"summary\":", json_string(r.summary));

@@ -4,8 +4,10 @@ data-parallel port offset and the replay protocol. The publisher is kvbm_zmq_fix
 for the known batches it publishes)."""
 
 import json
+import re
 import socket
 import subprocess
+import threading
 import time
 
 import msgpack
@@ -264,3 +266,68 @@ def test_kvbm_events_tail_prints_the_stream(fixture_bin, kvbm_cli):
         assert "lora=adapter-x" in lines[5] and "medium=-" in lines[5]
     finally:
         fx.close()
+
+
+class HttpServer:
+    """A TCP server that speaks HTTP, not ZMTP: each connection gets a 400 answer and is closed, either
+    after reading what the peer sent first or at once. libzmq takes such a peer for a ZMTP 1.0 one."""
+
+    def __init__(self, answer_first):
+        self.answer_first = answer_first
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.start()
+
+    def serve(self):
+        body = b"<html><body>400 Bad Request</body></html>\n"
+        answer = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n" % len(body)) + body
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            self.connections += 1
+            with conn:
+                try:
+                    conn.settimeout(2)
+                    if not self.answer_first:
+                        conn.recv(65536)
+                    conn.sendall(answer)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("answer_first", [False, True])
+def test_replay_publishing_toward_an_http_server_exits_cleanly(kvbm_cli, answer_first):
+    # libzmq 4.3.4 aborted the process (zmtp_engine.cpp:463) in every run here when closing a connecting PUB
+    # that had batches queued for this peer.
+    server = HttpServer(answer_first)
+    try:
+        for _ in range(5):
+            run = subprocess.run([kvbm_cli, "replay", "--events", f"tcp://127.0.0.1:{server.port}", "--requests", "3"],
+                                 capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stderr
+            assert re.search(r"events\s+\d+ sent", run.stdout), run.stdout
+        assert server.connections > 0
+    finally:
+        server.close()
+
+
+def test_replay_refuses_an_events_host_that_cannot_resolve(kvbm_cli):
+    run = subprocess.run([kvbm_cli, "replay", "--events", "tcp://999.0.0.1:1", "--requests", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout
+    assert "--events" in run.stderr and '"999.0.0.1"' in run.stderr and len(run.stderr.splitlines()) == 1
+    assert "sent" not in run.stdout

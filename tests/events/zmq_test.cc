@@ -108,6 +108,21 @@ TEST(ZmqPublisherTest, BadOptionsNameTheField) {
   EXPECT_THAT(std::string(ZmqPublisher::create(o).status().message()), HasSubstr("hwm"));
 }
 
+TEST(ZmqPublisherTest, ConnectToAHostThatCannotResolveIsRefused) {
+  // libzmq took these and "sent" every batch to nowhere.
+  for (const char* endpoint : {"tcp://999.0.0.1:1", "tcp://no-such-host.invalid:5557"}) {
+    ZmqPublisherOptions o;
+    o.endpoint = endpoint;
+    auto p = ZmqPublisher::create(o);
+    ASSERT_FALSE(p.ok()) << endpoint;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr("is not an address or a name that resolves"));
+  }
+  ZmqPublisherOptions o;
+  o.endpoint = "tcp://localhost:1";  // a name that resolves: connecting is fine even with no one there
+  EXPECT_TRUE(ZmqPublisher::create(o).ok());
+}
+
 TEST(ZmqPublisherTest, PortInUseIsUnavailable) {
   auto first = make_publisher(false);
   ZmqPublisherOptions o;

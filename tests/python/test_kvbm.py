@@ -79,7 +79,7 @@ def test_config_errors():
         kvbm.Config({"g1": {"nope": 1}})
     with pytest.raises(ValueError, match="page_size"):
         kvbm.KvBlockManager({"model": {"page_size": 0}})
-    with pytest.raises(KeyError, match="cannot open"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         kvbm.Config.from_toml_file("/nonexistent/kvbm.toml")
     with pytest.raises(TypeError):
         kvbm.KvBlockManager(42)
@@ -119,6 +119,35 @@ def test_token_block_sequence():
         seq.block(5)
     with pytest.raises(ValueError):
         kvbm.TokenBlockSequence(0)
+
+
+def test_token_ids_outside_u32_raise_instead_of_wrapping():
+    m = kvbm.KvBlockManager(SMALL)
+    # Before: 2**32 + i hashed as i, and -1 became 4294967295.
+    for bad in ([2**32, 2**32 + 1, 2**32 + 2, 2**32 + 3], [-1, 0, 1, 2], [2**70, 0, 0, 0],
+                np.array([0, 1, 2, 2**32], dtype=np.int64), np.array([-1, 0, 0, 0], dtype=np.int32)):
+        with pytest.raises(ValueError, match=r"token ids must be in \[0, 4294967295\]"):
+            m.make_sequence(bad)
+        with pytest.raises(ValueError, match="token ids"):
+            kvbm.TokenBlockSequence(PAGE, bad)
+        with pytest.raises(ValueError, match="token ids"):
+            kvbm.compute_block_hash(bad)
+    with pytest.raises(TypeError, match="integers"):
+        m.make_sequence([0.5, 1.0, 2.0, 3.0])
+    seq = kvbm.TokenBlockSequence(PAGE)
+    with pytest.raises(ValueError, match="token ids"):
+        seq.append([2**32])
+    (b,) = m.allocate(1)
+    b.init()
+    with pytest.raises(ValueError, match="token ids"):
+        b.append([-1])
+    b.release()
+    # The edges of the range are accepted, as lists and as any integer array.
+    top = [0, 1, 2**32 - 2, 2**32 - 1]
+    expected = m.make_sequence(np.array(top, dtype=np.uint32)).sequence_hashes
+    assert m.make_sequence(top).sequence_hashes == expected
+    assert m.make_sequence(np.array(top, dtype=np.int64)).sequence_hashes == expected
+    assert m.make_sequence([0, 1, 2, 3]).sequence_hashes != m.make_sequence(top).sequence_hashes
 
 
 # ---- manager API ----
@@ -334,6 +363,30 @@ def test_context_managers_release():
     assert_idle(m)
 
 
+
+def test_releasing_twice_raises():
+    m = kvbm.KvBlockManager(SMALL)
+    (b,) = m.allocate(1)
+    b.release()
+    with pytest.raises(RuntimeError, match="released"):
+        b.release()
+    _, reg = fill_request(m, list(range(8)))
+    m.release([reg[1]])
+    with pytest.raises(RuntimeError, match=r"blocks\[1\] was already released"):
+        m.release([reg[0], reg[1]])
+    assert reg[0].valid  # all or nothing: the live block was not released either
+    m.release([reg[0]])
+    assert_idle(m)
+
+
+def test_missing_files_raise_file_not_found(tmp_path):
+    missing = tmp_path / "missing.toml"
+    for call in (lambda: kvbm.Config.from_toml_file(str(missing)), lambda: kvbm.KvBlockManager(missing),
+                 lambda: kvbm.replay(str(tmp_path / "missing.jsonl"))):
+        with pytest.raises(FileNotFoundError, match="no such file") as e:
+            call()
+        assert e.value.filename.startswith(str(tmp_path))
+
 def test_handles_released_on_garbage_collection():
     m = kvbm.KvBlockManager(WITH_G2)
     for i in range(20):
@@ -488,3 +541,63 @@ def test_type_stubs_name_the_module_api():
         assert hasattr(kvbm, name), name
     public = {n for n in dir(kvbm) if not n.startswith("_")}
     assert public <= set(names), public - set(names)
+
+
+@pytest.fixture
+def redis_port(tmp_path):
+    """A private redis-server on a free local port (G4), stopped after the test."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_g4_is_visible_in_has_tier_status_and_offload_stats(redis_port):
+    m = kvbm.KvBlockManager({**SMALL, "g1": {"num_blocks": 4}, "g2": {"num_blocks": 4},
+                             "g4": {"endpoints": f"127.0.0.1:{redis_port}", "deadline_ms": 2000}})
+    assert m.has_tier("g4") is True and m.has_tier("G4") is True and m.has_tier("g3") is False
+    assert "g4=True" in repr(m)
+    assert set(m.status("g4")) == {"active", "inactive", "free", "owned"}
+    # The store connects in the background; puts made before it is up are dropped (counted), not queued.
+    import time
+    for _ in range(400):
+        if m.offload_stats()["g4"]["health"] == "available":
+            break
+        time.sleep(0.05)
+    assert m.offload_stats()["g4"]["health"] == "available"
+    # Twelve one-block requests through G1 (4) and G2 (4): the first ones end up only in G4.
+    seqs = []
+    for r in range(12):
+        seq, reg = fill_request(m, [r * 100 + i for i in range(PAGE)])
+        m.release(reg)
+        m.flush()
+        seqs.append(seq)
+    stats = m.offload_stats()
+    assert stats["g2_to_g4"] >= 1 and stats["g4"]["put"] == stats["g2_to_g4"]
+    first = seqs[0].sequence_hashes
+    blocks = m.match_and_onboard(first)
+    assert len(blocks) == 1 and blocks[0].sequence_hash == first[0]
+    m.release(blocks)
+    stats = m.offload_stats()
+    assert stats["g4_to_g1"] == 1 and stats["g4"]["hits"] >= 1 and stats["g4"]["health"] == "available"
+    with pytest.raises(ValueError, match="'g4'"):
+        m.status("g5")

@@ -4,7 +4,9 @@
 // Every batch is one three-frame message: [topic, sequence (8 bytes big-endian, from 0, +1 per batch),
 // msgpack payload]. The PUB socket binds when its endpoint holds `*` or `::` or starts with ipc:// or
 // inproc://, and connects otherwise. With a data-parallel rank r, a tcp endpoint's port becomes port + r
-// (for both sockets; a `*` port stays ephemeral; other transports are used as given).
+// (for both sockets; a `*` port stays ephemeral; other transports are used as given). Batches go only
+// to peers whose connection is complete (ZMQ_IMMEDIATE): a connecting PUB drops what it publishes while
+// its peer is away, as a bound PUB does with no subscriber (a subscriber catches up through replay).
 //
 // Replay (optional): a ROUTER socket, always bound, served by the publisher's own replay thread. A
 // client sends [b"", start_seq (8 bytes BE)] from a DEALER (the ROUTER sees [identity, b"", start_seq])

@@ -54,20 +54,19 @@ constexpr std::string_view kBatchRelease = "release(vector): one lock per reques
 constexpr std::string_view kHandleRelease = "MutableBlock destructors: one lock per block (no batch API)";
 
 constexpr std::array<WorkloadInfo, 13> kWorkloads = {{
-    {WorkloadKind::kAllocateFree16, "allocate_free_16", "allocate+free (16)", kHandleRelease, 30.0, "465"},
-    {WorkloadKind::kAllocateFree64, "allocate_free_64", "allocate+free (64)", kHandleRelease, 30.0, "465"},
-    {WorkloadKind::kRegisterNew, "register_new", "register (new)", kBatchRelease, std::nullopt, ""},
-    {WorkloadKind::kRegisterDedup, "register_dedup", "register (dedup)", kBatchRelease, std::nullopt, ""},
-    {WorkloadKind::kMatchHitCold, "match_hit_cold", "match hit, cold (100k cached)", kBatchRelease, 100.0, "800-1300"},
-    {WorkloadKind::kMatchHitHot, "match_hit_hot", "match hit, hot prefix", kBatchRelease, 30.0, "800-1300"},
-    {WorkloadKind::kMatchMiss, "match_miss", "match miss (per hash asked)", "nothing held", std::nullopt, ""},
-    {WorkloadKind::kRequestCycle, "request_cycle", "request cycle (16 blocks)", kBatchRelease, 200.0, "6200"},
-    {WorkloadKind::kRequestCycleZmq, "request_cycle_zmq", "request cycle, ZMQ events on", kBatchRelease, std::nullopt,
-     ""},
-    {WorkloadKind::kHashSequence, "hash_token_block_sequence", "hash: TokenBlockSequence", "-", std::nullopt, ""},
-    {WorkloadKind::kHashXxh3OneCall, "hash_xxh3_one_call", "hash: XXH3, one call", "-", std::nullopt, ""},
-    {WorkloadKind::kHashXxh3PerBlock, "hash_xxh3_per_block", "hash: XXH3, per block", "-", std::nullopt, ""},
-    {WorkloadKind::kHashXxh3Chained, "hash_xxh3_chained", "hash: XXH3, per block + chain", "-", std::nullopt, ""},
+    {WorkloadKind::kAllocateFree16, "allocate_free_16", "allocate+free (16)", kHandleRelease, 30.0},
+    {WorkloadKind::kAllocateFree64, "allocate_free_64", "allocate+free (64)", kHandleRelease, 30.0},
+    {WorkloadKind::kRegisterNew, "register_new", "register (new)", kBatchRelease, std::nullopt},
+    {WorkloadKind::kRegisterDedup, "register_dedup", "register (dedup)", kBatchRelease, std::nullopt},
+    {WorkloadKind::kMatchHitCold, "match_hit_cold", "match hit, cold (100k cached)", kBatchRelease, 100.0},
+    {WorkloadKind::kMatchHitHot, "match_hit_hot", "match hit, hot prefix", kBatchRelease, 30.0},
+    {WorkloadKind::kMatchMiss, "match_miss", "match miss (per hash asked)", "nothing held", std::nullopt},
+    {WorkloadKind::kRequestCycle, "request_cycle", "request cycle (16 blocks)", kBatchRelease, 200.0},
+    {WorkloadKind::kRequestCycleZmq, "request_cycle_zmq", "request cycle, ZMQ events on", kBatchRelease, std::nullopt},
+    {WorkloadKind::kHashSequence, "hash_token_block_sequence", "hash: TokenBlockSequence", "-", std::nullopt},
+    {WorkloadKind::kHashXxh3OneCall, "hash_xxh3_one_call", "hash: XXH3, one call", "-", std::nullopt},
+    {WorkloadKind::kHashXxh3PerBlock, "hash_xxh3_per_block", "hash: XXH3, per block", "-", std::nullopt},
+    {WorkloadKind::kHashXxh3Chained, "hash_xxh3_chained", "hash: XXH3, per block + chain", "-", std::nullopt},
 }};
 
 // splitmix64: cheap, well-mixed 64-bit values for hashes and choices.

@@ -3,8 +3,8 @@
 //
 // A Workload owns its pool and its precomputed inputs (built once, outside any timing); step() is one
 // request's worth of work and handles blocks_per_step() blocks, the unit every figure is quoted in.
-// The workloads and their targets are those of issue 2 ("Benchmarks"); vLLM v1's Python block pool is
-// the reference for scale.
+// The workloads and their targets are those of issue 2 ("Benchmarks"). Outside reference figures (vLLM's
+// pool) are not printed, since a benchmark prints only what it measured: docs/benchmarks.md cites them.
 //
 // Thread-safety: none; a Workload is driven by one thread (the targets are single-thread figures).
 #pragma once
@@ -46,7 +46,6 @@ struct WorkloadInfo {
   std::string_view name;                      // for people
   std::string_view release_path;              // how the workload hands blocks back to the pool
   std::optional<double> target_ns_per_block;  // issue 2's single-thread target, if it sets one
-  std::string_view vllm_ref;                  // vLLM v1 Python block pool, ns/block; empty when not quoted
 };
 
 // Every workload, in the order the table prints them.
