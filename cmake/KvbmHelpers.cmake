@@ -27,13 +27,19 @@ if(KVBM_SAN_FLAGS)
   add_compile_definitions(KVBM_SANITIZER_BUILD=1)
 endif()
 
-# kvbm_library(NAME SOURCES... DEPS ...): one static library per DESIGN.md layer.
+# kvbm_library(NAME SOURCES... DEPS ...): one static library per DESIGN.md layer. Each is installed and
+# exported as kvbm::<layer> (cmake/KvbmPackage.cmake reads the list in the global property KVBM_LIBRARIES, in
+# the order they were declared: dependencies first). Position independent: the Python module and users'
+# shared objects link them.
 function(kvbm_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   add_library(${name} STATIC ${ARG_SOURCES})
-  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_include_directories(${name} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+                             PRIVATE ${PROJECT_SOURCE_DIR}/src)
   target_compile_options(${name} PRIVATE ${KVBM_WARNINGS})
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  set_property(TARGET ${name} PROPERTY POSITION_INDEPENDENT_CODE ON)
+  set_property(GLOBAL APPEND PROPERTY KVBM_LIBRARIES ${name})
 endfunction()
 
 # kvbm_add_test(path/to/foo_test.cc DEPS ...): one gtest binary per file, registered with ctest.
