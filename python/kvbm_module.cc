@@ -383,7 +383,7 @@ plus a partial tail. Not thread-safe: one sequence belongs to one request.
 
 }  // namespace kvbm::python
 
-PYBIND11_MODULE(kvbm, m) {
+PYBIND11_MODULE(_kvbm, m) {  // kvbm._kvbm: python/kvbm/__init__.py re-exports it
   namespace kp = kvbm::python;
   m.doc() = R"doc(
 kvbm: a KV-cache block manager for LLM inference.

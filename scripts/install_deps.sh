@@ -35,6 +35,8 @@ PACKAGES=(
   pybind11-dev
   # Python: bindings and tests that check hashes/events independently of the C++ code.
   python3 python3-dev python3-pytest python3-numpy python3-xxhash python3-zmq python3-msgpack
+  # mypy checks python/examples against the installed, typed package (tests/install/test_install.py).
+  python3-mypy
   # The Python bindings' DLPack test (torch.from_dlpack on kvbm block memory).
   python3-torch
 )

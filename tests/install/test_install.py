@@ -1,9 +1,12 @@
 """The installed package (issue 25): `cmake --install` of this build into a fresh prefix, then
 
 - test_cxx_*: examples/quick_start.cc built outside the tree against that prefix only, with
-  find_package(kvbm CONFIG REQUIRED) + kvbm::kvbm and with `pkg-config kvbm`, and run.
+  find_package(kvbm CONFIG REQUIRED) + kvbm::kvbm and with `pkg-config kvbm`, and run;
+- test_python_*: the Python package installed into a virtual environment and into a plain prefix, imported
+  from there, and mypy (PEP 561: py.typed) run on python/examples/*.py against it.
 
-Run by ctest (install_package_test: -k cxx, in every build), which sets KVBM_BUILD_DIR, KVBM_CXX, KVBM_CXX_LAUNCHER, KVBM_SAN_FLAGS and KVBM_WITH_CUDA.
+Run by ctest (install_package_test: -k cxx, in every build; install_python_package_test: -k python, where the
+module is built), which sets KVBM_BUILD_DIR, KVBM_CXX, KVBM_CXX_LAUNCHER, KVBM_SAN_FLAGS and KVBM_WITH_CUDA.
 Work goes to <build>/install-test/, recreated by each test: the same paths on every run let ccache reuse the
 consumer's objects.
 """
@@ -12,6 +15,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -24,6 +28,7 @@ CXX = os.environ.get("KVBM_CXX", "c++")
 LAUNCHER = os.environ.get("KVBM_CXX_LAUNCHER", "")
 SAN_FLAGS = os.environ.get("KVBM_SAN_FLAGS", "").split()
 WITH_CUDA = os.environ.get("KVBM_WITH_CUDA", "OFF").upper() in ("ON", "1", "TRUE", "YES")
+PYTHON_LIB = f"lib/python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def run(cmd, **kwargs):
@@ -44,6 +49,11 @@ def install(prefix):
     run(["cmake", "--install", BUILD, "--prefix", prefix])
     return prefix
 
+
+def env_without_pythonpath():
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +98,59 @@ def test_cxx_find_package_names_a_missing_dependency(cxx_prefix):
                           capture_output=True, text=True, env=env)
     assert proc.returncode != 0
     assert "kvbm needs the pkg-config module liburing, not found" in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def venv():
+    """A virtual environment (with the system's numpy) that kvbm is installed into."""
+    venv = fresh(WORK / "python") / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv])
+    return install(venv)
+
+
+def test_python_venv_imports_the_installed_package(venv):
+    site = venv / PYTHON_LIB / "site-packages"
+    for name in ("__init__.py", "__init__.pyi", "py.typed"):
+        assert (site / "kvbm" / name).is_file(), name
+    out = run([venv / "bin" / "python", "-c",
+               "import importlib.metadata as md, kvbm; "
+               "print(kvbm.__origin__, kvbm.__file__, md.packages_distributions()['kvbm'], md.version('kvbm-cpp'))"],
+              cwd=WORK, env=env_without_pythonpath())
+    assert out.split() == ["kvbm-cpp", str(site / "kvbm" / "__init__.py"), "['kvbm-cpp']", "0.1.0"], out
+
+
+def test_python_plain_prefix_gets_the_interpreters_site_folder():
+    """Outside a venv the package goes where /usr/bin/python3 reads under a prefix (Debian: dist-packages)."""
+    prefix = install(fresh(WORK / "python_plain") / "prefix")
+    leaf = "dist-packages" if "dist-packages" in "".join(sys.path) else "site-packages"
+    site = prefix / PYTHON_LIB / leaf
+    out = run([sys.executable, "-c", "import kvbm; print(kvbm.__file__)"], cwd=WORK,
+              env=dict(env_without_pythonpath(), PYTHONPATH=str(site)))
+    assert out.strip() == str(site / "kvbm" / "__init__.py")
+
+
+def mypy(venv, *files):
+    return subprocess.run([sys.executable, "-m", "mypy", "--python-executable", venv / "bin" / "python",
+                           "--cache-dir", WORK / "mypy-cache", *files],
+                          capture_output=True, text=True, cwd=WORK, env=env_without_pythonpath())
+
+
+def test_python_mypy_checks_the_examples_against_the_installed_package(venv):
+    examples = sorted((REPO / "python" / "examples").glob("*.py"))
+    assert examples
+    proc = mypy(venv, *examples)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Success: no issues found in {len(examples)} source file" in proc.stdout
+
+
+def test_python_mypy_uses_the_stubs(venv, tmp_path):
+    """The installed stubs type the API: a wrong argument is an error, not Any."""
+    bad = tmp_path / "misuse.py"
+    bad.write_text("import kvbm\n"
+                   "m = kvbm.KvBlockManager({})\n"
+                   "m.allocate('3')\n"
+                   "origin: int = kvbm.__origin__\n")
+    proc = mypy(venv, bad)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'Argument 1 to "allocate" of "KvBlockManager" has incompatible type "str"' in proc.stdout, proc.stdout
+    assert 'Incompatible types in assignment (expression has type "Literal[\'kvbm-cpp\']"' in proc.stdout, proc.stdout

@@ -530,7 +530,7 @@ def test_paged_attention_example():
 
 
 def test_type_stubs_name_the_module_api():
-    stub = (REPO / "python" / "kvbm.pyi").read_text()
+    stub = (REPO / "python" / "kvbm" / "__init__.pyi").read_text()
     # Every class and function of the stub (TypedDicts describe dicts and Protocols users' classes; they are
     # not module attributes).
     classes = re.findall(r"^class (\w+)(\([^)]*\))?:", stub, re.MULTILINE)

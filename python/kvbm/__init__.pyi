@@ -1,5 +1,6 @@
-"""Type stubs for the kvbm extension module (python/*.cc). Keep in step with the bindings:
-tests/python/test_kvbm.py checks that every public name of the module is declared here."""
+"""Type stubs for the kvbm package: the names python/kvbm/__init__.py re-exports from the extension module
+kvbm._kvbm (python/*.cc). Keep in step with the bindings: tests/python/test_kvbm.py checks that every public
+name of the package is declared here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__origin__: Literal["kvbm-cpp"]  # absent from the unrelated PyPI `kvbm` (ai-dynamo)
 
 Level = Literal["g1", "g2", "g3", "g4", "G1", "G2", "G3", "G4"]
 Tokens = Union[Sequence[int], npt.NDArray[np.integer]]
