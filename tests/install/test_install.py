@@ -74,7 +74,8 @@ def test_cxx_find_package_builds_and_runs_quick_start(cxx_prefix):
     assert f"from {cxx_prefix}/" in out, out
     assert f"kvbm_WITH_CUDA={'ON' if WITH_CUDA else 'OFF'}" in out, out
     run(["cmake", "--build", build, "-j2"])
-    assert QUICK_START_OUTPUT in run([build / "app"])
+    assert QUICK_START_OUTPUT in run([build / "app"])  # kvbm::kvbm
+    assert QUICK_START_OUTPUT in run([build / "app_manager"])  # kvbm::manager
 
 
 def test_cxx_pkg_config_builds_and_runs_quick_start(cxx_prefix):
