@@ -190,3 +190,44 @@ def test_a_capacity_beyond_memory_is_refused_before_allocating(kvbm_bin):
     res = run(["prlimit", "--as=6442450944", kvbm_bin, "replay", "--g1-blocks", "2000000000", "--no-data",
                "--requests", "10"], code=BAD_INPUT, timeout=60)
     assert "need about" in res.stderr and "address-space limit (ulimit -v) of 6.0 GiB" in res.stderr, res.stderr
+
+
+# ---- one range for block counts: the g*.num_blocks keys' [., 4294967294] on every path (item 11)
+
+MAX_BLOCKS = 4294967294
+
+
+def test_analysis_paths_take_the_keys_range_of_g1(kvbm_bin):
+    # Eviction optimal was capped at 2^31 while g1.num_blocks allowed 4294967294; its pools hold no slots.
+    for g1 in ["3000000000", str(MAX_BLOCKS)]:
+        out = run([kvbm_bin, "replay", "--requests", "20", "--eviction", "optimal", "--g1-blocks", g1,
+                   "--g2-blocks", "0", "--g3-blocks", "0", "--json"]).stdout
+        assert json.loads(out)["tiers"]["g1"]["capacity_blocks"] == int(g1)
+    res = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "3000000000"], code=BAD_INPUT)
+    assert "2^31" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("args, flag, key", [
+    (["replay", "--no-data", "--g1-blocks", "{n}"], "--g1-blocks", "g1.num_blocks"),
+    (["replay", "--no-data", "--eviction", "optimal", "--g2-blocks", "0", "--g3-blocks", "0",
+      "--g1-blocks", "{n}"], "--g1-blocks", "g1.num_blocks"),
+    (["replay", "--no-data", "--g2-blocks", "{n}"], "--g2-blocks", "g2.num_blocks"),
+    (["replay", "--no-data", "--g3-blocks", "{n}"], "--g3-blocks", "g3.num_blocks"),
+    (["plan", "--g1-blocks", "{n}"], "--g1-blocks", "g1.num_blocks"),
+    (["replay", "--no-data", "--sweep", "g1=100,{n}"], "--sweep", "g1 capacity"),
+    (["replay", "--no-data", "--sweep", "g2=100,{n}"], "--sweep", "g2 capacity"),
+])
+def test_block_counts_beyond_the_range_name_flag_and_range(kvbm_bin, args, flag, key):
+    for n in [MAX_BLOCKS + 1, 10**30]:
+        res = run([kvbm_bin, *[a.format(n=n) for a in args], "--requests", "5"], code=BAD_INPUT, timeout=30)
+        assert flag in res.stderr and key in res.stderr, res.stderr
+        assert f"[1, {MAX_BLOCKS}]" in res.stderr or f"[0, {MAX_BLOCKS}]" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("tier", ["g2", "g4"])
+def test_a_size_beyond_the_block_range_is_refused(kvbm_bin, tier):
+    # One-byte blocks: 4096PiB is 2^62 blocks. G4 in bytes was not checked (a --no-data replay models it as
+    # a pool that large).
+    tiny = [f"--set=model.{k}=1" for k in ["num_layers", "outer_dim", "page_size", "inner_dim", "dtype_bytes"]]
+    res = run([kvbm_bin, "config", "check", "-", *tiny, f"--set={tier}.bytes=4096PiB"], code=BAD_INPUT)
+    assert f"{tier} capacity must be in [1, {MAX_BLOCKS}] blocks, got 4611686018427387904" in res.stderr, res.stderr
