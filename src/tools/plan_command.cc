@@ -142,7 +142,8 @@ void add_plan_command(CLI::App& app, int* exit_code) {
   cmd->add_flag("--g3", flags->g3, "Also the curve of hit rate against G3 size behind the recommended G2");
   cmd->add_option("--points", flags->points, "G2 curve points (default 30)")->check(CLI::Range(2, 1000));
   cmd->add_option("--g3-points", flags->g3_points, "G3 curve points (default 10)")->check(CLI::Range(2, 1000));
-  cmd->add_option("--threads", flags->threads, "Replays at once (default: the machine's hardware threads)");
+  cmd->add_option("--threads", flags->threads, "Replays at once (default: the machine's hardware threads)")
+      ->check(CLI::Range(0u, 1024u));
   cmd->add_flag("--json", flags->json, "Print one JSON object instead of the text report");
   cmd->add_option("--out-svg", flags->out_svg, "Write the chart to this SVG file");
   cmd->callback([flags, exit_code] { *exit_code = run(*flags); });

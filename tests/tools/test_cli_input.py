@@ -33,11 +33,39 @@ def mooncake_line(i):
     (["replay", "--requests", "0x10", "--no-data"], "--requests"),
     (["replay", "--block-tokens", "-16", "--no-data"], "--block-tokens"),
     (["plan", "--requests", "-5"], "--requests"),
+    (["replay", "--metrics-port", "0x10", "--no-data"], "--metrics-port"),  # an option with a range check too
 ])
 def test_negative_unsigned_flags_are_refused(kvbm_bin, tmp_path, args, flag):
     res = run([kvbm_bin, *args], code=BAD_INPUT, cwd=tmp_path, timeout=30)
     assert flag in res.stderr and "unsigned decimal integer" in res.stderr, res.stderr
     assert not (tmp_path / "unused.jsonl").exists()
+
+
+# ---- unsigned flags have an upper bound, named in --help and in the error (item 10)
+
+@pytest.mark.parametrize("args, flag, allowed", [
+    (["gen", "--requests", "18446744073709551615", "--out", "unused.jsonl"], "--requests", "0 to 100000000"),
+    (["gen", "--requests", "100000001", "--out", "unused.jsonl"], "--requests", "0 to 100000000"),
+    (["gen", "--format", "tokens", "--block-tokens", "4000000000", "--out", "unused.jsonl"], "--block-tokens",
+     "1 to 65536"),
+    (["replay", "--requests", "100000001", "--no-data"], "--requests", "0 to 100000000"),
+    (["replay", "--block-tokens", "70000", "--no-data"], "--block-tokens", "1 to 65536"),
+    (["plan", "--g1-blocks", "10", "--requests", "18446744073709551615"], "--requests", "0 to 100000000"),
+    (["plan", "--g1-blocks", "10", "--threads", "4000000000"], "--threads", "0 to 1024"),
+    (["events", "bench", "--events", "18446744073709551615"], "--events", "1 to 10000000"),
+    (["events", "bench", "--blocks-per-event", "100000"], "--blocks-per-event", "1 to 4096"),
+    (["events", "bench", "--events", "10000000", "--blocks-per-event", "4096"], "--events × --blocks-per-event",
+     "at most 1000000000 tokens"),
+])
+def test_unsigned_flags_have_an_upper_bound(kvbm_bin, tmp_path, args, flag, allowed):
+    res = run([kvbm_bin, *args], code=BAD_INPUT, cwd=tmp_path, timeout=30)
+    assert flag in res.stderr and allowed in res.stderr, res.stderr
+    assert not (tmp_path / "unused.jsonl").exists()
+
+
+def test_the_request_bound_is_in_help(kvbm_bin):
+    for cmd in ["gen", "replay", "plan"]:
+        assert "[0 - 100000000]" in run([kvbm_bin, cmd, "--help"]).stdout
 
 
 # ---- exit codes: one scheme (item 15)
