@@ -201,6 +201,8 @@ def test_bool_keys_document_what_they_accept(kvbm_bin):
     assert "yes" in persist, persist
     out = run([kvbm_bin, "config", "check", "-", "--set", "g3.persist=yes"]).stdout
     assert "persist = true" in out
+    res = run([kvbm_bin, "config", "check", "-", "--set", "g3.persist=maybe"], code=BAD_INPUT)
+    assert "g3.persist must be true or false (also 1 or 0, yes or no, on or off), got 'maybe'" in res.stderr
 
 
 def test_a_misspelt_kvbm_variable_is_warned_about(kvbm_bin):
@@ -210,6 +212,22 @@ def test_a_misspelt_kvbm_variable_is_warned_about(kvbm_bin):
     assert "did you mean KVBM_G1_NUM_BLOCKS?" in res.stderr
     res = run([kvbm_bin, "replay", "--requests", "2", "--no-data"], env=env)
     assert "KVBM_G1_NUM_BLOKS" in res.stderr
+    res = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100"], env=env)
+    assert ("kvbm plan: warning: KVBM_G1_NUM_BLOKS is not a configuration variable (ignored); "
+            "did you mean KVBM_G1_NUM_BLOCKS?") in res.stderr, res.stderr
+
+
+def test_plan_reads_the_environment_below_its_flags(kvbm_bin):
+    # Plan's defaults < KVBM_* < flags: the environment's G1 policy is used, --eviction overrides it.
+    env = dict(os.environ, KVBM_G1_EVICTION="s3fifo")
+    out = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100", "--json"], env=env).stdout
+    assert json.loads(out)["settings"]["g1_eviction"] == "s3fifo", out
+    out = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100", "--json", "--eviction", "lru"],
+              env=env).stdout
+    assert json.loads(out)["settings"]["g1_eviction"] == "lru", out
+    res = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100"], code=BAD_INPUT,
+              env=dict(os.environ, KVBM_G1_EVICTION="maybe"))
+    assert "environment KVBM_G1_EVICTION: g1.eviction must be one of" in res.stderr, res.stderr
 
 
 # ---- a capacity the process cannot hold is refused with its figure, before allocating (item 11)
