@@ -250,7 +250,7 @@ class EvictionPolicy(Protocol):
     def evict(self) -> int | None: ...
 
 def replay(
-    trace: None | str | os.PathLike | Iterable[Sequence[int] | dict] = None,
+    trace: None | str | os.PathLike | Iterable[Hashes | dict] = None,
     config: ConfigLike = None,
     *,
     data: bool = True,
