@@ -303,8 +303,16 @@ Keys are ``section.name`` (``model.page_size``, ``g1.num_blocks``, ``g2.bytes``,
           "update", [](KvbmConfig& self, const py::dict& values) { apply_dict(self, values, ""); }, py::arg("values"),
           "Sets every key of a nested dict.")
       .def(
-          "apply_env", [](KvbmConfig& self) { check(self.apply_env()); },
-          "Applies KVBM_* environment variables over this configuration.")
+          "apply_env",
+          [](KvbmConfig& self) {
+            check(self.apply_env());
+            // The text `kvbm replay`, `kvbm plan` and `kvbm config check` print, one warning per name.
+            for (const std::string& w : KvbmConfig::unknown_env_warnings()) {
+              if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1) != 0) throw py::error_already_set();
+            }
+          },
+          "Applies KVBM_* environment variables over this configuration; warns (UserWarning) about each KVBM_* "
+          "name that is not a configuration variable, with the closest one.")
       .def(
           "validate", [](const KvbmConfig& self) { check(self.validate()); },
           "Checks every key; ValueError naming the first bad one.")

@@ -677,3 +677,17 @@ def test_the_accepted_forms_still_work():
                          config={"g1": {"num_blocks": 8}})
     assert report["requests"] == 2
 
+
+def test_apply_env_warns_about_unknown_names(monkeypatch):
+    monkeypatch.setenv("KVBM_G1_NUM_BLOKS", "5")
+    monkeypatch.setenv("KVBM_NOT_A_THING_AT_ALL", "1")
+    monkeypatch.setenv("KVBM_G1_NUM_BLOCKS", "32")
+    cfg = kvbm.Config()
+    with pytest.warns(UserWarning) as record:
+        cfg.apply_env()
+    messages = sorted(str(w.message) for w in record)
+    assert messages == [
+        "KVBM_G1_NUM_BLOKS is not a configuration variable (ignored); did you mean KVBM_G1_NUM_BLOCKS?",
+        "KVBM_NOT_A_THING_AT_ALL is not a configuration variable (ignored); `kvbm config keys` lists them",
+    ], messages
+    assert cfg.tier_blocks("g1") == 32
