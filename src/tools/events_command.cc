@@ -264,7 +264,9 @@ void add_events_command(CLI::App& app, int* exit_code) {
   tail->add_option("--from-seq", tail_args->from_seq, "start at this sequence number (needs --replay)");
   tail->add_option("--topic", tail_args->topic, "topic prefix to subscribe to (default: all)");
   tail->add_option("--count", tail_args->count, "stop after this many events (default: never)");
-  tail->add_option("--timeout-ms", tail_args->timeout_ms, "stop when no batch arrives for this long (default: never)");
+  // At most a year: a deadline past the clock's range wrapped into the past (the tail stopped at once).
+  tail->add_option("--timeout-ms", tail_args->timeout_ms, "stop when no batch arrives for this long (default: never)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{365} * 24 * 3600 * 1000));
   tail->callback([tail_args, exit_code] { *exit_code = run_tail(*tail_args); });
 
   auto bench_args = std::make_shared<BenchArgs>();

@@ -53,6 +53,9 @@ def test_negative_unsigned_flags_are_refused(kvbm_bin, tmp_path, args, flag):
     (["plan", "--g1-blocks", "10", "--requests", "18446744073709551615"], "--requests", "0 to 100000000"),
     (["plan", "--g1-blocks", "10", "--threads", "4000000000"], "--threads", "0 to 1024"),
     (["events", "bench", "--events", "18446744073709551615"], "--events", "1 to 10000000"),
+    # Stopped at once, reporting "no batch within 9223372036854775807 ms".
+    (["events", "tail", "tcp://127.0.0.1:1", "--timeout-ms", "99999999999999999999"], "--timeout-ms",
+     "0 to 31536000000"),
     (["events", "bench", "--blocks-per-event", "100000"], "--blocks-per-event", "1 to 4096"),
     (["events", "bench", "--events", "10000000", "--blocks-per-event", "4096"], "--events × --blocks-per-event",
      "at most 1000000000 tokens"),
