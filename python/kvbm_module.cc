@@ -259,7 +259,8 @@ KvbmConfig to_config(const py::object& config) {
     require_file(path, "config");
     return value_or_throw(KvbmConfig::from_toml_file(path));
   }
-  throw py::type_error("config must be None, a dict, a TOML file path or a kvbm.Config");
+  throw py::type_error(absl::StrCat("config must be None, a dict, a TOML file path or a kvbm.Config, got ",
+                                    std::string(py::str(py::type::of(config).attr("__name__")))));
 }
 
 void bind_config(py::module_& m) {

@@ -87,7 +87,8 @@ StatePtr make_state(const py::object& config, const py::object& on_event) {
   auto state = std::make_shared<ManagerState>();
   state->on_event = on_event;
   if (!on_event.is_none()) {
-    if (PyCallable_Check(on_event.ptr()) == 0) throw py::type_error("on_event must be callable or None");
+    if (PyCallable_Check(on_event.ptr()) == 0)
+      throw_arg_type("KvBlockManager", "on_event", "callable or None", on_event);
     // The callback is owned by the state (destroyed with the GIL held); the publisher borrows it.
     PyObject* callback = on_event.ptr();
     std::vector<std::unique_ptr<EventPublisher>> publishers;
