@@ -62,6 +62,50 @@ void require_file(const std::string& path, const char* what);
 // another id, and 2^32 would hash as 0); anything but integers raises TypeError. `what` names the argument.
 TokenArray to_tokens(const py::handle& tokens, const char* what = "tokens");
 std::vector<SequenceHash> to_hashes(const HashArray& hashes);
+
+// Readable argument errors for the entry points engines call. pybind11's own TypeError for a wrong argument
+// type ("incompatible function arguments" and every overload with C++ type names) names neither the argument
+// nor what it should be; these take the argument as a py::object and raise
+// TypeError "<fn>(): <arg> must be <expected>, got <Python type>" (ValueError for a negative count).
+[[noreturn]] void throw_arg_type(const char* fn, const std::string& arg, const std::string& expected,
+                                 const py::handle& got);
+// An int >= 0 (not a bool).
+std::uint64_t arg_count(const py::handle& value, const char* fn, const char* arg);
+std::optional<std::uint64_t> arg_optional_count(const py::handle& value, const char* fn, const char* arg);
+std::string arg_str(const py::handle& value, const char* fn, const char* arg);
+bool arg_bool(const py::handle& value, const char* fn, const char* arg);
+// Sequence hashes: a list or tuple of ints, or an integer array (not str, bytes, a dict or a set).
+HashArray arg_hashes(const py::handle& value, const char* fn, const char* arg = "hashes");
+// Whether `value` is an iterable of items: not a str, bytes, dict or set (which iterate, but are not what a
+// list argument means).
+bool is_item_iterable(const py::handle& value);
+// A list (any iterable of items) of `T`, a bound class whose Python name is `type_name`; None items are
+// nullptr when `allow_none`.
+template <typename T>
+std::vector<T*> arg_list_of(const py::handle& value, const char* fn, const char* arg, const char* type_name,
+                            bool allow_none = false) {
+  if (!is_item_iterable(value)) throw_arg_type(fn, arg, std::string("a list of kvbm.") + type_name, value);
+  std::vector<T*> out;
+  std::size_t i = 0;
+  for (const py::handle item : py::iter(value)) {
+    if (item.is_none() && allow_none) {
+      out.push_back(nullptr);
+    } else if (py::isinstance<T>(item)) {
+      out.push_back(item.cast<T*>());
+    } else {
+      throw_arg_type(fn, std::string(arg) + "[" + std::to_string(i) + "]", std::string("a kvbm.") + type_name, item);
+    }
+    ++i;
+  }
+  return out;
+}
+// A `T` (a bound class named `type_name`).
+template <typename T>
+T& arg_of(const py::handle& value, const char* fn, const char* arg, const char* type_name) {
+  if (!py::isinstance<T>(value)) throw_arg_type(fn, arg, std::string("a kvbm.") + type_name, value);
+  return *value.cast<T*>();
+}
+
 // A salt given as None (no salt), an int (a salt hash) or str/bytes (hashed with compute_salt_hash).
 SaltHash to_salt_hash(const py::object& salt);
 // "g1" | "g2" | "g3" | "g4" (case-insensitive) → CacheLevel; ValueError otherwise.

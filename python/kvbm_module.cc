@@ -3,8 +3,10 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -87,6 +89,80 @@ TokenArray to_tokens(const py::handle& tokens, const char* what) {
                          std::string(py::str(a.dtype())));
   }
   return TokenArray::ensure(a.attr("astype")("uint32"));
+}
+
+void throw_arg_type(const char* fn, const std::string& arg, const std::string& expected, const py::handle& got) {
+  throw py::type_error(absl::StrCat(fn, "(): ", arg, " must be ", expected, ", got ",
+                                    std::string(py::str(py::type::of(got).attr("__name__")))));
+}
+
+bool is_item_iterable(const py::handle& value) {
+  return py::hasattr(value, "__iter__") && !py::isinstance<py::str>(value) && !py::isinstance<py::bytes>(value) &&
+         !py::isinstance<py::dict>(value) && !py::isinstance<py::set>(value);
+}
+
+std::uint64_t arg_count(const py::handle& value, const char* fn, const char* arg) {
+  if (!py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value)) {
+    throw_arg_type(fn, arg, "an int >= 0", value);
+  }
+  const py::int_ v = py::reinterpret_borrow<py::int_>(value);
+  if (v < py::int_(0) || v > py::int_(std::numeric_limits<std::uint64_t>::max())) {
+    throw py::value_error(
+        absl::StrCat(fn, "(): ", arg, " must be an int in [0, 2^64 - 1], got ", std::string(py::str(value))));
+  }
+  return v.cast<std::uint64_t>();
+}
+
+std::optional<std::uint64_t> arg_optional_count(const py::handle& value, const char* fn, const char* arg) {
+  if (value.is_none()) return std::nullopt;
+  if (!py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value)) {
+    throw_arg_type(fn, arg, "an int >= 0 or None", value);
+  }
+  return arg_count(value, fn, arg);
+}
+
+std::string arg_str(const py::handle& value, const char* fn, const char* arg) {
+  if (!py::isinstance<py::str>(value)) throw_arg_type(fn, arg, "a str", value);
+  return value.cast<std::string>();
+}
+
+bool arg_bool(const py::handle& value, const char* fn, const char* arg) {
+  if (!py::isinstance<py::bool_>(value)) throw_arg_type(fn, arg, "a bool", value);
+  return value.cast<bool>();
+}
+
+HashArray arg_hashes(const py::handle& value, const char* fn, const char* arg) {
+  const char* expected = "a list of ints or an integer array";
+  if (HashArray::check_(value)) return py::reinterpret_borrow<HashArray>(value);  // already u64
+  if (py::isinstance<py::array>(value)) {
+    const py::array a = py::reinterpret_borrow<py::array>(value);
+    const char kind = a.dtype().kind();
+    if (kind != 'i' && kind != 'u') {
+      throw py::type_error(absl::StrCat(fn, "(): ", arg, " must be ", expected, ", got an array of dtype ",
+                                        std::string(py::str(a.dtype()))));
+    }
+    if (a.size() != 0 && kind == 'i' && a.attr("min")() < py::int_(0)) {
+      throw py::value_error(
+          absl::StrCat(fn, "(): ", arg, " must be ints in [0, 2^64 - 1], got ", std::string(py::str(a.attr("min")()))));
+    }
+    return HashArray::ensure(a.attr("astype")("uint64"));
+  }
+  if (!is_item_iterable(value)) throw_arg_type(fn, arg, expected, value);
+  // Item by item: NumPy would turn a list mixing ints below and above 2^63 into float64 (and lose bits).
+  std::vector<std::uint64_t> ids;
+  for (const py::handle item : py::iter(value)) {
+    const std::string name = absl::StrCat(arg, "[", ids.size(), "]");
+    if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) throw_arg_type(fn, name, "an int", item);
+    const py::int_ v = py::reinterpret_borrow<py::int_>(item);
+    if (v < py::int_(0) || v > py::int_(std::numeric_limits<std::uint64_t>::max())) {
+      throw py::value_error(
+          absl::StrCat(fn, "(): ", arg, " must be ints in [0, 2^64 - 1], got ", std::string(py::str(item))));
+    }
+    ids.push_back(v.cast<std::uint64_t>());
+  }
+  HashArray out(static_cast<py::ssize_t>(ids.size()));
+  std::copy(ids.begin(), ids.end(), out.mutable_data());
+  return out;
 }
 
 std::vector<SequenceHash> to_hashes(const HashArray& hashes) {
@@ -183,7 +259,8 @@ KvbmConfig to_config(const py::object& config) {
     require_file(path, "config");
     return value_or_throw(KvbmConfig::from_toml_file(path));
   }
-  throw py::type_error("config must be None, a dict, a TOML file path or a kvbm.Config");
+  throw py::type_error(absl::StrCat("config must be None, a dict, a TOML file path or a kvbm.Config, got ",
+                                    std::string(py::str(py::type::of(config).attr("__name__")))));
 }
 
 void bind_config(py::module_& m) {
@@ -218,7 +295,8 @@ Keys are ``section.name`` (``model.page_size``, ``g1.num_blocks``, ``g2.bytes``,
           py::arg("path"), "Loads a TOML file over the defaults. KeyError/ValueError when it is missing or bad.")
       .def(
           "set",
-          [](KvbmConfig& self, const std::string& key, const py::object& value) {
+          [](KvbmConfig& self, const py::object& key_arg, const py::object& value) {
+            const std::string key = arg_str(key_arg, "set", "key");
             check(self.set(key, config_value_text(key, value)));
           },
           py::arg("key"), py::arg("value"), "Sets one key ('g1.num_blocks', 64). ValueError for a bad key or value.")
@@ -226,8 +304,16 @@ Keys are ``section.name`` (``model.page_size``, ``g1.num_blocks``, ``g2.bytes``,
           "update", [](KvbmConfig& self, const py::dict& values) { apply_dict(self, values, ""); }, py::arg("values"),
           "Sets every key of a nested dict.")
       .def(
-          "apply_env", [](KvbmConfig& self) { check(self.apply_env()); },
-          "Applies KVBM_* environment variables over this configuration.")
+          "apply_env",
+          [](KvbmConfig& self) {
+            check(self.apply_env());
+            // The text `kvbm replay`, `kvbm plan` and `kvbm config check` print, one warning per name.
+            for (const std::string& w : KvbmConfig::unknown_env_warnings()) {
+              if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1) != 0) throw py::error_already_set();
+            }
+          },
+          "Applies KVBM_* environment variables over this configuration; warns (UserWarning) about each KVBM_* "
+          "name that is not a configuration variable, with the closest one.")
       .def(
           "validate", [](const KvbmConfig& self) { check(self.validate()); },
           "Checks every key; ValueError naming the first bad one.")

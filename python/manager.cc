@@ -87,7 +87,8 @@ StatePtr make_state(const py::object& config, const py::object& on_event) {
   auto state = std::make_shared<ManagerState>();
   state->on_event = on_event;
   if (!on_event.is_none()) {
-    if (PyCallable_Check(on_event.ptr()) == 0) throw py::type_error("on_event must be callable or None");
+    if (PyCallable_Check(on_event.ptr()) == 0)
+      throw_arg_type("KvBlockManager", "on_event", "callable or None", on_event);
     // The callback is owned by the state (destroyed with the GIL held); the publisher borrows it.
     PyObject* callback = on_event.ptr();
     std::vector<std::unique_ptr<EventPublisher>> publishers;
@@ -171,7 +172,6 @@ void wait_interruptibly(const OnboardOperation& op) {
 std::vector<G1MutableBlock> take_mutable(const PyManager& self, const std::vector<PyMutableBlock*>& blocks) {
   std::unordered_set<const PyMutableBlock*> seen;
   for (std::size_t i = 0; i < blocks.size(); ++i) {
-    if (blocks[i] == nullptr) throw py::type_error(absl::StrCat("register_blocks: block ", i, " is None"));
     if (blocks[i]->state.get() != self.state.get()) {
       throw py::value_error(absl::StrCat("register_blocks: block ", i, " belongs to another manager"));
     }
@@ -256,7 +256,10 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
       .def_property_readonly(
           "layout", [](const PyManager& s) { return s.kvbm().g1_layout().name(); }, "G1's layout name.")
       .def(
-          "has_tier", [](const PyManager& s, const std::string& level) { return s.kvbm().has_tier(to_level(level)); },
+          "has_tier",
+          [](const PyManager& s, const py::object& level) {
+            return s.kvbm().has_tier(to_level(arg_str(level, "has_tier", "level")));
+          },
           py::arg("level"))
       .def(
           "make_sequence",
@@ -267,7 +270,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "A TokenBlockSequence of this manager's page size. salt: None, an int salt hash, or str/bytes.")
       .def(
           "allocate",
-          [](const PyManager& s, std::size_t count) {
+          [](const PyManager& s, const py::object& count_arg) {
+            const std::uint64_t count = arg_count(count_arg, "allocate", "count");
             absl::StatusOr<std::vector<G1MutableBlock>> blocks;
             {
               py::gil_scoped_release nogil;
@@ -283,7 +287,9 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "`count` fresh G1 MutableBlocks, all or nothing: MemoryError when fewer can be had (every block held).")
       .def(
           "register_blocks",
-          [](const PyManager& s, const std::vector<PyMutableBlock*>& blocks) {
+          [](const PyManager& s, const py::object& blocks_arg) {
+            const std::vector<PyMutableBlock*> blocks =
+                arg_list_of<PyMutableBlock>(blocks_arg, "register_blocks", "blocks", "MutableBlock");
             std::vector<G1MutableBlock> handles = take_mutable(s, blocks);
             absl::StatusOr<std::vector<G1Block>> registered;
             {
@@ -302,8 +308,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "registered under the same hash when there is one). ValueError naming the first incomplete block.")
       .def(
           "match",
-          [](const PyManager& s, const HashArray& hashes) {
-            std::vector<SequenceHash> h = to_hashes(hashes);
+          [](const PyManager& s, const py::object& hashes) {
+            std::vector<SequenceHash> h = to_hashes(arg_hashes(hashes, "match"));
             MatchResult match;
             {
               py::gil_scoped_release nogil;
@@ -315,14 +321,15 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           (std::string("The longest cached prefix across tiers, as a MatchResult. ") + kHashesDoc).c_str())
       .def(
           "match_g1",
-          [](const PyManager& s, const HashArray& hashes) {
-            std::vector<SequenceHash> h = to_hashes(hashes);
+          [](const PyManager& s, const py::object& hashes) {
+            std::vector<SequenceHash> h = to_hashes(arg_hashes(hashes, "match_g1"));
             return wrap_blocks(s.state, s.kvbm().match_g1(h));
           },
           py::arg("hashes"), "The longest prefix cached in G1, as ImmutableBlocks.")
       .def(
           "onboard",
-          [](const PyManager& s, PyMatchResult& match) {
+          [](const PyManager& s, const py::object& match_arg) {
+            PyMatchResult& match = arg_of<PyMatchResult>(match_arg, "onboard", "match", "MatchResult");
             if (match.state.get() != s.state.get()) throw py::value_error("onboard: the match is of another manager");
             std::shared_ptr<OnboardOperation> op;
             {
@@ -336,8 +343,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           py::arg("match"), "Copies the match's G2/G3 blocks into G1 in the background (consumes the match).")
       .def(
           "match_and_onboard",
-          [](const PyManager& s, const HashArray& hashes) {
-            std::vector<SequenceHash> h = to_hashes(hashes);
+          [](const PyManager& s, const py::object& hashes) {
+            std::vector<SequenceHash> h = to_hashes(arg_hashes(hashes, "match_and_onboard"));
             std::shared_ptr<OnboardOperation> op;
             {
               py::gil_scoped_release nogil;
@@ -351,14 +358,16 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "cached prefix.")
       .def(
           "touch",
-          [](const PyManager& s, const HashArray& hashes) {
-            std::vector<SequenceHash> h = to_hashes(hashes);
+          [](const PyManager& s, const py::object& hashes) {
+            std::vector<SequenceHash> h = to_hashes(arg_hashes(hashes, "touch"));
             return s.kvbm().touch(h);
           },
           py::arg("hashes"), "Marks inactive G1 blocks as just used; returns how many were found.")
       .def(
           "release",
-          [](const PyManager& s, const std::vector<PyImmutableBlock*>& blocks) {
+          [](const PyManager& s, const py::object& blocks_arg) {
+            const std::vector<PyImmutableBlock*> blocks =
+                arg_list_of<PyImmutableBlock>(blocks_arg, "release", "blocks", "ImmutableBlock", true);
             std::vector<G1Block> handles;
             // All or nothing: a block released twice is the caller's bug, said before anything is dropped.
             for (std::size_t i = 0; i < blocks.size(); ++i) {
@@ -380,7 +389,8 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "this manager's blocks was released already.")
       .def(
           "downgrade",
-          [](const PyManager& s, const PyImmutableBlock& b) {
+          [](const PyManager& s, const py::object& block) {
+            const PyImmutableBlock& b = arg_of<PyImmutableBlock>(block, "downgrade", "block", "ImmutableBlock");
             if (!b.block.valid()) throw py::value_error("downgrade: the ImmutableBlock was released");
             return PyWeakBlock{s.state, s.kvbm().g1().downgrade(b.block)};
           },
@@ -406,7 +416,9 @@ Handles (blocks, matches, views) keep the manager alive; it shuts down when the 
           "Waits (GIL released) until queued offloads and onboardings are done and their events delivered.")
       .def(
           "status",
-          [](const PyManager& s, const std::string& level) { return status_dict(s.kvbm().status(to_level(level))); },
+          [](const PyManager& s, const py::object& level) {
+            return status_dict(s.kvbm().status(to_level(arg_str(level, "status", "level"))));
+          },
           py::arg("level") = "g1", "A tier's block counts: dict of active, inactive, free, owned.")
       .def(
           "offload_stats", [](const PyManager& s) { return offload_dict(s.kvbm().offload_stats()); },

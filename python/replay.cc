@@ -13,17 +13,27 @@ namespace {
 TraceRequest to_request(const py::handle& item, std::uint32_t block_tokens, std::size_t index) {
   TraceRequest r;
   py::object ids;
+  std::string ids_name = absl::StrCat("trace[", index, "]");
   if (py::isinstance<py::dict>(item)) {
     py::dict d = py::reinterpret_borrow<py::dict>(item);
     if (!d.contains("hash_ids")) throw py::value_error(absl::StrCat("trace[", index, "]: a dict needs \"hash_ids\""));
     ids = d["hash_ids"];
-    if (d.contains("timestamp")) r.timestamp_ms = d["timestamp"].cast<double>();
-    if (d.contains("output_length")) r.output_tokens = d["output_length"].cast<std::uint64_t>();
-    if (d.contains("input_length")) r.input_tokens = d["input_length"].cast<std::uint64_t>();
+    ids_name += "[\"hash_ids\"]";
+    if (d.contains("timestamp")) {
+      const py::object t = d["timestamp"];
+      if (!py::isinstance<py::float_>(t) && (!py::isinstance<py::int_>(t) || py::isinstance<py::bool_>(t))) {
+        throw_arg_type("replay", absl::StrCat("trace[", index, "][\"timestamp\"]"), "a number (ms)", t);
+      }
+      r.timestamp_ms = t.cast<double>();
+    }
+    const std::string output = absl::StrCat("trace[", index, "][\"output_length\"]");
+    const std::string input = absl::StrCat("trace[", index, "][\"input_length\"]");
+    if (d.contains("output_length")) r.output_tokens = arg_count(d["output_length"], "replay", output.c_str());
+    if (d.contains("input_length")) r.input_tokens = arg_count(d["input_length"], "replay", input.c_str());
   } else {
     ids = py::reinterpret_borrow<py::object>(item);
   }
-  for (std::uint64_t id : ids.cast<std::vector<std::uint64_t>>()) r.blocks.push_back(SequenceHash{id});
+  for (const SequenceHash h : to_hashes(arg_hashes(ids, "replay", ids_name.c_str()))) r.blocks.push_back(h);
   if (r.input_tokens == 0) r.input_tokens = r.blocks.size() * std::uint64_t{block_tokens};
   return r;
 }
@@ -77,16 +87,34 @@ void rename_policy(ReplayReport& report, const PythonPolicyRegistration& policy)
 void bind_replay(py::module_& m) {
   m.def(
       "replay",
-      [](const py::object& trace, const py::object& config, bool data, const py::object& eviction,
-         const std::optional<std::string>& format, std::optional<std::uint32_t> block_tokens,
-         const std::string& workload, std::optional<std::uint64_t> requests, std::optional<std::uint64_t> seed,
-         bool unlimited_g1, bool flush_between) {
+      [](const py::object& trace, const py::object& config, const py::object& data_arg, const py::object& eviction,
+         const py::object& format_arg, const py::object& block_tokens_arg, const py::object& workload_arg,
+         const py::object& requests_arg, const py::object& seed_arg, const py::object& unlimited_g1,
+         const py::object& flush_between) {
+        // Every argument checked here, each TypeError naming it (pybind11's would list C++ types).
+        const bool is_path = py::isinstance<py::str>(trace) || py::hasattr(trace, "__fspath__");
+        if (!trace.is_none() && !is_path && !is_item_iterable(trace)) {
+          throw_arg_type("replay", "trace", "None, a JSONL path or a list of requests", trace);
+        }
+        const bool data = arg_bool(data_arg, "replay", "data");
+        std::optional<std::string> format;
+        if (!format_arg.is_none()) format = arg_str(format_arg, "replay", "format");
+        const std::optional<std::uint64_t> block_tokens64 =
+            arg_optional_count(block_tokens_arg, "replay", "block_tokens");
+        if (block_tokens64 && (*block_tokens64 == 0 || *block_tokens64 > ModelConfig::kMaxPageSize)) {
+          throw py::value_error(absl::StrCat("replay(): block_tokens must be in [1, ", ModelConfig::kMaxPageSize,
+                                             "], got ", *block_tokens64));
+        }
+        const std::optional<std::uint32_t> block_tokens =
+            block_tokens64 ? std::optional<std::uint32_t>(static_cast<std::uint32_t>(*block_tokens64)) : std::nullopt;
+        const std::string workload = arg_str(workload_arg, "replay", "workload");
+        const std::optional<std::uint64_t> requests = arg_optional_count(requests_arg, "replay", "requests");
+        const std::optional<std::uint64_t> seed = arg_optional_count(seed_arg, "replay", "seed");
         ReplayOptions options;
         options.data = data;
         options.config = to_config(config);
-        options.unlimited_g1 = unlimited_g1;
-        options.flush_between = flush_between;
-        if (block_tokens && *block_tokens == 0) throw py::value_error("block_tokens must be >= 1, got 0");
+        options.unlimited_g1 = arg_bool(unlimited_g1, "replay", "unlimited_g1");
+        options.flush_between = arg_bool(flush_between, "replay", "flush_between");
         // Registered until this returns or raises.
         const std::unique_ptr<PythonPolicyRegistration> policy = apply_eviction(eviction, data, options);
 
@@ -100,7 +128,7 @@ void bind_replay(py::module_& m) {
           options.block_tokens = w.block_tokens != 0 ? w.block_tokens : kDefaultHashBlockTokens;
           options.trace_name = absl::StrCat("generated:", workload);
           reader = generate_trace(w);
-        } else if (py::isinstance<py::str>(trace) || py::hasattr(trace, "__fspath__")) {
+        } else if (is_path) {
           const std::string path = py::str(py::module_::import("os").attr("fspath")(trace)).cast<std::string>();
           require_file(path, "trace");
           // Detection reads the first line of the same stream the reader goes on with (a FIFO is read once).

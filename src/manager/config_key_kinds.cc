@@ -25,7 +25,7 @@ absl::StatusOr<bool> parse_bool(const std::string& key, std::string_view value) 
   const std::string v = absl::AsciiStrToLower(absl::string_view(value.data(), value.size()));
   if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
   if (v == "false" || v == "0" || v == "no" || v == "off") return false;
-  return bad_value(key, value, "true or false");
+  return bad_value(key, value, "true or false (also 1 or 0, yes or no, on or off)");
 }
 
 // A TOML basic string: quotes, backslashes and control characters escaped (a g3.directory may hold any).

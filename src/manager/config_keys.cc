@@ -26,17 +26,17 @@ namespace {
 template <typename T>
 void add_capacity_keys(std::vector<KeySpec>& keys, const std::string& tier, std::function<T&(KvbmConfig&)> t,
                        const std::string& what) {
-  keys.push_back(KeySpec{
-      ConfigKey{tier + ".num_blocks", "", "integer", absl::StrCat("[", tier == "g1" ? 1 : 0, ", ", kMaxTierBlocks, "]"),
-                absl::StrCat(what, " capacity in blocks (clears ", tier, ".bytes)")},
-      [t, tier](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
-        auto v = parse_uint(key, value, tier == "g1" ? 1 : 0, kMaxTierBlocks);
-        if (!v.ok()) return v.status();
-        t(c).num_blocks = *v;
-        t(c).bytes = 0;
-        return absl::OkStatus();
-      },
-      [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).num_blocks); }});
+  keys.push_back(KeySpec{ConfigKey{tier + ".num_blocks", "", "integer",
+                                   absl::StrCat("[", tier == "g1" ? 1 : 0, ", ", TierConfig::kMaxBlocks, "]"),
+                                   absl::StrCat(what, " capacity in blocks (clears ", tier, ".bytes)")},
+                         [t, tier](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+                           auto v = parse_uint(key, value, tier == "g1" ? 1 : 0, TierConfig::kMaxBlocks);
+                           if (!v.ok()) return v.status();
+                           t(c).num_blocks = *v;
+                           t(c).bytes = 0;
+                           return absl::OkStatus();
+                         },
+                         [t](const KvbmConfig& c) { return absl::StrCat(t(const_cast<KvbmConfig&>(c)).num_blocks); }});
   keys.push_back(KeySpec{
       ConfigKey{tier + ".bytes", "", "size", "a size ≥ one block, e.g. \"4GiB\", \"512MiB\", 1048576",
                 absl::StrCat(what, " capacity in bytes, rounded down to whole blocks (clears ", tier, ".num_blocks)")},

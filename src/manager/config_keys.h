@@ -19,7 +19,6 @@
 namespace kvbm::detail {
 
 // Bounds shared by the key table and validation.
-inline constexpr std::uint64_t kMaxTierBlocks = 0xFFFFFFFEu;
 inline constexpr std::uint64_t kMaxAlignment = std::uint64_t{1} << 30;
 
 // The model's keys, each an integer in [1, max]. The key table makes their rows from this list and check()

@@ -14,7 +14,6 @@ namespace kvbm {
 namespace {
 
 using detail::kMaxAlignment;
-using detail::kMaxTierBlocks;
 
 void validate_tier(const std::string& name, const TierConfig& t, const ModelConfig& model, bool model_ok,
                    std::vector<absl::Status>* errors) {
@@ -30,9 +29,8 @@ void validate_tier(const std::string& name, const TierConfig& t, const ModelConf
       errors->push_back(
           absl::InvalidArgumentError(absl::StrCat(name, ".bytes = ", t.bytes, " is smaller than one block (", per_block,
                                                   " bytes for ", model.to_string(), ")")));
-    } else if (blocks > kMaxTierBlocks) {
-      errors->push_back(absl::InvalidArgumentError(
-          absl::StrCat(name, " capacity must be in [1, ", kMaxTierBlocks, "] blocks, got ", blocks)));
+    } else if (absl::Status s = check_tier_blocks(name, blocks); !s.ok()) {
+      errors->push_back(std::move(s));
     }
   }
   if (!std::has_single_bit(t.layout.alignment) || t.layout.alignment > kMaxAlignment) {
@@ -46,6 +44,12 @@ void validate_tier(const std::string& name, const TierConfig& t, const ModelConf
 }
 
 }  // namespace
+
+absl::Status check_tier_blocks(const std::string& tier, std::uint64_t blocks) {
+  if (blocks >= 1 && blocks <= TierConfig::kMaxBlocks) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(tier, " capacity must be in [1, ", TierConfig::kMaxBlocks, "] blocks, got ", blocks));
+}
 
 std::vector<absl::Status> KvbmConfig::check() const {
   std::vector<absl::Status> errors;
@@ -110,6 +114,10 @@ std::vector<absl::Status> KvbmConfig::check() const {
     errors.push_back(
         absl::InvalidArgumentError(absl::StrCat("g4.bytes = ", g4.bytes, " is smaller than one block (",
                                                 model.bytes_per_block(), " bytes for ", model.to_string(), ")")));
+  } else if (model_ok && g4.bytes != 0) {
+    if (absl::Status s = check_tier_blocks("g4", g4.bytes / model.bytes_per_block()); !s.ok()) {
+      errors.push_back(std::move(s));
+    }
   }
   return errors;
 }

@@ -114,6 +114,14 @@ void collect_offload(const KvBlockManager& m, Exposition& e) {
             d(s.checksum_failures));
   e.counter("kvbm_transfer_failed_blocks_total", "Offloaded or onboarded blocks whose copy failed (I/O error, short)",
             {}, d(s.transfer_failures));
+  if (g3) {
+    e.counter("kvbm_g3_dropped_damaged_blocks_total",
+              "G3 blocks read back damaged (checksum), dropped from G3 at once so that they are never read again", {},
+              d(s.dropped_damaged));
+    e.counter("kvbm_g3_deadline_misses_total",
+              "G3 block reads that missed g3.deadline_ms, treated as misses (the prefix ends there)", {},
+              d(s.deadline_misses));
+  }
 
   if (m.has_tier(CacheLevel::kG4)) collect_g4(s, e);
 

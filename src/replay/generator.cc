@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kvbm/core/hashing.h"
+#include "kvbm/core/model_config.h"
 
 namespace kvbm {
 namespace {
@@ -304,6 +305,14 @@ absl::StatusOr<WorkloadOptions> workload_preset(const std::string& name) {
 }
 
 absl::Status validate_workload(const WorkloadOptions& options) {
+  if (options.num_requests > kMaxWorkloadRequests) {
+    return absl::InvalidArgumentError(absl::StrCat("workload: num_requests (--requests) must be in [0, ",
+                                                   kMaxWorkloadRequests, "], got ", options.num_requests));
+  }
+  if (options.block_tokens > ModelConfig::kMaxPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat("workload: block_tokens (--block-tokens) must be in [1, ",
+                                                   ModelConfig::kMaxPageSize, "], got ", options.block_tokens));
+  }
   if (!(options.rate > 0) || !std::isfinite(options.rate)) {
     return absl::InvalidArgumentError(absl::StrCat("workload: rate must be a finite number > 0, got ", options.rate));
   }

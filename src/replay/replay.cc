@@ -599,9 +599,10 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
   if (options.unlimited_g1) {
     auto distinct = count_distinct_blocks(trace);
     if (!distinct.ok()) return distinct.status();
-    if (*distinct >= (1ull << 31)) {
-      return absl::InvalidArgumentError(absl::StrCat("unlimited G1: the trace has ", *distinct,
-                                                     " distinct blocks, more than one pool can hold (2^31)"));
+    if (*distinct > TierConfig::kMaxBlocks) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unlimited G1: the trace has ", *distinct,
+          " distinct blocks, more than one tier holds (g1.num_blocks is in [1, ", TierConfig::kMaxBlocks, "])"));
     }
     config.g1.num_blocks = std::max<std::uint64_t>(1, *distinct);
     config.g1.bytes = 0;
@@ -647,12 +648,11 @@ absl::StatusOr<ReplayReport> run_replay(TraceReader& trace, const ReplayOptions&
     if (absl::Status s = config.model.validate(); !s.ok()) return s;
     std::uint64_t blocks = config.g1.num_blocks;
     if (blocks == 0 && config.g1.bytes != 0) blocks = config.g1.bytes / config.model.bytes_per_block();
-    if (blocks == 0 || blocks >= (1ull << 31)) {
+    if (absl::Status s = check_tier_blocks("g1", blocks); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "g1 capacity must be in [1, 2^31) blocks, got ", blocks,
-          config.g1.bytes != 0
-              ? absl::StrCat(" (", config.g1.bytes, " bytes / ", config.model.bytes_per_block(), " bytes per block)")
-              : std::string()));
+          s.message(), config.g1.bytes != 0 ? absl::StrCat(" (", config.g1.bytes, " bytes / ",
+                                                           config.model.bytes_per_block(), " bytes per block)")
+                                            : std::string()));
     }
     report = run_optimal(trace, options, blocks);
     if (report.ok()) {

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "kvbm/manager/kvbm_config.h"
+
 namespace kvbm {
 
 LruStackDistance::LruStackDistance(std::uint32_t num_keys, std::uint64_t max_accesses)
@@ -88,9 +90,7 @@ class LruList {
 
 absl::StatusOr<G2HitCurve> G2HitCurve::compute(std::span<const std::vector<SequenceHash>> requests,
                                                std::uint64_t g1_blocks) {
-  if (g1_blocks == 0 || g1_blocks >= (1ull << 31)) {
-    return absl::InvalidArgumentError(absl::StrCat("g1 capacity must be in [1, 2^31) blocks, got ", g1_blocks));
-  }
+  if (absl::Status s = check_tier_blocks("g1", g1_blocks); !s.ok()) return s;
   G2HitCurve c;
   c.g1_blocks_ = g1_blocks;
   c.offsets_.reserve(requests.size() + 1);

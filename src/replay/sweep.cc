@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvbm/core/size.h"
+#include "kvbm/manager/kvbm_config.h"
 #include "replay/report_text.h"
 #include "replay/svg_chart.h"
 
@@ -92,8 +93,9 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text) {
     std::string value(absl::StripAsciiWhitespace(v));
     if (all_digits(value)) {
       std::uint64_t n = 0;
-      if (!absl::SimpleAtoi(value, &n) || n == 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--sweep: capacity must be >= 1 block, got '", value, "'"));
+      if (!absl::SimpleAtoi(value, &n) || !check_tier_blocks(tier, n).ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("--sweep: ", tier, " capacity must be in [1, ",
+                                                       TierConfig::kMaxBlocks, "] blocks, got '", value, "'"));
       }
     } else if (auto size = parse_size(value); !size.ok() || *size == 0) {
       return absl::InvalidArgumentError(

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "kvbm/core/model_config.h"
 #include "kvbm/events/event_manager.h"
 #include "kvbm/events/msgpack_codec.h"
 #include "kvbm/events/zmq_publisher.h"
@@ -104,6 +105,11 @@ int run_tail(const TailArgs& args) {
   return 0;
 }
 
+// Every event of `kvbm events bench` may sit in the queue at once: bounds on the count and on the tokens they
+// carry (4 bytes each), so that a typo is refused rather than filling memory.
+constexpr std::uint64_t kMaxBenchEvents = 10'000'000;
+constexpr std::uint64_t kMaxBenchTokens = 1'000'000'000;
+
 struct BenchArgs {
   std::uint64_t events = 200000;
   std::size_t batch_events = 256;
@@ -112,8 +118,11 @@ struct BenchArgs {
 };
 
 int run_bench(const BenchArgs& args) {
-  if (args.events == 0 || args.batch_events == 0 || args.blocks_per_event == 0) {
-    std::cerr << "kvbm events bench: --events, --batch-events and --blocks-per-event must be > 0\n";
+  // Each factor is bounded by its flag's range, so the product fits in 64 bits.
+  const std::uint64_t total_tokens = args.events * args.blocks_per_event * args.block_size;
+  if (total_tokens > kMaxBenchTokens) {
+    std::cerr << "kvbm events bench: --events × --blocks-per-event × --block-size must be at most " << kMaxBenchTokens
+              << " tokens, got " << total_tokens << "\n";
     return 2;
   }
   ZmqPublisherOptions po;
@@ -255,15 +264,21 @@ void add_events_command(CLI::App& app, int* exit_code) {
   tail->add_option("--from-seq", tail_args->from_seq, "start at this sequence number (needs --replay)");
   tail->add_option("--topic", tail_args->topic, "topic prefix to subscribe to (default: all)");
   tail->add_option("--count", tail_args->count, "stop after this many events (default: never)");
-  tail->add_option("--timeout-ms", tail_args->timeout_ms, "stop when no batch arrives for this long (default: never)");
+  // At most a year: a deadline past the clock's range wrapped into the past (the tail stopped at once).
+  tail->add_option("--timeout-ms", tail_args->timeout_ms, "stop when no batch arrives for this long (default: never)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{365} * 24 * 3600 * 1000));
   tail->callback([tail_args, exit_code] { *exit_code = run_tail(*tail_args); });
 
   auto bench_args = std::make_shared<BenchArgs>();
   CLI::App* bench = group->add_subcommand("bench", "Events/s through EventManager, ZMQ on loopback and decode");
-  bench->add_option("--events", bench_args->events, "events to publish");
-  bench->add_option("--batch-events", bench_args->batch_events, "max events per batch");
-  bench->add_option("--blocks-per-event", bench_args->blocks_per_event, "blocks per BlockStored event");
-  bench->add_option("--block-size", bench_args->block_size, "tokens per block");
+  bench->add_option("--events", bench_args->events, "events to publish")
+      ->check(CLI::Range(std::uint64_t{1}, kMaxBenchEvents));
+  bench->add_option("--batch-events", bench_args->batch_events, "max events per batch")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{65536}));
+  bench->add_option("--blocks-per-event", bench_args->blocks_per_event, "blocks per BlockStored event")
+      ->check(CLI::Range(std::uint32_t{1}, std::uint32_t{4096}));
+  bench->add_option("--block-size", bench_args->block_size, "tokens per block")
+      ->check(CLI::Range(std::uint32_t{1}, ModelConfig::kMaxPageSize));
   bench->callback([bench_args, exit_code] { *exit_code = run_bench(*bench_args); });
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "kvbm/core/model_config.h"
 #include "kvbm/replay/generator.h"
 #include "kvbm/replay/trace.h"
 #include "tools/commands.h"
@@ -58,13 +59,7 @@ int run_gen(const GenArgs& args) {
   options->tokens = format == TraceFormat::kTokens;
   if (args.requests) options->num_requests = *args.requests;
   if (args.rate) options->rate = *args.rate;
-  if (args.block_tokens) {
-    if (*args.block_tokens == 0) {
-      std::cerr << "kvbm gen: --block-tokens must be > 0, got 0\n";
-      return 2;
-    }
-    options->block_tokens = *args.block_tokens;
-  }
+  if (args.block_tokens) options->block_tokens = *args.block_tokens;
   if (absl::Status status = validate_workload(*options); !status.ok()) {
     std::cerr << "kvbm gen: " << status.message() << "\n";
     return 2;
@@ -96,11 +91,13 @@ void add_gen_command(CLI::App& app, int* exit_code) {
                   "agent_loop, one_off_bursts, popularity_drift")
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Random seed; the same seed gives the same trace")->capture_default_str();
-  cmd->add_option("--requests", args->requests, "Number of requests (preset default 2000)");
+  cmd->add_option("--requests", args->requests, "Number of requests (preset default 2000)")
+      ->check(CLI::Range(std::uint64_t{0}, kMaxWorkloadRequests));
   cmd->add_option("--rate", args->rate, "Mean arrivals per second (Poisson; preset default 20)");
   cmd->add_option("--block-tokens", args->block_tokens,
                   "Tokens per block (default 512 for mooncake, 16 for tokens; read a tokens trace with the same "
-                  "value)");
+                  "value)")
+      ->check(CLI::Range(std::uint32_t{1}, ModelConfig::kMaxPageSize));
   cmd->add_option("--format", args->format, "Trace format: mooncake (hash_ids) or tokens (token ids)")
       ->check(CLI::IsMember({"mooncake", "tokens"}))
       ->capture_default_str();

@@ -15,11 +15,13 @@ namespace {
 // CLI11 reads an unsigned option with strtoull, which wraps "-1" to 2^64-1 and takes 0x/octal forms:
 // `kvbm gen --requests -1` would write until the disk is full. Every unsigned option (CLI11 names its
 // type UINT, whatever its width) of every subcommand takes plain decimal digits only; a value too wide for
-// the option's type is still refused by CLI11's conversion.
+// the option's type is still refused by CLI11's conversion. The check goes first (transform() inserts it in
+// front), so that "-1" is named as not a number before an option's range check sees it.
 void require_decimal_unsigned(CLI::App& app) {
   for (CLI::Option* option : app.get_options()) {
-    if (option->get_type_name() != "UINT") continue;
-    option->check(CLI::Validator(
+    // "UINT", or "UINT:<its range check>" when the option has one.
+    if (!option->get_type_name().starts_with("UINT")) continue;
+    option->transform(CLI::Validator(
         [](std::string& value) -> std::string {
           if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos) return "";
           return "must be an unsigned decimal integer (0, 1, 2, ...), got '" + value + "'";

@@ -3,7 +3,8 @@
 // kvbm/replay/plan.h and docs/planning.md.
 //
 // Defaults: LRU in every tier, write-through, the frequency filter off (offload.g3_min_frequency=0), the
-// model's real bytes per block (no scaling). Precedence: these defaults < flags < --set key=value.
+// model's real bytes per block (no scaling). Precedence: these defaults < KVBM_* environment (read as `kvbm
+// replay` reads it, unknown names warned about) < flags < --set key=value.
 // Bad flags exit with 2 and a message naming the flag; failed runs exit with 1.
 #include <absl/status/statusor.h>
 #include <absl/strings/str_cat.h>
@@ -26,7 +27,7 @@ namespace {
 
 struct PlanFlags : TraceSourceFlags, ModelFlags {
   std::string g1_bytes, g1_blocks;
-  std::string eviction = "lru";
+  std::string eviction;  // empty: lru, unless the environment says otherwise
   std::vector<std::string> sets;
   double target = 0.8;
   bool g3 = false;
@@ -55,8 +56,21 @@ absl::Status build_options(const PlanFlags& f, PlanOptions& o, TraceSource& sour
   base.block_tokens = source.block_tokens;
   base.trace_name = source.name;
 
-  // The model's real bytes per block: page = block tokens, no scaling.
+  // Plan's defaults, then the KVBM_* environment over them (the model flags and preset below set the
+  // model, as in kvbm replay).
   KvbmConfig& c = base.config;
+  c.g1.eviction = c.g2.eviction = c.g3.eviction = EvictionPolicyKind::kLru;
+  c.offload.g1_to_g2 = c.offload.g2_to_g3 = OffloadMode::kWriteThrough;
+  c.offload.g3_min_frequency = 0;
+  {
+    std::vector<absl::Status> env_errors;
+    c.apply_env_collect(&env_errors);
+    if (!env_errors.empty()) return env_errors.front();
+    for (const std::string& w : KvbmConfig::unknown_env_warnings())
+      std::fprintf(stderr, "kvbm plan: warning: %s\n", w.c_str());
+  }
+
+  // The model's real bytes per block: page = block tokens, no scaling.
   auto model = resolve_model(f, *model_file, base.block_tokens, /*default_preset=*/true);
   if (!model.ok()) return model.status();
   base.model = **model;
@@ -73,11 +87,11 @@ absl::Status build_options(const PlanFlags& f, PlanOptions& o, TraceSource& sour
       !s.ok()) {
     return flag_error(bytes_given ? "--g1-bytes" : "--g1-blocks", s);
   }
-  for (const char* key : {"g1.eviction", "g2.eviction", "g3.eviction"}) {
-    if (absl::Status s = c.set(key, f.eviction); !s.ok()) return flag_error("--eviction", s);
+  if (!f.eviction.empty()) {
+    for (const char* key : {"g1.eviction", "g2.eviction", "g3.eviction"}) {
+      if (absl::Status s = c.set(key, f.eviction); !s.ok()) return flag_error("--eviction", s);
+    }
   }
-  c.offload.g1_to_g2 = c.offload.g2_to_g3 = OffloadMode::kWriteThrough;
-  c.offload.g3_min_frequency = 0;
   std::vector<absl::Status> set_errors;
   c.apply_overrides(f.sets, &set_errors);
   if (!set_errors.empty()) return set_errors.front();
@@ -142,7 +156,8 @@ void add_plan_command(CLI::App& app, int* exit_code) {
   cmd->add_flag("--g3", flags->g3, "Also the curve of hit rate against G3 size behind the recommended G2");
   cmd->add_option("--points", flags->points, "G2 curve points (default 30)")->check(CLI::Range(2, 1000));
   cmd->add_option("--g3-points", flags->g3_points, "G3 curve points (default 10)")->check(CLI::Range(2, 1000));
-  cmd->add_option("--threads", flags->threads, "Replays at once (default: the machine's hardware threads)");
+  cmd->add_option("--threads", flags->threads, "Replays at once (default: the machine's hardware threads)")
+      ->check(CLI::Range(0u, 1024u));
   cmd->add_flag("--json", flags->json, "Print one JSON object instead of the text report");
   cmd->add_option("--out-svg", flags->out_svg, "Write the chart to this SVG file");
   cmd->callback([flags, exit_code] { *exit_code = run(*flags); });

@@ -4,6 +4,8 @@
 #include <absl/status/status.h>
 #include <absl/strings/str_cat.h>
 
+#include "kvbm/core/model_config.h"
+
 namespace kvbm::tools {
 
 void add_trace_source_options(CLI::App* cmd, TraceSourceFlags& flags) {
@@ -11,14 +13,15 @@ void add_trace_source_options(CLI::App* cmd, TraceSourceFlags& flags) {
                   "JSONL trace (Mooncake hash_ids or token-level): a file, a pipe or FIFO, or - for stdin");
   cmd->add_option("--format", flags.format, "Trace format: mooncake | tokens (default: detected)");
   cmd->add_option("--workload", flags.workload, "Generated workload preset when no --trace is given");
-  cmd->add_option("--requests", flags.requests, "Generated workload: number of requests");
+  cmd->add_option("--requests", flags.requests, "Generated workload: number of requests")
+      ->check(CLI::Range(std::uint64_t{0}, kMaxWorkloadRequests));
   cmd->add_option("--seed", flags.seed, "Generated workload: seed");
   cmd->add_option("--block-tokens", flags.block_tokens,
-                  "Tokens per block (default 512 for hash-level traces, 16 for token traces)");
+                  "Tokens per block (default 512 for hash-level traces, 16 for token traces)")
+      ->check(CLI::Range(std::uint32_t{1}, ModelConfig::kMaxPageSize));
 }
 
 absl::StatusOr<TraceSource> resolve_trace_source(const TraceSourceFlags& f) {
-  if (f.block_tokens && *f.block_tokens == 0) return absl::InvalidArgumentError("--block-tokens must be >= 1, got 0");
   TraceSource s;
   if (!f.trace.empty()) {
     if (f.format.empty()) {

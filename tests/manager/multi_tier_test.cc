@@ -262,6 +262,7 @@ TEST(MultiTierTest, CorruptedDiskBlockIsAMissNeverWrongBytes) {
   // Issue 24 item 4: the damaged block leaves G3 the first time (each round of match used to count it as
   // a G3 hit again and fail its checksum again). The next match ends before it and reads nothing.
   EXPECT_EQ(m.offload_stats().dropped_damaged, 1u);
+  EXPECT_THAT(m.metrics().render(), ::testing::HasSubstr("\nkvbm_g3_dropped_damaged_blocks_total 1\n"));
   EXPECT_FALSE(m.tier_contains(CacheLevel::kG3, seq.sequence_hashes()[2]));
   m.release(*std::move(blocks));
   for (int round = 0; round < 2; ++round) {
@@ -412,6 +413,7 @@ TEST_F(HungDiskTest, PastTheDeadlineStuckG3BlocksAreMissesAndTheRestIsDelivered)
   for (const G1Block& b : *blocks) EXPECT_EQ(wrong_bytes(b, m_->model()), 0u);
   EXPECT_EQ(op->truncated(), 2u);
   EXPECT_EQ(m_->offload_stats().deadline_misses, 2u);
+  EXPECT_THAT(m_->metrics().render(), ::testing::HasSubstr("\nkvbm_g3_deadline_misses_total 2\n"));
   EXPECT_EQ(m_->offload_stats().transfer_failures, 0u);
   // The stuck read's G1 slots (2, unless the job started past the deadline and read nothing) are held
   // back until it ends.

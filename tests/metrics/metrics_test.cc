@@ -497,6 +497,8 @@ TEST(ManagerMetrics, ScrapeMatchesTheManagersOwnStats) {
   EXPECT_EQ(p.value("kvbm_offload_queue_depth_blocks", {{"src", "g1"}, {"dst", "g2"}}), 0);
   EXPECT_EQ(p.value("kvbm_offload_queue_peak_blocks", {{"src", "g1"}, {"dst", "g2"}}), o.queue_peak_g1_g2);
   EXPECT_EQ(p.value("kvbm_checksum_failures_total"), 0);
+  EXPECT_EQ(p.value("kvbm_g3_dropped_damaged_blocks_total"), o.dropped_damaged);
+  EXPECT_EQ(p.value("kvbm_g3_deadline_misses_total"), o.deadline_misses);
   EXPECT_EQ(p.value("kvbm_transfer_bytes_total"), m->transfer_stats().bytes);
   EXPECT_EQ(p.value("kvbm_onboard_seconds_count"), t.onboards_below_g1);
   EXPECT_GT(p.value("kvbm_offload_batch_seconds_count", {{"src", "g1"}, {"dst", "g2"}}), 0);

@@ -601,3 +601,94 @@ def test_g4_is_visible_in_has_tier_status_and_offload_stats(redis_port):
     assert stats["g4_to_g1"] == 1 and stats["g4"]["hits"] >= 1 and stats["g4"]["health"] == "available"
     with pytest.raises(ValueError, match="'g4'"):
         m.status("g5")
+
+
+# ---- wrong argument types: one readable TypeError naming the argument (issue 24, item 16)
+
+@pytest.mark.parametrize("call, names", [
+    (lambda m: m.match("abc"), ["match()", "hashes", "list of ints", "str"]),
+    (lambda m: m.match({1: 2}), ["match()", "hashes", "list of ints", "dict"]),
+    (lambda m: m.match([1.5]), ["match()", "hashes[0]", "an int", "float"]),  # was truncated to 1, silently
+    (lambda m: m.match(np.asarray([1.5])), ["match()", "hashes", "float64"]),
+    (lambda m: m.match_g1("abc"), ["match_g1()", "hashes", "str"]),
+    (lambda m: m.match_and_onboard("abc"), ["match_and_onboard()", "hashes", "str"]),
+    (lambda m: m.touch(b"abc"), ["touch()", "hashes", "bytes"]),
+    (lambda m: m.allocate("x"), ["allocate()", "count", "an int >= 0", "str"]),
+    (lambda m: m.allocate(1.5), ["allocate()", "count", "an int >= 0", "float"]),
+    (lambda m: m.register_blocks({}), ["register_blocks()", "blocks", "list of kvbm.MutableBlock", "dict"]),
+    (lambda m: m.register_blocks(["a"]), ["register_blocks()", "blocks[0]", "kvbm.MutableBlock", "str"]),
+    (lambda m: m.register_blocks([None]), ["register_blocks()", "blocks[0]", "kvbm.MutableBlock", "NoneType"]),
+    (lambda m: m.release(5), ["release()", "blocks", "list of kvbm.ImmutableBlock", "int"]),
+    (lambda m: m.release(["x"]), ["release()", "blocks[0]", "kvbm.ImmutableBlock", "str"]),
+    (lambda m: m.onboard(5), ["onboard()", "match", "kvbm.MatchResult", "int"]),
+    (lambda m: m.downgrade("b"), ["downgrade()", "block", "kvbm.ImmutableBlock", "str"]),
+    (lambda m: m.status(5), ["status()", "level", "a str", "int"]),
+    (lambda m: m.has_tier(1), ["has_tier()", "level", "a str", "int"]),
+    (lambda m: kvbm.KvBlockManager(123), ["config must be None, a dict", "got int"]),
+    (lambda m: kvbm.KvBlockManager(SMALL, on_event=5), ["KvBlockManager()", "on_event", "callable or None", "int"]),
+    (lambda m: kvbm.Config().set(5, 5), ["set()", "key", "a str", "int"]),
+    (lambda m: kvbm.replay(trace=5), ["replay()", "trace", "None, a JSONL path or a list of requests", "int"]),
+    (lambda m: kvbm.replay(trace={1: 2}), ["replay()", "trace", "dict"]),
+    (lambda m: kvbm.replay(trace=[{"hash_ids": "ab"}]), ["replay()", 'trace[0]["hash_ids"]', "list of ints"]),
+    (lambda m: kvbm.replay(trace=[[1], "ab"]), ["replay()", "trace[1]", "list of ints", "str"]),
+    (lambda m: kvbm.replay(trace=[[1, None]]), ["replay()", "trace[0][1]", "an int", "NoneType"]),
+    (lambda m: kvbm.replay(trace=[{"hash_ids": [1], "timestamp": "t"}]), ['trace[0]["timestamp"]', "number"]),
+    (lambda m: kvbm.replay(requests="x"), ["replay()", "requests", "an int >= 0 or None", "str"]),
+    (lambda m: kvbm.replay(data="yes"), ["replay()", "data", "a bool", "str"]),
+    (lambda m: kvbm.replay(block_tokens=1.5), ["replay()", "block_tokens", "an int >= 0 or None", "float"]),
+])
+def test_wrong_argument_types_give_one_readable_line(call, names):
+    m = kvbm.KvBlockManager(SMALL)
+    with pytest.raises(TypeError) as e:
+        call(m)
+    message = str(e.value)
+    for name in names:
+        assert name in message, message
+    assert "\n" not in message and "incompatible function arguments" not in message, message
+    assert "kvbm::" not in message and "std::" not in message and "C++" not in message, message
+
+
+def test_negative_counts_and_hashes_are_value_errors():
+    m = kvbm.KvBlockManager(SMALL)
+    with pytest.raises(ValueError, match=r"allocate\(\): count must be an int in \[0, 2\^64 - 1\], got -1"):
+        m.allocate(-1)
+    with pytest.raises(ValueError, match=r"match\(\): hashes must be ints in \[0, 2\^64 - 1\], got -1"):
+        m.match([-1])
+    with pytest.raises(ValueError, match=r"block_tokens must be in \[1, 65536\], got 0"):
+        kvbm.replay(block_tokens=0)
+
+
+def test_the_accepted_forms_still_work():
+    m = kvbm.KvBlockManager(SMALL)
+    seq = m.make_sequence(list(range(2 * PAGE)))
+    hashes = seq.sequence_hashes
+    blocks = m.allocate(2)
+    for block, tb in zip(blocks, seq.blocks()):
+        block.apply(tb)
+    registered = m.register_blocks(tuple(blocks))  # any sequence of blocks
+    m.release(iter(registered))
+    for form in [list(hashes), tuple(hashes), np.asarray(hashes, dtype=np.uint64), np.asarray([1, 2], dtype=np.int64),
+                 [2**64 - 1], []]:
+        m.match(form)
+    assert len(m.match_g1(np.asarray(hashes, dtype=np.uint64))) == 2
+    assert m.touch(list(hashes)) == 2
+    report = kvbm.replay(trace=([1, 2], [1, 3]), data=False, config={"g1": {"num_blocks": 8}})
+    assert report["requests"] == 2
+    report = kvbm.replay(trace=(r for r in [[1, 2], {"hash_ids": [1, 3], "timestamp": 5}]), data=False,
+                         config={"g1": {"num_blocks": 8}})
+    assert report["requests"] == 2
+
+
+def test_apply_env_warns_about_unknown_names(monkeypatch):
+    monkeypatch.setenv("KVBM_G1_NUM_BLOKS", "5")
+    monkeypatch.setenv("KVBM_NOT_A_THING_AT_ALL", "1")
+    monkeypatch.setenv("KVBM_G1_NUM_BLOCKS", "32")
+    cfg = kvbm.Config()
+    with pytest.warns(UserWarning) as record:
+        cfg.apply_env()
+    messages = sorted(str(w.message) for w in record)
+    assert messages == [
+        "KVBM_G1_NUM_BLOKS is not a configuration variable (ignored); did you mean KVBM_G1_NUM_BLOCKS?",
+        "KVBM_NOT_A_THING_AT_ALL is not a configuration variable (ignored); `kvbm config keys` lists them",
+    ], messages
+    assert cfg.tier_blocks("g1") == 32

@@ -251,6 +251,23 @@ TEST(GeneratorTest, InvalidOptionsAreNamed) {
   EXPECT_THAT(std::string(validate_workload(options).message()), HasSubstr("turns_per_session"));
 }
 
+// A workload has a bound on its requests and its block size: 2^64 - 1 requests would be written until the
+// disk is full, 4e9 tokens a block allocated until memory ran out (issue 24, item 10).
+TEST(GeneratorTest, RequestsAndBlockTokensAreBounded) {
+  WorkloadOptions options;
+  options.num_requests = kMaxWorkloadRequests;
+  options.block_tokens = ModelConfig::kMaxPageSize;
+  EXPECT_TRUE(validate_workload(options).ok());
+  options.num_requests = kMaxWorkloadRequests + 1;
+  EXPECT_EQ(validate_workload(options).message(),
+            "workload: num_requests (--requests) must be in [0, 100000000], got 100000001");
+  options.num_requests = 10;
+  options.block_tokens = ModelConfig::kMaxPageSize + 1;
+  EXPECT_EQ(validate_workload(options).message(),
+            "workload: block_tokens (--block-tokens) must be in [1, 65536], got 65537");
+  EXPECT_EQ(generate_trace(options)->next().status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(GeneratorTest, RoundTripsThroughBothFormats) {
   for (const std::string& name : workload_preset_names()) {
     WorkloadOptions options = preset(name);

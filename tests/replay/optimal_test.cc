@@ -142,5 +142,31 @@ TEST(OptimalReplayTest, NeverBelowLruAndReachesUnlimited) {
   }
 }
 
+// Eviction optimal takes every G1 capacity the g1.num_blocks key takes (it was capped at 2^31 while the key
+// allowed 4294967294), and refuses more with the key's message.
+TEST(OptimalReplayTest, AcceptsTheConfigKeysRangeOfG1) {
+  std::vector<TraceRequest> trace(2);
+  trace[0].blocks = {SequenceHash{1}, SequenceHash{2}};
+  trace[1].blocks = {SequenceHash{1}, SequenceHash{3}};
+  for (auto& r : trace) r.input_tokens = r.blocks.size();
+  ReplayOptions o;
+  o.data = false;
+  o.block_tokens = 1;
+  o.optimal = true;
+  for (std::uint64_t capacity : {std::uint64_t{3'000'000'000}, TierConfig::kMaxBlocks}) {
+    o.config.g1 = TierConfig{.num_blocks = capacity};
+    auto t = make_vector_trace(trace);
+    auto report = run_replay(*t, o);
+    ASSERT_TRUE(report.ok()) << capacity << ": " << report.status();
+    EXPECT_EQ(report->blocks_hit, 1u);
+    EXPECT_EQ(report->tiers[0].capacity_blocks, capacity);
+  }
+  o.config.g1 = TierConfig{.num_blocks = TierConfig::kMaxBlocks + 1};
+  auto t = make_vector_trace(trace);
+  auto report = run_replay(*t, o);
+  EXPECT_TRUE(absl::IsInvalidArgument(report.status()));
+  EXPECT_EQ(report.status().message(), "g1 capacity must be in [1, 4294967294] blocks, got 4294967295");
+}
+
 }  // namespace
 }  // namespace kvbm

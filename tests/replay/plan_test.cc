@@ -175,6 +175,22 @@ TEST(G2HitCurveTest, RefusesG1HitsThatAreNotAPrefix) {
   EXPECT_TRUE(absl::IsInvalidArgument(G2HitCurve::compute(hashes_of(requests), 0).status()));
 }
 
+// The pass takes every G1 capacity the g1.num_blocks key takes (it was capped at 2^31 while the key allowed
+// 4294967294): a G1 larger than the trace holds everything.
+TEST(G2HitCurveTest, AcceptsTheConfigKeysRangeOfG1) {
+  std::vector<TraceRequest> requests(2);
+  requests[0].blocks = {SequenceHash{1}, SequenceHash{2}};
+  requests[1].blocks = {SequenceHash{1}, SequenceHash{3}};
+  for (std::uint64_t g1 : {std::uint64_t{3'000'000'000}, TierConfig::kMaxBlocks}) {
+    auto curve = G2HitCurve::compute(hashes_of(requests), g1);
+    ASSERT_TRUE(curve.ok()) << g1 << ": " << curve.status();
+    EXPECT_EQ(curve->at(0).g1_hits, 1u);
+  }
+  auto over = G2HitCurve::compute(hashes_of(requests), TierConfig::kMaxBlocks + 1);
+  EXPECT_TRUE(absl::IsInvalidArgument(over.status()));
+  EXPECT_EQ(over.status().message(), "g1 capacity must be in [1, 4294967294] blocks, got 4294967295");
+}
+
 PlanOptions plan_options(std::uint64_t g1) {
   PlanOptions p;
   p.base = chain_options(g1, 0);

@@ -33,11 +33,42 @@ def mooncake_line(i):
     (["replay", "--requests", "0x10", "--no-data"], "--requests"),
     (["replay", "--block-tokens", "-16", "--no-data"], "--block-tokens"),
     (["plan", "--requests", "-5"], "--requests"),
+    (["replay", "--metrics-port", "0x10", "--no-data"], "--metrics-port"),  # an option with a range check too
 ])
 def test_negative_unsigned_flags_are_refused(kvbm_bin, tmp_path, args, flag):
     res = run([kvbm_bin, *args], code=BAD_INPUT, cwd=tmp_path, timeout=30)
     assert flag in res.stderr and "unsigned decimal integer" in res.stderr, res.stderr
     assert not (tmp_path / "unused.jsonl").exists()
+
+
+# ---- unsigned flags have an upper bound, named in --help and in the error (item 10)
+
+@pytest.mark.parametrize("args, flag, allowed", [
+    (["gen", "--requests", "18446744073709551615", "--out", "unused.jsonl"], "--requests", "0 to 100000000"),
+    (["gen", "--requests", "100000001", "--out", "unused.jsonl"], "--requests", "0 to 100000000"),
+    (["gen", "--format", "tokens", "--block-tokens", "4000000000", "--out", "unused.jsonl"], "--block-tokens",
+     "1 to 65536"),
+    (["replay", "--requests", "100000001", "--no-data"], "--requests", "0 to 100000000"),
+    (["replay", "--block-tokens", "70000", "--no-data"], "--block-tokens", "1 to 65536"),
+    (["plan", "--g1-blocks", "10", "--requests", "18446744073709551615"], "--requests", "0 to 100000000"),
+    (["plan", "--g1-blocks", "10", "--threads", "4000000000"], "--threads", "0 to 1024"),
+    (["events", "bench", "--events", "18446744073709551615"], "--events", "1 to 10000000"),
+    # Stopped at once, reporting "no batch within 9223372036854775807 ms".
+    (["events", "tail", "tcp://127.0.0.1:1", "--timeout-ms", "99999999999999999999"], "--timeout-ms",
+     "0 to 31536000000"),
+    (["events", "bench", "--blocks-per-event", "100000"], "--blocks-per-event", "1 to 4096"),
+    (["events", "bench", "--events", "10000000", "--blocks-per-event", "4096"], "--events × --blocks-per-event",
+     "at most 1000000000 tokens"),
+])
+def test_unsigned_flags_have_an_upper_bound(kvbm_bin, tmp_path, args, flag, allowed):
+    res = run([kvbm_bin, *args], code=BAD_INPUT, cwd=tmp_path, timeout=30)
+    assert flag in res.stderr and allowed in res.stderr, res.stderr
+    assert not (tmp_path / "unused.jsonl").exists()
+
+
+def test_the_request_bound_is_in_help(kvbm_bin):
+    for cmd in ["gen", "replay", "plan"]:
+        assert "[0 - 100000000]" in run([kvbm_bin, cmd, "--help"]).stdout
 
 
 # ---- exit codes: one scheme (item 15)
@@ -173,6 +204,8 @@ def test_bool_keys_document_what_they_accept(kvbm_bin):
     assert "yes" in persist, persist
     out = run([kvbm_bin, "config", "check", "-", "--set", "g3.persist=yes"]).stdout
     assert "persist = true" in out
+    res = run([kvbm_bin, "config", "check", "-", "--set", "g3.persist=maybe"], code=BAD_INPUT)
+    assert "g3.persist must be true or false (also 1 or 0, yes or no, on or off), got 'maybe'" in res.stderr
 
 
 def test_a_misspelt_kvbm_variable_is_warned_about(kvbm_bin):
@@ -182,6 +215,22 @@ def test_a_misspelt_kvbm_variable_is_warned_about(kvbm_bin):
     assert "did you mean KVBM_G1_NUM_BLOCKS?" in res.stderr
     res = run([kvbm_bin, "replay", "--requests", "2", "--no-data"], env=env)
     assert "KVBM_G1_NUM_BLOKS" in res.stderr
+    res = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100"], env=env)
+    assert ("kvbm plan: warning: KVBM_G1_NUM_BLOKS is not a configuration variable (ignored); "
+            "did you mean KVBM_G1_NUM_BLOCKS?") in res.stderr, res.stderr
+
+
+def test_plan_reads_the_environment_below_its_flags(kvbm_bin):
+    # Plan's defaults < KVBM_* < flags: the environment's G1 policy is used, --eviction overrides it.
+    env = dict(os.environ, KVBM_G1_EVICTION="s3fifo")
+    out = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100", "--json"], env=env).stdout
+    assert json.loads(out)["settings"]["g1_eviction"] == "s3fifo", out
+    out = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100", "--json", "--eviction", "lru"],
+              env=env).stdout
+    assert json.loads(out)["settings"]["g1_eviction"] == "lru", out
+    res = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "100"], code=BAD_INPUT,
+              env=dict(os.environ, KVBM_G1_EVICTION="maybe"))
+    assert "environment KVBM_G1_EVICTION: g1.eviction must be one of" in res.stderr, res.stderr
 
 
 # ---- a capacity the process cannot hold is refused with its figure, before allocating (item 11)
@@ -190,3 +239,44 @@ def test_a_capacity_beyond_memory_is_refused_before_allocating(kvbm_bin):
     res = run(["prlimit", "--as=6442450944", kvbm_bin, "replay", "--g1-blocks", "2000000000", "--no-data",
                "--requests", "10"], code=BAD_INPUT, timeout=60)
     assert "need about" in res.stderr and "address-space limit (ulimit -v) of 6.0 GiB" in res.stderr, res.stderr
+
+
+# ---- one range for block counts: the g*.num_blocks keys' [., 4294967294] on every path (item 11)
+
+MAX_BLOCKS = 4294967294
+
+
+def test_analysis_paths_take_the_keys_range_of_g1(kvbm_bin):
+    # Eviction optimal was capped at 2^31 while g1.num_blocks allowed 4294967294; its pools hold no slots.
+    for g1 in ["3000000000", str(MAX_BLOCKS)]:
+        out = run([kvbm_bin, "replay", "--requests", "20", "--eviction", "optimal", "--g1-blocks", g1,
+                   "--g2-blocks", "0", "--g3-blocks", "0", "--json"]).stdout
+        assert json.loads(out)["tiers"]["g1"]["capacity_blocks"] == int(g1)
+    res = run([kvbm_bin, "plan", "--requests", "20", "--g1-blocks", "3000000000"], code=BAD_INPUT)
+    assert "2^31" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("args, flag, key", [
+    (["replay", "--no-data", "--g1-blocks", "{n}"], "--g1-blocks", "g1.num_blocks"),
+    (["replay", "--no-data", "--eviction", "optimal", "--g2-blocks", "0", "--g3-blocks", "0",
+      "--g1-blocks", "{n}"], "--g1-blocks", "g1.num_blocks"),
+    (["replay", "--no-data", "--g2-blocks", "{n}"], "--g2-blocks", "g2.num_blocks"),
+    (["replay", "--no-data", "--g3-blocks", "{n}"], "--g3-blocks", "g3.num_blocks"),
+    (["plan", "--g1-blocks", "{n}"], "--g1-blocks", "g1.num_blocks"),
+    (["replay", "--no-data", "--sweep", "g1=100,{n}"], "--sweep", "g1 capacity"),
+    (["replay", "--no-data", "--sweep", "g2=100,{n}"], "--sweep", "g2 capacity"),
+])
+def test_block_counts_beyond_the_range_name_flag_and_range(kvbm_bin, args, flag, key):
+    for n in [MAX_BLOCKS + 1, 10**30]:
+        res = run([kvbm_bin, *[a.format(n=n) for a in args], "--requests", "5"], code=BAD_INPUT, timeout=30)
+        assert flag in res.stderr and key in res.stderr, res.stderr
+        assert f"[1, {MAX_BLOCKS}]" in res.stderr or f"[0, {MAX_BLOCKS}]" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("tier", ["g2", "g4"])
+def test_a_size_beyond_the_block_range_is_refused(kvbm_bin, tier):
+    # One-byte blocks: 4096PiB is 2^62 blocks. G4 in bytes was not checked (a --no-data replay models it as
+    # a pool that large).
+    tiny = [f"--set=model.{k}=1" for k in ["num_layers", "outer_dim", "page_size", "inner_dim", "dtype_bytes"]]
+    res = run([kvbm_bin, "config", "check", "-", *tiny, f"--set={tier}.bytes=4096PiB"], code=BAD_INPUT)
+    assert f"{tier} capacity must be in [1, {MAX_BLOCKS}] blocks, got 4611686018427387904" in res.stderr, res.stderr

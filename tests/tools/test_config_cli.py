@@ -45,7 +45,8 @@ def test_check_prints_every_error(kvbm_bin, tmp_path):
     assert "unknown configuration key 'g1.num_block'; did you mean g1.num_blocks? known keys in [g1]: " in errors[3]
     assert "model.page_size" not in errors[3]
     assert "g2.memory must be one of system, pinned" in errors[4]
-    assert "environment KVBM_G3_DIRECT_IO: g3.direct_io must be true or false, got 'perhaps'" in errors[5]
+    assert ("environment KVBM_G3_DIRECT_IO: g3.direct_io must be true or false (also 1 or 0, yes or no, on or off), "
+            "got 'perhaps'") in errors[5]
     assert "--set offload.batch_blocks=0: offload.batch_blocks must be an integer in [1, 65536]" in errors[6]
     assert result.stdout == ""
 

@@ -46,6 +46,11 @@ enum class MemoryKind : std::uint8_t {
 // or in bytes (rounded down to whole blocks of the model). G1 must have one of the two; G2 and G3 are
 // enabled by setting one, and absent while both are 0.
 struct TierConfig {
+  // The most blocks one tier holds: block ids are u32 and UINT32_MAX means "no block". Every capacity —
+  // the g*.num_blocks keys, the CLI's block flags, and the analysis paths of `kvbm replay` and `kvbm plan`
+  // (eviction optimal, unlimited G1, the one-pass G2 curve) — is checked against this one bound.
+  static constexpr std::uint64_t kMaxBlocks = 0xFFFFFFFEu;
+
   std::uint64_t num_blocks = 0;
   std::uint64_t bytes = 0;
   LayoutConfig layout;
@@ -134,6 +139,9 @@ struct ConfigKey {
   std::string description;
 };
 [[nodiscard]] const std::vector<ConfigKey>& config_keys();
+// OK when `blocks` is a tier capacity in [1, TierConfig::kMaxBlocks]; else InvalidArgument
+// "<tier> capacity must be in [1, 4294967294] blocks, got N", the one message for every path that checks it.
+[[nodiscard]] absl::Status check_tier_blocks(const std::string& tier, std::uint64_t blocks);
 // The reference table of every key (Markdown), as README.md carries it between its config-keys markers.
 [[nodiscard]] std::string config_reference_markdown();
 

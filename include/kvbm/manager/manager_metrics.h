@@ -31,8 +31,9 @@ namespace kvbm {
 
 class KvBlockManager;
 
-// Every metric family a manager exposes (without _bucket/_sum/_count suffixes).
-inline constexpr std::array<std::string_view, 24> kManagerMetricNames = {
+// Every metric family a manager with G1, G2 and G3 exposes (without _bucket/_sum/_count suffixes; the
+// kvbm_g4_* families come with G4).
+inline constexpr std::array<std::string_view, 26> kManagerMetricNames = {
     "kvbm_match_requests_total",
     "kvbm_match_hit_blocks_total",
     "kvbm_match_miss_blocks_total",
@@ -53,6 +54,8 @@ inline constexpr std::array<std::string_view, 24> kManagerMetricNames = {
     "kvbm_onboard_truncated_total",
     "kvbm_checksum_failures_total",
     "kvbm_transfer_failed_blocks_total",
+    "kvbm_g3_dropped_damaged_blocks_total",
+    "kvbm_g3_deadline_misses_total",
     "kvbm_transfer_batches_total",
     "kvbm_transfer_blocks_total",
     "kvbm_transfer_bytes_total",

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kvbm/core/model_config.h"
 #include "kvbm/replay/trace.h"
 
 namespace kvbm {
@@ -34,6 +35,11 @@ namespace kvbm {
 inline constexpr std::uint32_t kDefaultHashBlockTokens = 512;
 inline constexpr std::uint32_t kDefaultTokenBlockTokens = 16;
 
+// The most requests one generated workload has (`kvbm gen/replay/plan --requests`): ~40 GB of Mooncake JSONL
+// for the default mix (385 bytes a request), ~190 GB for shared_documents; a bound, so that a typo (or
+// 2^64 - 1) is refused instead of writing until the disk is full.
+inline constexpr std::uint64_t kMaxWorkloadRequests = 100'000'000;
+
 // An inclusive range [min, max] to draw uniformly from. REQUIRES: min <= max.
 struct UniformRange {
   std::uint32_t min = 0;
@@ -42,10 +48,11 @@ struct UniformRange {
 
 struct WorkloadOptions {
   std::uint64_t seed = 1;
-  std::uint64_t num_requests = 2000;
-  double rate = 20.0;              // mean arrivals per second (Poisson); > 0
-  std::uint32_t block_tokens = 0;  // 0: kDefaultHashBlockTokens, or kDefaultTokenBlockTokens with tokens
-  bool tokens = false;             // token-level requests (TraceRequest::tokens filled)
+  std::uint64_t num_requests = 2000;  // <= kMaxWorkloadRequests
+  double rate = 20.0;                 // mean arrivals per second (Poisson); > 0
+  std::uint32_t block_tokens = 0;     // 0: kDefaultHashBlockTokens, or kDefaultTokenBlockTokens with tokens;
+                                      // else <= ModelConfig::kMaxPageSize (a block is a model page)
+  bool tokens = false;                // token-level requests (TraceRequest::tokens filled)
 
   // Shared system prompts.
   std::uint32_t num_system_prompts = 16;    // > 0

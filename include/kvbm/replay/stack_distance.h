@@ -68,7 +68,8 @@ class G2HitCurve {
   // The G1 pass and the stack pass over `requests` (each request's sequence hashes). FailedPrecondition
   // when a request finds a block in G1 after one it does not (its G1 hits are not a prefix: possible only
   // when a hash follows different parents); then G1 would depend on G2 (step 1 holds G1 hits only inside
-  // the matched prefix) and the pass does not apply. InvalidArgument for g1_blocks outside [1, 2^31).
+  // the matched prefix) and the pass does not apply. InvalidArgument for g1_blocks outside
+  // [1, TierConfig::kMaxBlocks] (check_tier_blocks).
   [[nodiscard]] static absl::StatusOr<G2HitCurve> compute(std::span<const std::vector<SequenceHash>> requests,
                                                           std::uint64_t g1_blocks);
 
