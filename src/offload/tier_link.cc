@@ -413,9 +413,18 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
                                 std::span<const BlockId> sources) {
   absl::InlinedVector<SequenceHash, 64> hashes(ops.size());
   for (std::size_t i = 0; i < ops.size(); ++i) hashes[i] = ops[i].hash();
+  // present[i] is D's registry as of now for i < known; a batch changes D, so what lies past it is looked up
+  // again, but only as far as the next batch can read (batch_limit blocks), not the whole rest of the run:
+  // looking the whole rest up after every batch was quadratic in the run's length.
   absl::InlinedVector<std::uint8_t, 64> present(ops.size());
-  down_.pool->contains_each(hashes, present);
+  std::size_t known = 0;
+  const std::size_t window = ctx_.batch_limit;
   for (std::size_t k = 0; k < ops.size();) {
+    if (k >= known) {
+      known = std::min(ops.size(), k + window);
+      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k, known - k),
+                                std::span<std::uint8_t>(present).subspan(k, known - k));
+    }
     if (present[k] != 0) {  // inserting a block D holds only touches it
       if (actions[k] != Action::kInsertIfAbsent) {
         (void)down_.pool->touch(std::span<const SequenceHash>(&hashes[k], 1));
@@ -436,6 +445,11 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
     // A batch: the next blocks that are absent and distinct, no more than D can take without evicting one
     // of them — exactly what inserting them one by one would do.
     const std::size_t limit = std::min(room, ctx_.batch_limit);
+    if (const std::size_t need = std::min(ops.size(), k + limit); known < need) {
+      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(known, need - known),
+                                std::span<std::uint8_t>(present).subspan(known, need - known));
+      known = need;
+    }
     std::size_t end = k + 1;
     while (end < ops.size() && end - k < limit && present[end] == 0 &&
            std::find(hashes.begin() + static_cast<std::ptrdiff_t>(k), hashes.begin() + static_cast<std::ptrdiff_t>(end),
@@ -446,11 +460,7 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
                 sources.empty() ? sources : sources.subspan(k, end - k));
     send(out);
     k = end;
-    // The batch may have evicted later blocks of the run, or taken a later duplicate: look again.
-    if (k < ops.size()) {
-      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k),
-                                std::span<std::uint8_t>(present).subspan(k));
-    }
+    known = k;  // the batch may have evicted later blocks of the run, or taken a later duplicate: look again
   }
 }
 
