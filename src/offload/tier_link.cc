@@ -94,14 +94,18 @@ bool TierLink::needs_source(const LinkOp& op, CacheLevel lower) {
   return op.kind != OpKind::kOnboarded || op.origin != lower;  // a touch alone reads nothing
 }
 
+void TierLink::process_now(std::span<const LinkOp> ops) {
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return;
+  }
+  process(ops, {});
+}
+
 void TierLink::push(std::vector<LinkOp> ops) {
   if (ops.empty()) return;
   if (!ctx_.queued) {
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) return;
-    }
-    process(ops, {});
+    process_now(ops);
     return;
   }
   const bool drop = ctx_.config.backlog == OffloadBacklog::kDrop;
@@ -340,6 +344,11 @@ void TierLink::pass_on(Outbox& out, const LinkOp& op, Action action, bool insert
 void TierLink::send(Outbox& out) {
   for (std::size_t c = 0; c < children_.size(); ++c) {
     if (out[c].empty()) continue;
+    if (!ctx_.queued) {  // inline: the child processes them now; the list keeps its memory for the next batch
+      children_[c]->process_now(out[c]);
+      out[c].clear();
+      continue;
+    }
     std::vector<LinkOp> ops;
     ops.swap(out[c]);
     children_[c]->push(std::move(ops));
@@ -588,12 +597,12 @@ void PoolLink<U, D>::admit_batch(Outbox& out, std::span<const LinkOp> ops, std::
     priorities.push_back(ops[i].priority);
   }
   std::vector<EvictedBlock> evicted;
-  const std::vector<std::uint8_t> admitted = down_.pool->admit(identities, priorities, report ? &evicted : nullptr);
+  absl::InlinedVector<std::uint8_t, 64> admitted(go.size());
+  const std::size_t n = down_.pool->admit(identities, priorities, admitted, report ? &evicted : nullptr);
   if (!evicted.empty()) tell_children_evicted(evicted);
-  if (admitted.size() < go.size()) add(&LinkStats::no_space, go.size() - admitted.size());
+  if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
   absl::InlinedVector<bool, 64> inserted(ops.size(), false);
-  for (std::size_t j = 0; j < admitted.size(); ++j)
-    inserted[go[j]] = admitted[j] != 0;  // 0: registered by another copy
+  for (std::size_t j = 0; j < n; ++j) inserted[go[j]] = admitted[j] != 0;  // 0: registered by another copy
   finish_batch(out, ops, actions, inserted, /*bytes=*/false);
 }
 

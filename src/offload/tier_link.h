@@ -179,6 +179,8 @@ class TierLink {
   };
 
   [[nodiscard]] static bool needs_source(const LinkOp& op, CacheLevel lower);
+  // Inline scheduler: processes `ops` now, unless the link is stopping.
+  void process_now(std::span<const LinkOp> ops);
   void enqueue_locked(LinkOp op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops up to batch_limit ops, marking them taken; ops an eviction already copied are left out.
   [[nodiscard]] std::vector<LinkOp> take_batch_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
