@@ -34,15 +34,20 @@ ChainContext::ChainContext(TierStack* tiers_in, TransferEngine* engine_in, const
       queued(!scheduler_in->runs_inline()),
       sketch(tiers_in->g3 ? tiers_in->g3->pool->num_blocks() : 1024, config_in.frequency_decay_events) {}
 
-bool ChainContext::frequent_enough(SequenceHash hash) {
-  if (!filter_on()) return true;
+void ChainContext::frequent_enough_each(std::span<const LinkOp> ops, std::span<std::uint8_t> out) {
+  if (!filter_on()) {
+    std::fill(out.begin(), out.end(), std::uint8_t{1});
+    return;
+  }
   MutexLock lock(&sketch_mu);
-  return sketch.estimate(hash.value()) >= config.g3_min_frequency;
+  for (std::size_t i = 0; i < ops.size(); ++i)
+    out[i] = sketch.estimate(ops[i].hash().value()) >= config.g3_min_frequency ? 1 : 0;
 }
 
-bool ChainContext::sight(SequenceHash hash) {
+void ChainContext::sight_each(std::span<const ReleasedBlock> blocks, std::span<std::uint8_t> crossed) {
   MutexLock lock(&sketch_mu);
-  return sketch.add(hash.value()) == config.g3_min_frequency;
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    crossed[i] = sketch.add(blocks[i].identity.sequence_hash.value()) == config.g3_min_frequency ? 1 : 0;
 }
 
 void ChainContext::post(JobLane lane, JobScheduler::Job job) {
@@ -292,12 +297,19 @@ void TierLink::add(std::uint64_t LinkStats::*field, std::uint64_t n) {
   stats_.*field += n;
 }
 
-TierLink::Action TierLink::classify(const LinkOp& op) {
-  const auto admitted = [&] {
-    if (!filtered_ || ctx_.frequent_enough(op.hash())) return Action::kInsert;
-    add(&LinkStats::filtered);
-    return Action::kFiltered;
-  };
+void TierLink::classify_each(std::span<const LinkOp> ops, std::span<Action> actions) {
+  absl::InlinedVector<std::uint8_t, 64> frequent(ops.size(), 1);
+  if (filtered_) ctx_.frequent_enough_each(ops, frequent);
+  std::uint64_t filtered = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    actions[i] = classify(ops[i], frequent[i] != 0);
+    if (actions[i] == Action::kFiltered) ++filtered;
+  }
+  add(&LinkStats::filtered, filtered);
+}
+
+TierLink::Action TierLink::classify(const LinkOp& op, bool frequent) const {
+  const auto admitted = [&] { return !filtered_ || frequent ? Action::kInsert : Action::kFiltered; };
   switch (op.kind) {
     case OpKind::kWrite:
       return mode_ == OffloadMode::kWriteThrough ? admitted() : Action::kNothing;
@@ -369,10 +381,11 @@ void TierLink::finish_batch(Outbox& out, std::span<const LinkOp> ops, std::span<
     }
     pass_on(out, ops[i], actions[i], inserted[i]);
   }
-  add(&LinkStats::written, written);
-  add(&LinkStats::staged, staged);
-  add(&LinkStats::write_back, write_back);
-  if (bytes) add(&LinkStats::bytes, (written + staged) * ctx_.bytes_per_block);
+  MutexLock lock(&stats_mu_);  // one lock for the batch's counters
+  stats_.written += written;
+  stats_.staged += staged;
+  stats_.write_back += write_back;
+  if (bytes) stats_.bytes += (written + staged) * ctx_.bytes_per_block;
 }
 
 void TierLink::tell_children_evicted(std::span<const EvictedBlock> evicted) {
@@ -386,7 +399,7 @@ void PoolLink<U, D>::process(std::span<const LinkOp> ops, std::span<const BlockI
   const Clock::time_point started = Clock::now();
   Outbox out = make_outbox();
   absl::InlinedVector<Action, 64> actions(ops.size());
-  for (std::size_t i = 0; i < ops.size(); ++i) actions[i] = classify(ops[i]);
+  classify_each(ops, actions);
   for (std::vector<LinkOp>& to : out) to.reserve(ops.size());
   absl::InlinedVector<SequenceHash, 64> hashes;
   for (std::size_t i = 0; i < ops.size();) {
