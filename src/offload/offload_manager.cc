@@ -4,6 +4,7 @@
 #include "kvbm/offload/offload_manager.h"
 
 #include <absl/container/flat_hash_map.h>
+#include <absl/container/inlined_vector.h>
 #include <absl/strings/str_cat.h>
 
 #include <algorithm>
@@ -154,8 +155,11 @@ class OffloadManager::Impl final : public ReleaseObserver {
     const bool sight = ctx_.filter_on() && into(CacheLevel::kG3) != nullptr;
     std::vector<LinkOp> ops;
     ops.reserve(blocks.size());
-    for (const ReleasedBlock& b : blocks) {
-      const bool crossed = sight && ctx_.sight(b.identity.sequence_hash);
+    absl::InlinedVector<std::uint8_t, 64> crossed_each(blocks.size(), 0);
+    if (sight) ctx_.sight_each(blocks, crossed_each);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      const ReleasedBlock& b = blocks[i];
+      const bool crossed = crossed_each[i] != 0;
       if (b.origin) {
         const bool computed = *b.origin == CacheLevel::kG1;
         ops.push_back(LinkOp{b.identity, b.priority, computed ? OpKind::kWrite : OpKind::kOnboarded, *b.origin, 0});

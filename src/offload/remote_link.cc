@@ -10,8 +10,10 @@ void RemoteLink::process(std::span<const LinkOp> ops, std::span<const BlockId> s
   std::vector<SequenceHash> to_pin;
   std::vector<const LinkOp*> pin_ops;
   std::uint64_t touched = 0;
+  std::vector<Action> actions(ops.size());
+  classify_each(ops, actions);
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    const Action a = classify(ops[i]);
+    const Action a = actions[i];
     if (a == Action::kTouch) {
       ++touched;
     } else if (a == Action::kInsert || a == Action::kInsertIfAbsent) {

@@ -13,6 +13,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The start of a timing that `h` records: the clock is read only when there is a histogram (a clock read is
+// a good part of an identity-only batch's cost on a VM).
+Clock::time_point start_for(const metrics::Histogram* h) { return h != nullptr ? Clock::now() : Clock::time_point{}; }
+
 void observe_since(metrics::Histogram* h, Clock::time_point started) {
   if (h != nullptr) h->observe(std::chrono::duration<double>(Clock::now() - started).count());
 }
@@ -34,15 +38,20 @@ ChainContext::ChainContext(TierStack* tiers_in, TransferEngine* engine_in, const
       queued(!scheduler_in->runs_inline()),
       sketch(tiers_in->g3 ? tiers_in->g3->pool->num_blocks() : 1024, config_in.frequency_decay_events) {}
 
-bool ChainContext::frequent_enough(SequenceHash hash) {
-  if (!filter_on()) return true;
+void ChainContext::frequent_enough_each(std::span<const LinkOp> ops, std::span<std::uint8_t> out) {
+  if (!filter_on()) {
+    std::fill(out.begin(), out.end(), std::uint8_t{1});
+    return;
+  }
   MutexLock lock(&sketch_mu);
-  return sketch.estimate(hash.value()) >= config.g3_min_frequency;
+  for (std::size_t i = 0; i < ops.size(); ++i)
+    out[i] = sketch.estimate(ops[i].hash().value()) >= config.g3_min_frequency ? 1 : 0;
 }
 
-bool ChainContext::sight(SequenceHash hash) {
+void ChainContext::sight_each(std::span<const ReleasedBlock> blocks, std::span<std::uint8_t> crossed) {
   MutexLock lock(&sketch_mu);
-  return sketch.add(hash.value()) == config.g3_min_frequency;
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    crossed[i] = sketch.add(blocks[i].identity.sequence_hash.value()) == config.g3_min_frequency ? 1 : 0;
 }
 
 void ChainContext::post(JobLane lane, JobScheduler::Job job) {
@@ -94,14 +103,18 @@ bool TierLink::needs_source(const LinkOp& op, CacheLevel lower) {
   return op.kind != OpKind::kOnboarded || op.origin != lower;  // a touch alone reads nothing
 }
 
+void TierLink::process_now(std::span<const LinkOp> ops) {
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return;
+  }
+  process(ops, {});
+}
+
 void TierLink::push(std::vector<LinkOp> ops) {
   if (ops.empty()) return;
   if (!ctx_.queued) {
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) return;
-    }
-    process(ops, {});
+    process_now(ops);
     return;
   }
   const bool drop = ctx_.config.backlog == OffloadBacklog::kDrop;
@@ -288,12 +301,19 @@ void TierLink::add(std::uint64_t LinkStats::*field, std::uint64_t n) {
   stats_.*field += n;
 }
 
-TierLink::Action TierLink::classify(const LinkOp& op) {
-  const auto admitted = [&] {
-    if (!filtered_ || ctx_.frequent_enough(op.hash())) return Action::kInsert;
-    add(&LinkStats::filtered);
-    return Action::kFiltered;
-  };
+void TierLink::classify_each(std::span<const LinkOp> ops, std::span<Action> actions) {
+  absl::InlinedVector<std::uint8_t, 64> frequent(ops.size(), 1);
+  if (filtered_) ctx_.frequent_enough_each(ops, frequent);
+  std::uint64_t filtered = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    actions[i] = classify(ops[i], frequent[i] != 0);
+    if (actions[i] == Action::kFiltered) ++filtered;
+  }
+  add(&LinkStats::filtered, filtered);
+}
+
+TierLink::Action TierLink::classify(const LinkOp& op, bool frequent) const {
+  const auto admitted = [&] { return !filtered_ || frequent ? Action::kInsert : Action::kFiltered; };
   switch (op.kind) {
     case OpKind::kWrite:
       return mode_ == OffloadMode::kWriteThrough ? admitted() : Action::kNothing;
@@ -340,6 +360,11 @@ void TierLink::pass_on(Outbox& out, const LinkOp& op, Action action, bool insert
 void TierLink::send(Outbox& out) {
   for (std::size_t c = 0; c < children_.size(); ++c) {
     if (out[c].empty()) continue;
+    if (!ctx_.queued) {  // inline: the child processes them now; the list keeps its memory for the next batch
+      children_[c]->process_now(out[c]);
+      out[c].clear();
+      continue;
+    }
     std::vector<LinkOp> ops;
     ops.swap(out[c]);
     children_[c]->push(std::move(ops));
@@ -360,10 +385,11 @@ void TierLink::finish_batch(Outbox& out, std::span<const LinkOp> ops, std::span<
     }
     pass_on(out, ops[i], actions[i], inserted[i]);
   }
-  add(&LinkStats::written, written);
-  add(&LinkStats::staged, staged);
-  add(&LinkStats::write_back, write_back);
-  if (bytes) add(&LinkStats::bytes, (written + staged) * ctx_.bytes_per_block);
+  MutexLock lock(&stats_mu_);  // one lock for the batch's counters
+  stats_.written += written;
+  stats_.staged += staged;
+  stats_.write_back += write_back;
+  if (bytes) stats_.bytes += (written + staged) * ctx_.bytes_per_block;
 }
 
 void TierLink::tell_children_evicted(std::span<const EvictedBlock> evicted) {
@@ -374,10 +400,13 @@ void TierLink::tell_children_evicted(std::span<const EvictedBlock> evicted) {
 
 template <CacheLevel U, CacheLevel D>
 void PoolLink<U, D>::process(std::span<const LinkOp> ops, std::span<const BlockId> sources) {
-  const Clock::time_point started = Clock::now();
+  metrics::Histogram* const batch_seconds = D == CacheLevel::kG2   ? ctx_.observers.g1_to_g2_batch_seconds
+                                            : D == CacheLevel::kG3 ? ctx_.observers.g2_to_g3_batch_seconds
+                                                                   : nullptr;
+  const Clock::time_point started = start_for(batch_seconds);
   Outbox out = make_outbox();
   absl::InlinedVector<Action, 64> actions(ops.size());
-  for (std::size_t i = 0; i < ops.size(); ++i) actions[i] = classify(ops[i]);
+  classify_each(ops, actions);
   for (std::vector<LinkOp>& to : out) to.reserve(ops.size());
   absl::InlinedVector<SequenceHash, 64> hashes;
   for (std::size_t i = 0; i < ops.size();) {
@@ -401,11 +430,7 @@ void PoolLink<U, D>::process(std::span<const LinkOp> ops, std::span<const BlockI
     }
   }
   send(out);
-  if constexpr (D == CacheLevel::kG2) {
-    observe_since(ctx_.observers.g1_to_g2_batch_seconds, started);
-  } else if constexpr (D == CacheLevel::kG3) {
-    observe_since(ctx_.observers.g2_to_g3_batch_seconds, started);
-  }
+  observe_since(batch_seconds, started);
 }
 
 template <CacheLevel U, CacheLevel D>
@@ -413,9 +438,18 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
                                 std::span<const BlockId> sources) {
   absl::InlinedVector<SequenceHash, 64> hashes(ops.size());
   for (std::size_t i = 0; i < ops.size(); ++i) hashes[i] = ops[i].hash();
+  // present[i] is D's registry as of now for i < known; a batch changes D, so what lies past it is looked up
+  // again, but only as far as the next batch can read (batch_limit blocks), not the whole rest of the run:
+  // looking the whole rest up after every batch was quadratic in the run's length.
   absl::InlinedVector<std::uint8_t, 64> present(ops.size());
-  down_.pool->contains_each(hashes, present);
+  std::size_t known = 0;
+  const std::size_t window = ctx_.batch_limit;
   for (std::size_t k = 0; k < ops.size();) {
+    if (k >= known) {
+      known = std::min(ops.size(), k + window);
+      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k, known - k),
+                                std::span<std::uint8_t>(present).subspan(k, known - k));
+    }
     if (present[k] != 0) {  // inserting a block D holds only touches it
       if (actions[k] != Action::kInsertIfAbsent) {
         (void)down_.pool->touch(std::span<const SequenceHash>(&hashes[k], 1));
@@ -436,6 +470,11 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
     // A batch: the next blocks that are absent and distinct, no more than D can take without evicting one
     // of them — exactly what inserting them one by one would do.
     const std::size_t limit = std::min(room, ctx_.batch_limit);
+    if (const std::size_t need = std::min(ops.size(), k + limit); known < need) {
+      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(known, need - known),
+                                std::span<std::uint8_t>(present).subspan(known, need - known));
+      known = need;
+    }
     std::size_t end = k + 1;
     while (end < ops.size() && end - k < limit && present[end] == 0 &&
            std::find(hashes.begin() + static_cast<std::ptrdiff_t>(k), hashes.begin() + static_cast<std::ptrdiff_t>(end),
@@ -446,11 +485,7 @@ void PoolLink<U, D>::insert_run(Outbox& out, std::span<const LinkOp> ops, std::s
                 sources.empty() ? sources : sources.subspan(k, end - k));
     send(out);
     k = end;
-    // The batch may have evicted later blocks of the run, or taken a later duplicate: look again.
-    if (k < ops.size()) {
-      down_.pool->contains_each(std::span<const SequenceHash>(hashes).subspan(k),
-                                std::span<std::uint8_t>(present).subspan(k));
-    }
+    known = k;  // the batch may have evicted later blocks of the run, or taken a later duplicate: look again
   }
 }
 
@@ -578,12 +613,12 @@ void PoolLink<U, D>::admit_batch(Outbox& out, std::span<const LinkOp> ops, std::
     priorities.push_back(ops[i].priority);
   }
   std::vector<EvictedBlock> evicted;
-  const std::vector<std::uint8_t> admitted = down_.pool->admit(identities, priorities, report ? &evicted : nullptr);
+  absl::InlinedVector<std::uint8_t, 64> admitted(go.size());
+  const std::size_t n = down_.pool->admit(identities, priorities, admitted, report ? &evicted : nullptr);
   if (!evicted.empty()) tell_children_evicted(evicted);
-  if (admitted.size() < go.size()) add(&LinkStats::no_space, go.size() - admitted.size());
+  if (n < go.size()) add(&LinkStats::no_space, go.size() - n);
   absl::InlinedVector<bool, 64> inserted(ops.size(), false);
-  for (std::size_t j = 0; j < admitted.size(); ++j)
-    inserted[go[j]] = admitted[j] != 0;  // 0: registered by another copy
+  for (std::size_t j = 0; j < n; ++j) inserted[go[j]] = admitted[j] != 0;  // 0: registered by another copy
   finish_batch(out, ops, actions, inserted, /*bytes=*/false);
 }
 

@@ -70,10 +70,12 @@ struct ChainContext {
   const std::size_t batch_limit;  // blocks per batch: ≤ batch_blocks, ≤ max_bytes_in_flight
   const bool queued;              // the scheduler does not run jobs inline: work waits in queues
 
-  // The G3 admission filter: sightings of G1 blocks as they are released.
-  [[nodiscard]] bool frequent_enough(SequenceHash hash);
-  // Counts a sighting; true when it brings the block exactly to the filter's threshold.
-  [[nodiscard]] bool sight(SequenceHash hash);
+  // The G3 admission filter: sightings of G1 blocks as they are released. Per op, whether its block was
+  // seen often enough (out[i] = 1 or 0), read under one lock. REQUIRES: out.size() == ops.size().
+  void frequent_enough_each(std::span<const LinkOp> ops, std::span<std::uint8_t> out);
+  // Counts a sighting of each block, in order, under one lock: crossed[i] = 1 when it brings the block
+  // exactly to the filter's threshold. REQUIRES: crossed.size() == blocks.size().
+  void sight_each(std::span<const ReleasedBlock> blocks, std::span<std::uint8_t> crossed);
   [[nodiscard]] bool filter_on() const { return config.g3_min_frequency > 1; }
 
   // Posts a job that flush() waits for. Once close() has run, a job the scheduler still holds does nothing
@@ -136,7 +138,8 @@ class TierLink {
   // Ops on their way to the links out of D, one list per link, in order.
   using Outbox = std::vector<std::vector<LinkOp>>;
 
-  [[nodiscard]] Action classify(const LinkOp& op);
+  // The action of each op (see the top of this file), the admission filter read under one lock.
+  void classify_each(std::span<const LinkOp> ops, std::span<Action> actions);
   // Collects what an op leaves behind for the links out of D: `inserted` = D newly took the block.
   void pass_on(Outbox& out, const LinkOp& op, Action action, bool inserted) const;
   // Pushes what pass_on() collected to the links out of D (with an inline scheduler they run now, before
@@ -179,6 +182,10 @@ class TierLink {
   };
 
   [[nodiscard]] static bool needs_source(const LinkOp& op, CacheLevel lower);
+  // The action of `op`; `frequent`: whether its block passes the admission filter (read by a filtered link).
+  [[nodiscard]] Action classify(const LinkOp& op, bool frequent) const;
+  // Inline scheduler: processes `ops` now, unless the link is stopping.
+  void process_now(std::span<const LinkOp> ops);
   void enqueue_locked(LinkOp op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops up to batch_limit ops, marking them taken; ops an eviction already copied are left out.
   [[nodiscard]] std::vector<LinkOp> take_batch_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -84,31 +84,31 @@ class PoolCore {
   // allocate(), register_inactive() of the blocks as `identities` (no tokens), under one lock: a copy of
   // identities into a tier that holds no bytes. The same evictions, registrations and releases, in the
   // same order, as the three calls.
-  std::vector<std::uint8_t> admit(std::span<const BlockIdentity> identities, std::span<const std::uint8_t> priorities,
-                                  std::vector<EvictedBlock>* evicted) {
-    std::vector<BlockId> ids;
-    std::vector<std::uint8_t> inserted;
+  std::size_t admit(std::span<const BlockIdentity> identities, std::span<const std::uint8_t> priorities,
+                    std::span<std::uint8_t> inserted, std::vector<EvictedBlock>* evicted) {
+    std::size_t admitted = 0;
     BlocksRemoved removed{config_.level, {}};
     std::vector<BlocksStored> stored;
     std::vector<bool> stored_without_tokens;
     std::vector<ReleasedBlock> released;
     {
       MutexLock lock(&mu_);
-      (void)allocate_locked(std::min(identities.size(), available_locked()), evicted, ids, removed);
-      inserted.resize(ids.size());
-      std::vector<RegisterRequest> requests(ids.size());
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        row_has_tokens_[ids[i].value()] = 0;
-        requests[i] =
-            RegisterRequest{this, ids[i], MutableState::kComplete, identities[i], priorities[i], 0, config_.level};
+      // The pool's own scratch vectors (under the lock): no allocation per call once they have grown.
+      admit_ids_.clear();
+      (void)allocate_locked(std::min(identities.size(), available_locked()), evicted, admit_ids_, removed);
+      admitted = admit_ids_.size();
+      admit_requests_.resize(admitted);
+      for (std::size_t i = 0; i < admitted; ++i) {
+        row_has_tokens_[admit_ids_[i].value()] = 0;
+        admit_requests_[i] = RegisterRequest{this, admit_ids_[i], MutableState::kComplete, identities[i], priorities[i],
+                                             0,    config_.level};
       }
-      const std::vector<BlockId> out =
-          register_locked(requests, /*then_release=*/true, stored, stored_without_tokens, released);
-      for (std::size_t i = 0; i < out.size(); ++i) inserted[i] = out[i] == ids[i] ? 1 : 0;
+      register_locked(admit_requests_, /*then_release=*/true, stored, stored_without_tokens, released, admit_out_);
+      for (std::size_t i = 0; i < admitted; ++i) inserted[i] = admit_out_[i] == admit_ids_[i] ? 1 : 0;
     }
     if (!removed.block_hashes.empty()) config_.events->on_removed(std::move(removed));
     emit(stored, stored_without_tokens, released);
-    return inserted;
+    return admitted;
   }
 
   // Up to `count` slots, fewer when fewer are free or evictable, taken under one lock.
@@ -204,7 +204,7 @@ class PoolCore {
                                                             " tokens); only Complete blocks can be registered"));
         }
       }
-      out = register_locked(requests, then_release, stored, stored_without_tokens, released);
+      register_locked(requests, then_release, stored, stored_without_tokens, released, out);
     }
     emit(stored, stored_without_tokens, released);
     return out;
@@ -213,10 +213,10 @@ class PoolCore {
   // Registers valid requests (see register_blocks); what to report once the lock is dropped goes to the
   // out-parameters: one Stored event per run of blocks that continue one another's chain (a router indexes
   // a block under the parent its event names), and the released blocks.
-  std::vector<BlockId> register_locked(std::span<const RegisterRequest> requests, bool then_release,
-                                       std::vector<BlocksStored>& stored, std::vector<bool>& stored_without_tokens,
-                                       std::vector<ReleasedBlock>& released) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::vector<BlockId> out(requests.size());
+  void register_locked(std::span<const RegisterRequest> requests, bool then_release, std::vector<BlocksStored>& stored,
+                       std::vector<bool>& stored_without_tokens, std::vector<ReleasedBlock>& released,
+                       std::vector<BlockId>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    out.assign(requests.size(), BlockId{});
     const auto stored_block = [&](const Slot& s, std::uint32_t id) {
       if (stored.empty() || !s.has_parent || stored.back().block_hashes.back() != s.parent_hash) {
         stored.push_back(BlocksStored{config_.level, {}, std::nullopt, {}, config_.page_size});
@@ -275,7 +275,6 @@ class PoolCore {
       if (config_.events != nullptr) stored_block(s, id);
     }
     if (then_release) release_locked(out, &released);
-    return out;
   }
 
   // Reports, after the lock: Stored events, then released blocks.
@@ -563,6 +562,10 @@ class PoolCore {
   std::uint32_t active_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint32_t inactive_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint32_t owned_ ABSL_GUARDED_BY(mu_) = 0;
+  // admit()'s scratch: kept between calls so that admitting a few blocks allocates nothing.
+  std::vector<BlockId> admit_ids_ ABSL_GUARDED_BY(mu_);
+  std::vector<RegisterRequest> admit_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<BlockId> admit_out_ ABSL_GUARDED_BY(mu_);
   // parent sequence hash → registered blocks naming it as their parent (only non-zero counts kept).
   absl::flat_hash_map<std::uint64_t, std::uint32_t> cached_children_ ABSL_GUARDED_BY(mu_);
 };
@@ -605,9 +608,9 @@ absl::StatusOr<PoolCorePtr> make_pool_core(const BlockPoolConfig& config) {
 absl::StatusOr<std::vector<BlockId>> allocate(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
   return core->allocate(count, evicted);
 }
-std::vector<std::uint8_t> admit(PoolCore* core, std::span<const BlockIdentity> identities,
-                                std::span<const std::uint8_t> priorities, std::vector<EvictedBlock>* evicted) {
-  return core->admit(identities, priorities, evicted);
+std::size_t admit(PoolCore* core, std::span<const BlockIdentity> identities, std::span<const std::uint8_t> priorities,
+                  std::span<std::uint8_t> inserted, std::vector<EvictedBlock>* evicted) {
+  return core->admit(identities, priorities, inserted, evicted);
 }
 std::vector<BlockId> allocate_up_to(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted) {
   return core->allocate_up_to(count, evicted);

@@ -5,6 +5,7 @@
 #include <absl/strings/str_format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -15,12 +16,16 @@
 #include "kvbm/core/size.h"
 #include "kvbm/manager/kvbm_config.h"
 #include "kvbm/pool/eviction_policy.h"
+#include "kvbm/replay/model_spec.h"
+#include "kvbm/replay/replay.h"
+#include "kvbm/replay/trace.h"
 #include "tools/bench/offload_bench.h"
 #include "tools/bench/pool_workloads.h"
 #include "tools/bench/remote_redis_bench.h"
 #include "tools/bench/remote_ucx_bench.h"
 #include "tools/bench/tiers_bench.h"
 #include "tools/commands.h"
+#include "tools/trace_source.h"
 
 namespace kvbm::tools {
 namespace {
@@ -483,6 +488,147 @@ int run_remote_command(const RemoteCliOptions& cli) {
   return 0;
 }
 
+// ---- `kvbm bench replay` (issue 21): `kvbm replay --no-data` speed, G1 alone beside G1+G2+G3 ----
+// The trace is read into memory once, so the figures are the tiers' (not the parser's); each configuration
+// runs --repeat times, interleaved (G1 alone, then G1+G2+G3, then again), and its median is printed with the
+// ratio of the medians. The hits are printed too: every repetition must give the same ones.
+struct ReplayBenchCli {
+  TraceSourceFlags source;
+  std::uint32_t g1_blocks = 1000;
+  std::uint32_t g2_blocks = 4000;
+  std::uint32_t g3_blocks = 16000;
+  std::vector<std::string> evictions = {"lru", "default"};
+  int repeat = 5;
+  bool json = false;
+};
+
+struct ReplayBenchRow {
+  std::string eviction;
+  bool chain = false;  // G1+G2+G3, or G1 alone
+  std::vector<double> blocks_per_second;
+  std::uint64_t blocks_total = 0;
+  std::uint64_t blocks_hit = 0;
+  std::array<std::uint64_t, kNumCacheLevels> tier_hits{};
+  [[nodiscard]] double median() const {
+    std::vector<double> v = blocks_per_second;
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
+  }
+};
+
+// The options `kvbm replay --no-data --eviction E --g1-blocks .. --g2-blocks .. --g3-blocks ..` builds (its
+// default model, Llama-3.1-8B, one block per trace block), without a configuration file or KVBM_* variables.
+absl::StatusOr<ReplayOptions> replay_bench_options(const ReplayBenchCli& cli, std::uint32_t block_tokens,
+                                                   const std::string& eviction, bool chain) {
+  ReplayOptions o;
+  o.data = false;
+  o.block_tokens = block_tokens;
+  auto model = model_spec_preset("Llama-3.1-8B", block_tokens);
+  if (!model.ok()) return model.status();
+  o.model = *model;
+  KvbmConfig& c = o.config;
+  c.model = model->geometry;
+  c.g1 = TierConfig{.num_blocks = cli.g1_blocks};
+  c.g2.num_blocks = chain ? cli.g2_blocks : 0;
+  c.g3.num_blocks = chain ? cli.g3_blocks : 0;
+  for (const char* key : {"g1.eviction", "g2.eviction", "g3.eviction"}) {
+    if (eviction == "default") break;  // kvbm replay without --eviction: the configuration's defaults
+    std::vector<absl::Status> errors;
+    c.apply_overrides({absl::StrCat(key, "=", eviction)}, &errors);
+    if (!errors.empty()) return absl::InvalidArgumentError(absl::StrCat("--eviction: ", errors.front().message()));
+  }
+  c.offload.max_bytes_in_flight = std::max(c.offload.max_bytes_in_flight, c.model.bytes_per_block());
+  if (absl::Status s = c.validate(); !s.ok()) return s;
+  return o;
+}
+
+int run_replay_bench(ReplayBenchCli cli) {
+  auto source = resolve_trace_source(cli.source);
+  if (!source.ok()) {
+    std::fprintf(stderr, "kvbm bench replay: %s\n", std::string(source.status().message()).c_str());
+    return 2;
+  }
+  std::unique_ptr<TraceReader> reader = open_trace_source(*source);
+  auto requests = read_requests(*reader);
+  if (!requests.ok()) {
+    std::fprintf(stderr, "kvbm bench replay: %s\n", std::string(requests.status().message()).c_str());
+    return 1;
+  }
+  std::unique_ptr<TraceReader> trace = make_vector_trace(*std::move(requests));
+  std::vector<ReplayBenchRow> rows;
+  for (const std::string& eviction : cli.evictions) {
+    for (bool chain : {false, true}) rows.push_back(ReplayBenchRow{.eviction = eviction, .chain = chain});
+  }
+  for (int r = 0; r < cli.repeat; ++r) {
+    for (ReplayBenchRow& row : rows) {
+      auto options = replay_bench_options(cli, source->block_tokens, row.eviction, row.chain);
+      if (!options.ok()) {
+        std::fprintf(stderr, "kvbm bench replay: %s\n", std::string(options.status().message()).c_str());
+        return 2;
+      }
+      if (absl::Status s = trace->rewind(); !s.ok()) {
+        std::fprintf(stderr, "kvbm bench replay: %s\n", std::string(s.message()).c_str());
+        return 1;
+      }
+      auto report = run_replay(*trace, *options);
+      if (!report.ok()) {
+        std::fprintf(stderr, "kvbm bench replay: %s\n", std::string(report.status().message()).c_str());
+        return 1;
+      }
+      std::array<std::uint64_t, kNumCacheLevels> hits{};
+      for (int t = 0; t < kNumCacheLevels; ++t) hits[t] = report->tiers[t].hits;
+      if (r > 0 && (report->blocks_hit != row.blocks_hit || hits != row.tier_hits)) {
+        std::fprintf(stderr, "kvbm bench replay: %s: repetition %d hit %llu blocks, the first %llu\n",
+                     row.eviction.c_str(), r + 1, static_cast<unsigned long long>(report->blocks_hit),
+                     static_cast<unsigned long long>(row.blocks_hit));
+        return 1;
+      }
+      row.blocks_total = report->blocks_total;
+      row.blocks_hit = report->blocks_hit;
+      row.tier_hits = hits;
+      row.blocks_per_second.push_back(report->blocks_per_second());
+    }
+  }
+  const auto tiers_name = [&](const ReplayBenchRow& row) {
+    return row.chain ? absl::StrFormat("G1+G2+G3 (%u/%u/%u)", cli.g1_blocks, cli.g2_blocks, cli.g3_blocks)
+                     : absl::StrFormat("G1 alone (%u)", cli.g1_blocks);
+  };
+  if (cli.json) {
+    std::string out = absl::StrFormat(R"({"benchmark":"replay","trace":%s,"repeat":%d,"machine":%s,"rows":[)",
+                                      json_string(source->name), cli.repeat, json_string(bench::machine_description()));
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const ReplayBenchRow& row = rows[i];
+      absl::StrAppend(&out, i ? "," : "", "{\"eviction\":", json_string(row.eviction),
+                      absl::StrFormat(R"(,"tiers":"%s","blocks_total":%d,"blocks_hit":%d,"hits":[%d,%d,%d,%d],)",
+                                      row.chain ? "g1+g2+g3" : "g1", row.blocks_total, row.blocks_hit, row.tier_hits[0],
+                                      row.tier_hits[1], row.tier_hits[2], row.tier_hits[3]),
+                      absl::StrFormat(R"("median_blocks_per_second":%.0f)", row.median()));
+      if (row.chain)
+        absl::StrAppend(&out, absl::StrFormat(R"(,"ratio_to_g1_alone":%.3f)", row.median() / rows[i - 1].median()));
+      absl::StrAppend(&out, "}");
+    }
+    std::printf("%s]}\n", out.c_str());
+    return 0;
+  }
+  std::printf(
+      "kvbm bench replay: kvbm replay --no-data over %s (%llu block references, read into memory once), "
+      "median of %d runs each, interleaved\n",
+      source->name.c_str(), static_cast<unsigned long long>(rows.front().blocks_total), cli.repeat);
+  std::printf("machine: %s\n\n", bench::machine_description().c_str());
+  std::printf("%-10s %-26s %14s %10s %10s  %s\n", "eviction", "tiers", "refs/s", "ratio", "hit", "runs (M refs/s)");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const ReplayBenchRow& row = rows[i];
+    std::string runs;
+    for (double v : row.blocks_per_second)
+      absl::StrAppend(&runs, runs.empty() ? "" : " ", absl::StrFormat("%.2f", v / 1e6));
+    const std::string ratio = row.chain ? absl::StrFormat("%.2fx", row.median() / rows[i - 1].median()) : "1";
+    std::printf("%-10s %-26s %12.2f M %10s %10llu  %s\n", row.eviction.c_str(), tiers_name(row).c_str(),
+                row.median() / 1e6, ratio.c_str(), static_cast<unsigned long long>(row.blocks_hit), runs.c_str());
+  }
+  std::printf("\nratio: G1+G2+G3 refs/s over G1 alone's, same eviction, same run.\n");
+  return 0;
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, int* exit_code) {
@@ -528,6 +674,33 @@ void add_bench_command(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   offload->add_flag("--json", offload_options->json, "Print one JSON object instead of the table");
   offload->callback([offload_options, exit_code] { *exit_code = run_offload_command(*offload_options); });
+
+  // `kvbm bench replay` (issue 21): --no-data replay speed, G1 alone beside G1+G2+G3, same run.
+  auto replay_cli = std::make_shared<ReplayBenchCli>();
+  CLI::App* replay = bench->add_subcommand(
+      "replay",
+      "kvbm replay --no-data block references per second: G1 alone beside G1+G2+G3 (and their ratio), per "
+      "eviction policy, median of --repeat interleaved runs");
+  add_trace_source_options(replay, replay_cli->source);
+  replay->add_option("--g1-blocks", replay_cli->g1_blocks, "G1 capacity in blocks")
+      ->check(CLI::Range(1u, 1u << 30))
+      ->capture_default_str();
+  replay->add_option("--g2-blocks", replay_cli->g2_blocks, "G2 capacity in blocks (G1+G2+G3 rows)")
+      ->check(CLI::Range(1u, 1u << 30))
+      ->capture_default_str();
+  replay->add_option("--g3-blocks", replay_cli->g3_blocks, "G3 capacity in blocks (G1+G2+G3 rows)")
+      ->check(CLI::Range(1u, 1u << 30))
+      ->capture_default_str();
+  replay
+      ->add_option("--eviction", replay_cli->evictions,
+                   "Eviction policies, one pair of rows each: a policy of every tier (as kvbm replay --eviction), or "
+                   "default (kvbm replay without --eviction: adaptive G1, lru G2 and G3)")
+      ->capture_default_str();
+  replay->add_option("--repeat", replay_cli->repeat, "Runs per row (the median is printed)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  replay->add_flag("--json", replay_cli->json, "Print one JSON object instead of the table");
+  replay->callback([replay_cli, exit_code] { *exit_code = run_replay_bench(*replay_cli); });
 
   // `kvbm bench remote` (issue 7/8): G4 on Redis beside redis-benchmark, same server, same run.
   auto remote_options = std::make_shared<RemoteCliOptions>();

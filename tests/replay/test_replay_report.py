@@ -346,3 +346,34 @@ def test_g4_hits_in_text_and_json_and_tiers_add_up(kvbm_bin, tmp_path):
     finally:
         redis.terminate()
         redis.wait(timeout=10)
+
+
+def test_bench_replay_rows_are_kvbm_replay_no_data(kvbm_bin):
+    """`kvbm bench replay` times what `kvbm replay --no-data` computes: each row's hits (total and per tier)
+    are those of the replay it stands for, G1 alone and G1+G2+G3, for lru and the default policies; every
+    G1+G2+G3 row carries its ratio to the G1 row before it. Figures are not checked (no timed assertions)."""
+    workload = ["--requests", "400", "--seed", "7"]
+    res = subprocess.run([kvbm_bin, "bench", "replay", *workload, "--g1-blocks", "200", "--g2-blocks", "500",
+                          "--g3-blocks", "1500", "--repeat", "2", "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["rows"]
+    assert [(r["eviction"], r["tiers"]) for r in rows] == [
+        ("lru", "g1"), ("lru", "g1+g2+g3"), ("default", "g1"), ("default", "g1+g2+g3")]
+    for r in rows:
+        tiers = ["--g2-blocks", "500", "--g3-blocks", "1500"] if r["tiers"] == "g1+g2+g3" else \
+            ["--g2-blocks", "0", "--g3-blocks", "0"]
+        eviction = ["--eviction", "lru"] if r["eviction"] == "lru" else []
+        d = replay_json(kvbm_bin, "--no-data", *workload, "--g1-blocks", "200", *tiers, *eviction)
+        assert r["blocks_total"] == d["blocks_total"]
+        assert r["blocks_hit"] == d["blocks_hit"]
+        assert r["hits"] == [d["tiers"][t]["hits"] for t in ("g1", "g2", "g3", "g4")]
+        assert r["median_blocks_per_second"] > 0
+        assert ("ratio_to_g1_alone" in r) == (r["tiers"] == "g1+g2+g3")
+    assert rows[1]["hits"][1] + rows[1]["hits"][2] > 0  # the chain's rows do reach G2 and G3
+
+
+def test_bench_replay_bad_flags_exit_2_naming_the_flag(kvbm_bin):
+    r = subprocess.run([kvbm_bin, "bench", "replay", "--repeat", "1", "--eviction", "fifo", "--requests", "10"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "--eviction" in r.stderr and "lru" in r.stderr

@@ -286,8 +286,8 @@ struct RegisterRequest {
   CacheLevel origin;
 };
 // On success: for each request, the registered slot (the request's own slot or the deduplicated one).
-std::vector<std::uint8_t> admit(PoolCore* core, std::span<const BlockIdentity> identities,
-                                std::span<const std::uint8_t> priorities, std::vector<EvictedBlock>* evicted);
+std::size_t admit(PoolCore* core, std::span<const BlockIdentity> identities, std::span<const std::uint8_t> priorities,
+                  std::span<std::uint8_t> inserted, std::vector<EvictedBlock>* evicted);
 std::vector<BlockId> allocate_up_to(PoolCore* core, std::size_t count, std::vector<EvictedBlock>* evicted);
 // With then_release: registered last to first, then each released first to last, under the same lock.
 absl::StatusOr<std::vector<BlockId>> register_blocks(PoolCore* core, std::span<const RegisterRequest> requests,
@@ -370,13 +370,12 @@ class BlockPool {
   // The leading identities that fit (as many as there are free or evictable slots) allocated, applied with
   // priorities[i] and registered as by register_inactive(): the same evictions, registrations and releases
   // in the same order as those calls, under one lock and without handles — a copy into a tier that holds
-  // identities only. Per identity admitted, 1 when it was newly registered, 0 when another block held its
-  // hash already (de-duplication); fewer entries than identities when the rest did not fit.
-  // REQUIRES: priorities.size() == identities.size().
-  [[nodiscard]] std::vector<std::uint8_t> admit(std::span<const BlockIdentity> identities,
-                                                std::span<const std::uint8_t> priorities,
-                                                std::vector<EvictedBlock>* evicted = nullptr) {
-    return detail::admit(core_.get(), identities, priorities, evicted);
+  // identities only. Returns how many were admitted (the rest did not fit); for each admitted identity,
+  // inserted[i] is 1 when it was newly registered, 0 when another block held its hash already
+  // (de-duplication). REQUIRES: priorities.size() == identities.size() <= inserted.size().
+  [[nodiscard]] std::size_t admit(std::span<const BlockIdentity> identities, std::span<const std::uint8_t> priorities,
+                                  std::span<std::uint8_t> inserted, std::vector<EvictedBlock>* evicted = nullptr) {
+    return detail::admit(core_.get(), identities, priorities, inserted, evicted);
   }
 
   // The longest prefix of `hashes` registered here, as held blocks (matched inactive blocks become active).
