@@ -401,7 +401,9 @@ TEST(ZmqTest, HighWaterMarkDropsAreRecoveredByReplay) {
   const std::uint64_t base = sync(*p, *s) + 1;
   // Large batches, published without reading: the kernel buffers and both HWMs overflow.
   EventBatch big = batch_of(0);
-  std::get<BlockStoredEvent>(big.events[0]).token_ids.assign(64 * 1024, 7);
+  auto& big_stored = std::get<BlockStoredEvent>(big.events[0]);
+  big_stored.block_size = 32 * 1024;  // 2 blocks × 32 Ki tokens: a large payload that is still valid
+  big_stored.token_ids.assign(64 * 1024, 7);
   const std::string payload = encode_event_batch(big);
   constexpr std::uint64_t kBatches = 200;
   for (std::uint64_t i = 0; i < kBatches; ++i) ASSERT_TRUE(p->publish_payload(payload).ok());
@@ -438,7 +440,7 @@ TEST(ZmqTest, EventManagerThroughZmq) {
   auto m =
       *EventManager::create({.max_batch_events = 2, .max_batch_delay = 60s, .data_parallel_rank = 0}, std::move(pubs));
   auto s = make_subscriber(*raw, 0);  // replay recovers whatever went out before the subscription
-  for (std::uint64_t i = 0; i < 6; ++i) m->enqueue(BlockRemovedEvent{{i}, "CPU"});
+  for (std::uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(m->enqueue(BlockRemovedEvent{{i}, "CPU"}).ok());
   m->flush();
   std::vector<std::uint64_t> hashes;
   // The subscriber learns of the gap on the first live batch it sees: keep publishing until it has all.
@@ -446,7 +448,7 @@ TEST(ZmqTest, EventManagerThroughZmq) {
     auto got = s->next(20ms);
     ASSERT_TRUE(got.ok()) << got.status();
     if (!got->has_value()) {
-      m->enqueue(AllBlocksClearedEvent{});
+      ASSERT_TRUE(m->enqueue(AllBlocksClearedEvent{}).ok());
       m->flush();
       continue;
     }
