@@ -69,6 +69,9 @@ absl::StatusOr<std::unique_ptr<EventManager>> EventManager::create(
   if (options.max_batch_events == 0) {
     return absl::InvalidArgumentError("event manager: max_batch_events must be > 0, got 0");
   }
+  if (options.max_batch_bytes == 0) {
+    return absl::InvalidArgumentError("event manager: max_batch_bytes must be > 0, got 0");
+  }
   if (options.max_batch_delay.count() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("event manager: max_batch_delay must be >= 0 ms, got ", options.max_batch_delay.count(), " ms"));
@@ -227,21 +230,35 @@ void EventManager::run() {
     mu_.unlock();
 
     std::uint64_t sent = 0, batches = 0, errors = 0;
+    // Publishes events [begin, end) as one batch, or as two halves (recursively) while its payload is over
+    // max_batch_bytes: token ids make BlockStored events large, and NATS refuses a message over its
+    // max_payload (1 MiB by default), losing the whole batch.
+    const auto publish_range = [&](auto& self, std::size_t begin, std::size_t end) -> void {
+      const std::span<const KvEvent> events(taken.data() + begin, end - begin);
+      EventBatch batch;
+      batch.timestamp = unix_seconds_now();
+      batch.data_parallel_rank = options_.data_parallel_rank;
+      encode_event_batch(batch.timestamp, events, batch.data_parallel_rank, payload, options_.batch_format);
+      if (payload.size() > options_.max_batch_bytes && end - begin > 1) {
+        const std::size_t mid = begin + (end - begin) / 2;
+        self(self, begin, mid);
+        self(self, mid, end);
+        return;
+      }
+      if (copy_events_) batch.events.assign(events.begin(), events.end());
+      for (const std::unique_ptr<EventPublisher>& p : publishers_) {
+        if (!p->publish(batch, payload).ok()) ++errors;
+      }
+      ++batches;
+    };
     for (std::size_t begin = first, end = 0; begin < last; begin = end) {
       end = begin + std::min(last - begin, per_batch);  // no overflow whatever max_batch_events is
       if (!publishers_.empty()) {
-        const std::span<const KvEvent> events(taken.data() + begin, end - begin);
-        EventBatch batch;
-        batch.timestamp = unix_seconds_now();
-        batch.data_parallel_rank = options_.data_parallel_rank;
-        encode_event_batch(batch.timestamp, events, batch.data_parallel_rank, payload, options_.batch_format);
-        if (copy_events_) batch.events.assign(events.begin(), events.end());
-        for (const std::unique_ptr<EventPublisher>& p : publishers_) {
-          if (!p->publish(batch, payload).ok()) ++errors;
-        }
+        publish_range(publish_range, begin, end);
+      } else {
+        ++batches;
       }
       sent += end - begin;
-      ++batches;
     }
     if (taken.size() > keep_slots) {
       taken.clear();

@@ -106,7 +106,9 @@ TEST(EventManagerTest, OptionsAreValidatedByName) {
     EventManagerOptions options;
     std::string field;
   };
-  std::vector<Case> cases(4);
+  std::vector<Case> cases(5);
+  cases[4].options.max_batch_bytes = 0;
+  cases[4].field = "max_batch_bytes";
   cases[0].options.queue_capacity = 0;
   cases[0].field = "queue_capacity";
   cases[1].options.max_batch_events = 0;
@@ -363,6 +365,38 @@ TEST(EventManagerTest, EnqueueRefusesStoredWithWrongTokenCount) {
   ASSERT_TRUE(m->enqueue(e).ok());
   m->flush();
   EXPECT_EQ(c.events(), std::vector<KvEvent>{e});
+}
+
+// Issue 26: with tokens in every BlockStored a batch of 256 events can pass NATS's 1 MiB max_payload (a
+// replay's 1.4 MB batch was refused and lost). A payload over max_batch_bytes is split in halves.
+TEST(EventManagerTest, PayloadsOverMaxBatchBytesAreSplit) {
+  auto payload = std::make_unique<PayloadPublisher>();
+  PayloadPublisher* raw = payload.get();
+  std::vector<std::unique_ptr<EventPublisher>> pubs;
+  pubs.push_back(std::move(payload));
+  auto m = *EventManager::create({.max_batch_events = 256, .max_batch_delay = 60s, .max_batch_bytes = 2000},
+                                 std::move(pubs));
+  std::vector<std::uint64_t> expected;
+  for (std::uint64_t i = 0; i < 10; ++i) {  // ~640 bytes of tokens each
+    m->on_stored(BlocksStored{CacheLevel::kG1, {SequenceHash{i}}, std::nullopt, {}, 128});
+    expected.push_back(i);
+  }
+  BlocksStored huge{CacheLevel::kG1, {SequenceHash{99}}, std::nullopt, {}, 1024};  // alone over the limit
+  m->on_stored(huge);
+  expected.push_back(99);
+  m->flush();
+  std::vector<std::uint64_t> got;
+  MutexLock lock(&raw->mu);
+  EXPECT_GT(raw->payloads.size(), 4u);
+  for (const std::string& p : raw->payloads) {
+    auto batch = decode_event_batch(p);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    EXPECT_TRUE(p.size() <= 2000 || batch->events.size() == 1) << p.size();
+    for (const KvEvent& e : batch->events) got.push_back(std::get<BlockStoredEvent>(e).block_hashes[0]);
+  }
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(m->stats().sent, 11u);
+  EXPECT_EQ(m->stats().batches, raw->payloads.size());
 }
 
 TEST(EventManagerTest, MediaNamesAndMapBatchFormat) {

@@ -86,7 +86,18 @@ TEST(ZmqEndpointTest, BindRuleAndPortOffset) {
   EXPECT_EQ(*zmq_offset_endpoint("tcp://*:5557", 3), "tcp://*:5560");
   EXPECT_EQ(*zmq_offset_endpoint("tcp://[::1]:5557", 1), "tcp://[::1]:5558");
   EXPECT_EQ(*zmq_offset_endpoint("tcp://127.0.0.1:*", 2), "tcp://127.0.0.1:*");
-  EXPECT_EQ(*zmq_offset_endpoint("ipc:///tmp/x", 2), "ipc:///tmp/x");
+  EXPECT_EQ(*zmq_offset_endpoint("ipc:///tmp/x", std::nullopt), "ipc:///tmp/x");
+  EXPECT_EQ(*zmq_offset_endpoint("inproc://x", std::nullopt), "inproc://x");
+  EXPECT_EQ(*zmq_offset_endpoint("tcp://*:5557", std::nullopt), "tcp://*:5557");
+  // Issue 26, as vLLM: an inproc name takes the rank as a suffix; an ipc path with a rank is refused
+  // (it was used unchanged, so two ranks bound the same path).
+  EXPECT_EQ(*zmq_offset_endpoint("inproc://x", 2), "inproc://x_dp2");
+  for (const std::int64_t rank : {0, 2}) {
+    auto ipc = zmq_offset_endpoint("ipc:///tmp/x", rank);
+    ASSERT_FALSE(ipc.ok());
+    EXPECT_THAT(std::string(ipc.status().message()),
+                HasSubstr("zmq: endpoint \"ipc:///tmp/x\": an ipc:// endpoint cannot take a data-parallel rank"));
+  }
   for (const char* bad : {"udp://x:1", "tcp://nohost", "tcp://h:port", "tcp://h:70000", "inproc://", ""}) {
     auto r = zmq_offset_endpoint(bad, 0);
     ASSERT_FALSE(r.ok()) << bad;

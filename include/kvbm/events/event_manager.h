@@ -7,9 +7,9 @@
 // start-up; keep_tokens = false) gets synthesize_block_tokens() of its hashes instead. One publisher
 // thread takes every queued event at once — as soon as `max_batch_events` are waiting, or
 // `max_batch_delay` after the first one arrived, whichever is first — and publishes them in batches of
-// at most `max_batch_events`: it encodes each batch once (encode_event_batch) and hands it to every
-// EventPublisher in order. Taking the queue is a swap, so a pool reporting an event meanwhile does not
-// wait for the lock while events are moved.
+// at most `max_batch_events` (split further while a payload is over `max_batch_bytes`): it encodes each
+// batch once (encode_event_batch) and hands it to every EventPublisher in order. Taking the queue is a swap, so a pool
+// reporting an event meanwhile does not wait for the lock while events are moved.
 //
 // Drop policy: when the queue holds `queue_capacity` events, a new event pushes out the OLDEST queued
 // one (a router would rather miss history than the present); every event dropped that way, or reported
@@ -52,9 +52,12 @@
 namespace kvbm {
 
 struct EventManagerOptions {
-  std::size_t queue_capacity = 65536;              // events, > 0; the oldest is dropped beyond this
-  std::size_t max_batch_events = 256;              // events per published batch, > 0
-  std::chrono::milliseconds max_batch_delay{10};   // how long a batch may wait to fill, >= 0
+  std::size_t queue_capacity = 65536;             // events, > 0; the oldest is dropped beyond this
+  std::size_t max_batch_events = 256;             // events per published batch, > 0
+  std::chrono::milliseconds max_batch_delay{10};  // how long a batch may wait to fill, >= 0
+  // A batch whose payload is larger is split in halves (down to single events), > 0. Below NATS's
+  // default max_payload (1 MiB), which refuses larger messages.
+  std::size_t max_batch_bytes = 1000000;
   std::optional<std::int64_t> data_parallel_rank;  // the batch's third item; >= 0 when set
   BatchFormat batch_format = BatchFormat::kArray;  // shape B; kMap = shape C (specs/kv-events-wire-format.md)
   // The `medium` of each tier's events, indexed by CacheLevel; each non-empty.

@@ -13,15 +13,10 @@
 #include <string>
 #include <string_view>
 
+#include "kvbm/core/events_config.h"  // BatchFormat
 #include "kvbm/events/kv_event.h"
 
 namespace kvbm {
-
-// The batch shape a publisher writes (config key events.batch_format). Events are maps in both.
-enum class BatchFormat : std::uint8_t {
-  kArray,  // shape B: [ts, events, data_parallel_rank] (the default; every vLLM-format consumer reads it)
-  kMap,    // shape C: {"ts", "events", "data_parallel_rank"}, the rank key omitted when nil
-};
 
 // Encodes events as maps tagged by "type", in `format`. Hashes are encoded as unsigned 64-bit.
 [[nodiscard]] std::string encode_event_batch(const EventBatch& batch, BatchFormat format = BatchFormat::kArray);
