@@ -219,7 +219,7 @@ absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const Kvb
     offload.g3_deadline = std::chrono::milliseconds(config.g3.deadline_ms);
     // G4 (issue 7/8): the remote tier under G2, when g4.endpoints is set and the tiers hold bytes.
     if (config.g4.enabled() && bytes) {
-      auto path = make_redis_g4_path(config.g4, config.model);
+      auto path = make_redis_g4_path(config.g4, config.model, options.events);
       if (!path.ok()) return path.status();
       offload.g4 = *std::move(path);
     }
