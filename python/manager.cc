@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "bindings.h"
+#include "kvbm/events/events_from_config.h"
 #include "kvbm/remote/remote_store.h"
 
 namespace kvbm::python {
@@ -86,17 +87,20 @@ StatePtr make_state(const py::object& config, const py::object& on_event) {
   KvbmConfig cfg = to_config(config);
   auto state = std::make_shared<ManagerState>();
   state->on_event = on_event;
+  std::vector<std::unique_ptr<EventPublisher>> publishers;
   if (!on_event.is_none()) {
     if (PyCallable_Check(on_event.ptr()) == 0)
       throw_arg_type("KvBlockManager", "on_event", "callable or None", on_event);
     // The callback is owned by the state (destroyed with the GIL held); the publisher borrows it.
     PyObject* callback = on_event.ptr();
-    std::vector<std::unique_ptr<EventPublisher>> publishers;
     publishers.push_back(std::make_unique<CallbackPublisher>(
         [callback](const EventBatch& batch) { deliver(callback, batch); }, "python"));
+  }
+  // The events.* keys (ZMQ, NATS) and the callback: one pipeline, so every publisher sees the same batches.
+  if (!publishers.empty() || cfg.events.enabled()) {
     EventManagerOptions options;
     options.max_batch_delay = std::chrono::milliseconds(1);
-    state->events = value_or_throw(EventManager::create(options, std::move(publishers)));
+    state->events = value_or_throw(make_event_manager(cfg.events, std::move(publishers), options));
   }
   absl::StatusOr<std::unique_ptr<KvBlockManager>> kvbm;
   {

@@ -33,12 +33,28 @@ T& hold(KvEvent& slot) {
 }
 
 // Without a new string when the slot already held one (a medium name fits std::string's inline buffer).
-void set_medium(std::optional<std::string>& medium, CacheLevel level) {
+void set_medium(std::optional<std::string>& medium, const std::string& name) {
   if (!medium) medium.emplace();
-  medium->assign(cache_level_medium(level));
+  medium->assign(name);
+}
+
+std::uint64_t splitmix64(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
 }
 
 }  // namespace
+
+void synthesize_block_tokens(std::span<const std::uint64_t> hashes, std::uint32_t block_size,
+                             std::vector<std::uint32_t>& out) {
+  out.resize(hashes.size() * std::size_t{block_size});
+  std::size_t at = 0;
+  for (const std::uint64_t h : hashes) {
+    for (std::uint32_t i = 0; i < block_size; ++i) out[at++] = static_cast<std::uint32_t>(splitmix64(h + i) >> 33);
+  }
+}
 
 absl::Status CallbackPublisher::publish(const EventBatch& batch, std::string_view /*payload*/) {
   if (callback_) callback_(batch);
@@ -53,6 +69,9 @@ absl::StatusOr<std::unique_ptr<EventManager>> EventManager::create(
   if (options.max_batch_events == 0) {
     return absl::InvalidArgumentError("event manager: max_batch_events must be > 0, got 0");
   }
+  if (options.max_batch_bytes == 0) {
+    return absl::InvalidArgumentError("event manager: max_batch_bytes must be > 0, got 0");
+  }
   if (options.max_batch_delay.count() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("event manager: max_batch_delay must be >= 0 ms, got ", options.max_batch_delay.count(), " ms"));
@@ -60,6 +79,12 @@ absl::StatusOr<std::unique_ptr<EventManager>> EventManager::create(
   if (options.data_parallel_rank && *options.data_parallel_rank < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("event manager: data_parallel_rank must be >= 0, got ", *options.data_parallel_rank));
+  }
+  for (std::size_t i = 0; i < kNumCacheLevels; ++i) {
+    if (options.media[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "event manager: the medium of ", std::string(cache_level_name(CacheLevel(i))), " must not be empty"));
+    }
   }
   for (std::size_t i = 0; i < publishers.size(); ++i) {
     if (publishers[i] == nullptr) {
@@ -88,10 +113,14 @@ void EventManager::on_stored(BlocksStored event) {
     assign_hashes(e.block_hashes, event.block_hashes);
     e.parent_block_hash.reset();
     if (event.parent_hash) e.parent_block_hash = event.parent_hash->value();
-    e.token_ids.swap(event.token_ids);
     e.block_size = event.block_size;
+    if (event.token_ids.size() == stored_token_count(e)) {
+      e.token_ids.swap(event.token_ids);
+    } else {  // reported without tokens: see the class comment
+      synthesize_block_tokens(e.block_hashes, e.block_size, e.token_ids);
+    }
     e.lora_id.reset();
-    set_medium(e.medium, event.level);
+    set_medium(e.medium, options_.media[static_cast<std::size_t>(event.level)]);
     e.lora_name.reset();
   });
 }
@@ -100,7 +129,7 @@ void EventManager::on_removed(BlocksRemoved event) {
   push([&](KvEvent& slot) {
     BlockRemovedEvent& e = hold<BlockRemovedEvent>(slot);
     assign_hashes(e.block_hashes, event.block_hashes);
-    set_medium(e.medium, event.level);
+    set_medium(e.medium, options_.media[static_cast<std::size_t>(event.level)]);
   });
 }
 
@@ -109,8 +138,16 @@ void EventManager::on_cleared(CacheLevel /*level*/) {
   push([](KvEvent& slot) { hold<AllBlocksClearedEvent>(slot); });
 }
 
-void EventManager::enqueue(KvEvent event) {
+absl::Status EventManager::enqueue(KvEvent event) {
+  if (const auto* s = std::get_if<BlockStoredEvent>(&event)) {
+    if (s->token_ids.size() != stored_token_count(*s)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "event manager: BlockStored has ", s->token_ids.size(), " token_ids for ", s->block_hashes.size(),
+          " block(s) × block_size ", s->block_size, ", expected ", stored_token_count(*s)));
+    }
+  }
   push([&](KvEvent& slot) { slot = std::move(event); });
+  return absl::OkStatus();
 }
 
 template <typename Fill>
@@ -193,21 +230,35 @@ void EventManager::run() {
     mu_.unlock();
 
     std::uint64_t sent = 0, batches = 0, errors = 0;
+    // Publishes events [begin, end) as one batch, or as two halves (recursively) while its payload is over
+    // max_batch_bytes: token ids make BlockStored events large, and NATS refuses a message over its
+    // max_payload (1 MiB by default), losing the whole batch.
+    const auto publish_range = [&](auto& self, std::size_t begin, std::size_t end) -> void {
+      const std::span<const KvEvent> events(taken.data() + begin, end - begin);
+      EventBatch batch;
+      batch.timestamp = unix_seconds_now();
+      batch.data_parallel_rank = options_.data_parallel_rank;
+      encode_event_batch(batch.timestamp, events, batch.data_parallel_rank, payload, options_.batch_format);
+      if (payload.size() > options_.max_batch_bytes && end - begin > 1) {
+        const std::size_t mid = begin + (end - begin) / 2;
+        self(self, begin, mid);
+        self(self, mid, end);
+        return;
+      }
+      if (copy_events_) batch.events.assign(events.begin(), events.end());
+      for (const std::unique_ptr<EventPublisher>& p : publishers_) {
+        if (!p->publish(batch, payload).ok()) ++errors;
+      }
+      ++batches;
+    };
     for (std::size_t begin = first, end = 0; begin < last; begin = end) {
       end = begin + std::min(last - begin, per_batch);  // no overflow whatever max_batch_events is
       if (!publishers_.empty()) {
-        const std::span<const KvEvent> events(taken.data() + begin, end - begin);
-        EventBatch batch;
-        batch.timestamp = unix_seconds_now();
-        batch.data_parallel_rank = options_.data_parallel_rank;
-        encode_event_batch(batch.timestamp, events, batch.data_parallel_rank, payload);
-        if (copy_events_) batch.events.assign(events.begin(), events.end());
-        for (const std::unique_ptr<EventPublisher>& p : publishers_) {
-          if (!p->publish(batch, payload).ok()) ++errors;
-        }
+        publish_range(publish_range, begin, end);
+      } else {
+        ++batches;
       }
       sent += end - begin;
-      ++batches;
     }
     if (taken.size() > keep_slots) {
       taken.clear();

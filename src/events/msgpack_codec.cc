@@ -203,10 +203,28 @@ bool is_int(const object& o) {
 std::string_view as_str(const object& o) { return std::string_view(o.via.str.ptr, o.via.str.size); }
 
 // A hash: unsigned 64-bit, or a signed int from an older publisher (reinterpreted two's complement).
+// vLLM sends `bin` hashes (32 bytes of sha256) when its integer hashes are off; kvbm indexes 64-bit
+// sequence hashes and no consumer documents a 64-bit mapping of those, so they are refused by name.
 absl::StatusOr<std::uint64_t> decode_hash(const object& o, const Loc& where) {
   if (o.type == msgpack::type::POSITIVE_INTEGER) return o.via.u64;
   if (o.type == msgpack::type::NEGATIVE_INTEGER) return static_cast<std::uint64_t>(o.via.i64);
+  if (o.type == msgpack::type::BIN) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "event batch: ", where.str(), ": ", o.via.bin.size,
+        "-byte bin hash: kvbm reads 64-bit integer block hashes only (a vLLM publisher sends bin hashes when its "
+        "integer hashes are off; turn them on, e.g. a 64-bit prefix_caching_hash_algo)"));
+  }
   return type_error(where, "int", o);
+}
+
+// The wire format's rule for BlockStored: all tokens of the stored blocks (a router drops a block whose
+// tokens are short).
+absl::Status check_stored_tokens(const BlockStoredEvent& e, const Loc& where) {
+  const std::uint64_t expected = stored_token_count(e);
+  if (e.token_ids.size() == expected) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("event batch: ", where.str(), ": BlockStored has ", e.token_ids.size(),
+                                                 " token_ids for ", e.block_hashes.size(), " block(s) × block_size ",
+                                                 e.block_size, ", expected ", expected));
 }
 
 absl::StatusOr<std::optional<std::uint64_t>> decode_optional_hash(const object& o, const Loc& where) {
@@ -367,6 +385,7 @@ absl::StatusOr<KvEvent> decode_map_event(const object& o, const Loc& where) {
             absl::StrCat("event batch: ", where.str(), ": BlockStored without \"", std::string(kRequired[i]), "\""));
       }
     }
+    if (absl::Status s = check_stored_tokens(e, where); !s.ok()) return s;
     return KvEvent(std::move(e));
   }
   if (tag == "BlockRemoved") {
@@ -448,6 +467,7 @@ absl::StatusOr<KvEvent> decode_array_event(const object& o, const Loc& where) {
       if (!name.ok()) return name.status();
       e.lora_name = *std::move(name);
     }
+    if (absl::Status s = check_stored_tokens(e, where); !s.ok()) return s;
     return KvEvent(std::move(e));
   }
   if (tag == "BlockRemoved") {
@@ -468,16 +488,7 @@ absl::StatusOr<KvEvent> decode_array_event(const object& o, const Loc& where) {
       absl::StrCat("event batch: ", where.str(), ": unknown event type \"", std::string(tag), "\""));
 }
 
-absl::StatusOr<EventBatch> decode_object(const object& root) {
-  if (root.type != msgpack::type::ARRAY) return type_error("batch", "array [timestamp, events, rank]", root);
-  if (root.via.array.size != 3) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("event batch: batch: expected an array of 3 items, got ", root.via.array.size));
-  }
-  const object& ts = root.via.array.ptr[0];
-  const object& events = root.via.array.ptr[1];
-  const object& rank = root.via.array.ptr[2];
-  EventBatch batch;
+absl::Status decode_timestamp(const object& ts, EventBatch& batch) {
   if (ts.type == msgpack::type::FLOAT32 || ts.type == msgpack::type::FLOAT64) {
     batch.timestamp = ts.via.f64;
   } else if (ts.type == msgpack::type::POSITIVE_INTEGER) {
@@ -485,8 +496,12 @@ absl::StatusOr<EventBatch> decode_object(const object& root) {
   } else if (ts.type == msgpack::type::NEGATIVE_INTEGER) {
     batch.timestamp = static_cast<double>(ts.via.i64);
   } else {
-    return type_error("timestamp", "float", ts);
+    return type_error("ts", "float", ts);
   }
+  return absl::OkStatus();
+}
+
+absl::Status decode_events(const object& events, EventBatch& batch) {
   if (events.type != msgpack::type::ARRAY) return type_error("events", "array", events);
   batch.events.reserve(events.via.array.size);
   for (std::uint32_t i = 0; i < events.via.array.size; ++i) {
@@ -504,27 +519,87 @@ absl::StatusOr<EventBatch> decode_object(const object& root) {
     if (!event.ok()) return event.status();
     batch.events.push_back(*std::move(event));
   }
+  return absl::OkStatus();
+}
+
+absl::Status decode_rank(const object& rank, EventBatch& batch) {
   auto r = decode_optional_i64(rank, Loc{.top = "data_parallel_rank"});
   if (!r.ok()) return r.status();
   batch.data_parallel_rank = *r;
+  return absl::OkStatus();
+}
+
+// Shapes A and B: [ts, events] or [ts, events, rank, ...] (positions past the rank are ignored).
+absl::StatusOr<EventBatch> decode_array_batch(const msgpack::object_array& a) {
+  if (a.size < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "event batch: batch: expected an array [ts, events, data_parallel_rank], got ", a.size, " item(s)"));
+  }
+  EventBatch batch;
+  if (absl::Status s = decode_timestamp(a.ptr[0], batch); !s.ok()) return s;
+  if (absl::Status s = decode_events(a.ptr[1], batch); !s.ok()) return s;
+  if (a.size > 2) {
+    if (absl::Status s = decode_rank(a.ptr[2], batch); !s.ok()) return s;
+  }
   return batch;
+}
+
+// Shape C: {"ts": ..., "events": [...], "data_parallel_rank": r}; the rank may be absent, other keys are
+// ignored.
+absl::StatusOr<EventBatch> decode_map_batch(const msgpack::object_map& m) {
+  const object* ts = nullptr;
+  const object* events = nullptr;
+  const object* rank = nullptr;
+  for (std::uint32_t i = 0; i < m.size; ++i) {
+    const object& k = m.ptr[i].key;
+    if (k.type != msgpack::type::STR) return type_error("batch key", "str", k);
+    const std::string_view key = as_str(k);
+    if (key == "ts") {
+      ts = &m.ptr[i].val;
+    } else if (key == "events") {
+      events = &m.ptr[i].val;
+    } else if (key == "data_parallel_rank") {
+      rank = &m.ptr[i].val;
+    }
+  }
+  if (ts == nullptr) return absl::InvalidArgumentError("event batch: batch: map without \"ts\"");
+  if (events == nullptr) return absl::InvalidArgumentError("event batch: batch: map without \"events\"");
+  EventBatch batch;
+  if (absl::Status s = decode_timestamp(*ts, batch); !s.ok()) return s;
+  if (absl::Status s = decode_events(*events, batch); !s.ok()) return s;
+  if (rank != nullptr) {
+    if (absl::Status s = decode_rank(*rank, batch); !s.ok()) return s;
+  }
+  return batch;
+}
+
+absl::StatusOr<EventBatch> decode_object(const object& root) {
+  if (root.type == msgpack::type::ARRAY) return decode_array_batch(root.via.array);
+  if (root.type == msgpack::type::MAP) return decode_map_batch(root.via.map);
+  return type_error("batch", "array [ts, events, data_parallel_rank] or map {ts, events, data_parallel_rank}", root);
 }
 
 }  // namespace
 
-std::string encode_event_batch(const EventBatch& batch) {
+std::string encode_event_batch(const EventBatch& batch, BatchFormat format) {
   std::string out;
-  encode_event_batch(batch.timestamp, batch.events, batch.data_parallel_rank, out);
+  encode_event_batch(batch.timestamp, batch.events, batch.data_parallel_rank, out, format);
   return out;
 }
 
 void encode_event_batch(double timestamp, std::span<const KvEvent> events,
-                        std::optional<std::int64_t> data_parallel_rank, std::string& out) {
+                        std::optional<std::int64_t> data_parallel_rank, std::string& out, BatchFormat format) {
   out.clear();
   out.reserve(64 + events.size() * 64);
   StringSink sink{&out};
   Packer pk(sink);
-  pk.pack_array(3);
+  const bool as_map = format == BatchFormat::kMap;
+  if (as_map) {
+    pk.pack_map(data_parallel_rank ? 3 : 2);
+    pack_str(pk, "ts");
+  } else {
+    pk.pack_array(3);
+  }
   if (timestamp == 18446744073709551616.0) {
     // msgpack-c's pack_double writes a whole double ≤ double(UINT64_MAX) as uint64_t(d); 2^64 itself
     // passes that test and the conversion is undefined (found by event_decode_fuzz). Raw float64 here.
@@ -535,9 +610,14 @@ void encode_event_batch(double timestamp, std::span<const KvEvent> events,
   } else {
     pk.pack_double(timestamp);
   }
+  if (as_map) pack_str(pk, "events");
   pk.pack_array(static_cast<std::uint32_t>(events.size()));
   for (const KvEvent& e : events) {
     std::visit([&](const auto& ev) { pack_event(pk, out, ev); }, e);
+  }
+  if (as_map) {
+    if (!data_parallel_rank) return;  // vLLM omits the key when the rank is None
+    pack_str(pk, "data_parallel_rank");
   }
   if (data_parallel_rank) {
     pk.pack_int64(*data_parallel_rank);

@@ -30,16 +30,23 @@ bool zmq_endpoint_binds(std::string_view endpoint) {
          endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://");
 }
 
-absl::StatusOr<std::string> zmq_offset_endpoint(std::string_view endpoint, std::int64_t rank, std::string_view field) {
+absl::StatusOr<std::string> zmq_offset_endpoint(std::string_view endpoint, std::optional<std::int64_t> rank_in,
+                                                std::string_view field) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(
         absl::StrCat("zmq: ", std::string(field), " \"", std::string(endpoint), "\": ", std::string(why)));
   };
-  if (rank < 0) return bad(absl::StrCat("data-parallel rank must be >= 0, got ", rank));
+  if (rank_in && *rank_in < 0) return bad(absl::StrCat("data-parallel rank must be >= 0, got ", *rank_in));
+  const std::int64_t rank = rank_in.value_or(0);
   if (endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://")) {
     const std::size_t scheme = endpoint.find("://") + 3;
     if (endpoint.size() == scheme) return bad("expected a path or name after the scheme");
-    return std::string(endpoint);
+    if (!rank_in) return std::string(endpoint);
+    // As vLLM: an inproc name gets the rank as a suffix; an ipc path has no port to offset, and leaving it
+    // unchanged would have every rank bind the same path.
+    if (endpoint.starts_with("inproc://")) return absl::StrCat(std::string(endpoint), "_dp", rank);
+    return bad(absl::StrCat("an ipc:// endpoint cannot take a data-parallel rank (", rank,
+                            "): every rank would bind the same path; use tcp:// (port + rank) or inproc://"));
   }
   if (!endpoint.starts_with("tcp://")) return bad("expected tcp://HOST:PORT, ipc://PATH or inproc://NAME");
   const std::string_view rest = endpoint.substr(6);
@@ -105,7 +112,7 @@ absl::StatusOr<std::unique_ptr<ZmqPublisher>> ZmqPublisher::create(ZmqPublisherO
     return absl::InvalidArgumentError(
         absl::StrCat("zmq: replay_poll_interval must be > 0 ms, got ", options.replay_poll_interval.count(), " ms"));
   }
-  const std::int64_t rank = options.data_parallel_rank.value_or(0);
+  const std::optional<std::int64_t> rank = options.data_parallel_rank;
   auto endpoint = zmq_offset_endpoint(options.endpoint, rank, "endpoint");
   if (!endpoint.ok()) return endpoint.status();
   std::optional<std::string> replay;

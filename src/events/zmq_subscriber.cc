@@ -16,7 +16,7 @@ namespace {
 
 // A validated endpoint to connect to: tcp://*:PORT means this machine.
 absl::StatusOr<std::string> connectable(std::string_view endpoint, std::string_view field) {
-  auto checked = zmq_offset_endpoint(endpoint, 0, field);
+  auto checked = zmq_offset_endpoint(endpoint, std::nullopt, field);
   if (!checked.ok()) return checked.status();
   if (checked->starts_with("tcp://*:")) return absl::StrCat("tcp://127.0.0.1:", checked->substr(8));
   return checked;
@@ -47,8 +47,8 @@ absl::StatusOr<std::unique_ptr<ZmqSubscriber>> ZmqSubscriber::create(ZmqSubscrib
   if (options.start_seq && *options.start_seq == kZmqReplayEndSeq) {
     return absl::InvalidArgumentError("zmq subscriber: start_seq must be < 2^64 - 1");
   }
-  absl::StatusOr<std::string> endpoint =
-      options.bind ? zmq_offset_endpoint(options.endpoint, 0, "endpoint") : connectable(options.endpoint, "endpoint");
+  absl::StatusOr<std::string> endpoint = options.bind ? zmq_offset_endpoint(options.endpoint, std::nullopt, "endpoint")
+                                                      : connectable(options.endpoint, "endpoint");
   if (!endpoint.ok()) return endpoint.status();
   std::string replay;
   if (options.replay_endpoint) {

@@ -185,7 +185,8 @@ std::vector<KeySpec> make_key_table() {
       "drop (counted)"));
   keys.push_back(bool_key(
       "keep_tokens", [](KvbmConfig& c) -> bool& { return c.keep_tokens; },
-      "Keep token ids per G1 block (events carry them; append needs them)"));
+      "Keep token ids per G1 block, and per G2/G3 block while events are published (Stored events carry them; "
+      "append needs them)"));
   // Metrics (issue 8/8): Prometheus text on GET /metrics.
   keys.push_back(uint_key<std::uint32_t>(
       "metrics.port", [](KvbmConfig& c) -> std::uint32_t& { return c.metrics.port; }, 0, 65535,
@@ -219,6 +220,62 @@ std::vector<KeySpec> make_key_table() {
   add_capacity_keys<G4Config>(
       keys, "g4", [](KvbmConfig& c) -> G4Config& { return c.g4; },
       "Planned G4 (--no-data replays model G4 as a pool this large; with bytes, Redis' memory decides)");
+  // KV events (issue 26): built into publishers by make_event_manager (kvbm/events/events_from_config.h).
+  auto events_string = [&](std::string key, std::string EventsConfig::*field, std::string allowed,
+                           std::string description) {
+    keys.push_back(string_key(
+        std::move(key), [field](KvbmConfig& c) -> std::string& { return c.events.*field; }, std::move(allowed),
+        std::move(description)));
+  };
+  events_string("events.endpoint", &EventsConfig::endpoint,
+                "tcp://HOST:PORT (binds with * or ::, else connects), ipc://PATH, inproc://NAME; empty = none",
+                "ZMQ PUB endpoint of the KV events (vLLM's wire format; vLLM's default is tcp://*:5557)");
+  events_string("events.replay_endpoint", &EventsConfig::replay_endpoint,
+                "a ZMQ endpoint as events.endpoint (always bound); empty = none",
+                "ZMQ ROUTER socket answering replay requests from the last events.replay_buffer_batches batches");
+  events_string("events.topic", &EventsConfig::topic, "any string", "First frame of every ZMQ event message");
+  keys.push_back(KeySpec{
+      ConfigKey{"events.data_parallel_rank", "", "integer", "none or [0, 65535]",
+                "Data-parallel rank: the batches' rank; tcp ports become port + rank, inproc names get _dp<rank>, "
+                "ipc endpoints are refused"},
+      [](KvbmConfig& c, const std::string& key, std::string_view value) -> absl::Status {
+        if (value == "none") {
+          c.events.data_parallel_rank = -1;
+          return absl::OkStatus();
+        }
+        auto v = parse_uint(key, value, 0, 65535);
+        if (!v.ok()) return bad_value(key, value, "none or an integer in [0, 65535]");
+        c.events.data_parallel_rank = static_cast<std::int64_t>(*v);
+        return absl::OkStatus();
+      },
+      [](const KvbmConfig& c) {
+        return c.events.data_parallel_rank < 0 ? quoted("none") : absl::StrCat(c.events.data_parallel_rank);
+      }});
+  keys.push_back(uint_key<std::uint32_t>(
+      "events.hwm", [](KvbmConfig& c) -> std::uint32_t& { return c.events.hwm; }, 0, 1u << 30,
+      "Send high-water mark of the ZMQ PUB socket, in messages (0 = none)"));
+  keys.push_back(uint_key<std::uint32_t>(
+      "events.replay_buffer_batches", [](KvbmConfig& c) -> std::uint32_t& { return c.events.replay_buffer_batches; }, 1,
+      10000000, "Batches kept for replay requests (with events.replay_endpoint)"));
+  keys.push_back(enum_key<BatchFormat>(
+      "events.batch_format", [](KvbmConfig& c) -> BatchFormat& { return c.events.batch_format; },
+      {{BatchFormat::kArray, "array"}, {BatchFormat::kMap, "map"}},
+      "Batch shape: array [ts, events, rank] (vLLM 0.24-0.29, Dynamo) or map {ts, events, data_parallel_rank} "
+      "(vLLM main); events are maps in both"));
+  events_string("events.nats_url", &EventsConfig::nats_url, "nats://HOST:PORT[,nats://HOST:PORT...]; empty = none",
+                "NATS servers to publish the same payloads to (Dynamo-style deployments)");
+  events_string("events.nats_subject", &EventsConfig::nats_subject,
+                "dot-separated tokens without whitespace or wildcards; empty = kvbm.events.<rank, or 0>",
+                "NATS subject of the KV events");
+  for (int level = 0; level < kNumCacheLevels; ++level) {
+    const std::string tier = absl::AsciiStrToLower(std::string(cache_level_name(CacheLevel(level))));
+    keys.push_back(string_key(
+        absl::StrCat("events.medium_", tier),
+        [level](KvbmConfig& c) -> std::string& { return c.events.media[static_cast<std::size_t>(level)]; },
+        "a non-empty string",
+        absl::StrCat("The medium field of ", absl::AsciiStrToUpper(tier), "'s events (default ",
+                     KvbmConfig{}.events.media[static_cast<std::size_t>(level)], ")")));
+  }
   for (KeySpec& k : keys) {
     k.doc.env = "KVBM_" + absl::AsciiStrToUpper(absl::StrReplaceAll(k.doc.key, {{".", "_"}}));
   }

@@ -1,6 +1,7 @@
 // KvbmConfig::check() and validate(): the whole configuration checked once, however its fields were set.
 #include "kvbm/manager/kvbm_config.h"
 
+#include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 
 #include <bit>
@@ -97,6 +98,19 @@ std::vector<absl::Status> KvbmConfig::check() const {
     errors.push_back(absl::InvalidArgumentError(absl::StrCat("offload.max_bytes_in_flight must be at least one block (",
                                                              model.bytes_per_block(), " bytes), got ",
                                                              offload.max_bytes_in_flight)));
+  }
+  // Events (issue 26). Endpoints are checked when the publishers are made (make_event_manager).
+  if (!events.replay_endpoint.empty() && events.endpoint.empty()) {
+    errors.push_back(
+        absl::InvalidArgumentError(absl::StrCat("events.replay_endpoint \"", events.replay_endpoint,
+                                                "\" needs events.endpoint (replay serves the ZMQ stream)")));
+  }
+  for (int level = 0; level < kNumCacheLevels; ++level) {
+    if (events.media[static_cast<std::size_t>(level)].empty()) {
+      errors.push_back(absl::InvalidArgumentError(
+          absl::StrCat("events.medium_", absl::AsciiStrToLower(std::string(cache_level_name(CacheLevel(level)))),
+                       " must be a non-empty string, got ''")));
+    }
   }
   // G4 (issue 7/8).
   if (g4.enabled()) {

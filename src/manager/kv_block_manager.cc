@@ -104,9 +104,11 @@ absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, Eve
   pool_config.num_blocks = blocks;
   pool_config.page_size = config.model.page_size;
   pool_config.eviction = tc.eviction;
-  // Token ids are kept in G1 (events, building blocks token by token). Lower tiers receive whole blocks
-  // and keep them too only when asked, since they may hold millions of blocks.
-  pool_config.keep_tokens = config.keep_tokens && L == CacheLevel::kG1;
+  // Token ids are kept in G1 (events, building blocks token by token). G2 and G3 keep the tokens of the
+  // blocks copied into them only when events are published (page_size × 4 bytes per block), so that their
+  // Stored events carry the real tokens (specs/kv-events-wire-format.md); identities-only tiers receive no
+  // tokens to keep.
+  pool_config.keep_tokens = config.keep_tokens && (L == CacheLevel::kG1 || (events != nullptr && !identities_only));
   pool_config.events = events;
   pool_config.memory = tier->memory.get();
   pool_config.on_release = on_release;
@@ -217,7 +219,7 @@ absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const Kvb
     offload.g3_deadline = std::chrono::milliseconds(config.g3.deadline_ms);
     // G4 (issue 7/8): the remote tier under G2, when g4.endpoints is set and the tiers hold bytes.
     if (config.g4.enabled() && bytes) {
-      auto path = make_redis_g4_path(config.g4, config.model);
+      auto path = make_redis_g4_path(config.g4, config.model, options.events);
       if (!path.ok()) return path.status();
       offload.g4 = *std::move(path);
     }

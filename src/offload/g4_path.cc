@@ -47,6 +47,7 @@ G4Path::PutResult G4Path::put(const TierMemory& memory, std::span<const PutBlock
       values.push_back(std::move(value));
     }
     const RemoteResult r = store_->put(std::move(values))->wait();
+    report_stored(part, r);
     std::uint64_t ok = 0, failed = 0, bytes = 0;
     for (std::size_t i = 0; i < r.blocks.size(); ++i) {
       if (r.blocks[i].ok()) {
@@ -80,6 +81,7 @@ std::vector<SequenceHash> G4Path::match(std::span<const SequenceHash> hashes) {
     store_->report_deadline_missed(*op, r);
     add(&G4Stats::deadline_missed, 1);
   }
+  report_gone(hashes, r);
   const std::size_t n = r.ok_prefix();
   add(&G4Stats::hits, n);
   if (n < hashes.size()) add(&G4Stats::misses, 1);
@@ -99,6 +101,7 @@ G4Path::FetchResult G4Path::fetch(std::span<const SequenceHash> hashes) {
   // used) but the node is not marked slow for it.
   out.values = op->result_by(Clock::now() + std::chrono::milliseconds(options_.deadline_ms));
   if (!op->done()) add(&G4Stats::deadline_missed, 1);
+  report_gone(hashes, out.values);
   std::uint64_t corrupt = 0;
   for (const absl::Status& s : out.values.blocks) corrupt += s.code() == absl::StatusCode::kDataLoss ? 1 : 0;
   add(&G4Stats::fetch_corrupt, corrupt);
@@ -116,6 +119,49 @@ G4Path::FetchResult G4Path::fetch(std::span<const SequenceHash> hashes) {
   return out;
 }
 
+void G4Path::report_stored(std::span<const PutBlock> part, const RemoteResult& r) {
+  if (options_.events == nullptr) return;
+  // One Stored event per run of blocks that continue one another's chain, as a pool reports them; tokens
+  // only when every block of the run has its page_size of them (else none: synthesized downstream).
+  std::vector<BlocksStored> stored;
+  std::vector<bool> complete;
+  {
+    MutexLock lock(&put_mu_);
+    for (std::size_t i = 0; i < part.size() && i < r.blocks.size(); ++i) {
+      if (!r.blocks[i].ok()) continue;
+      const PutBlock& b = part[i];
+      put_.insert(b.identity.sequence_hash.value());
+      if (stored.empty() || !b.identity.parent || stored.back().block_hashes.back() != *b.identity.parent) {
+        stored.push_back(BlocksStored{CacheLevel::kG4, {}, b.identity.parent, {}, options_.page_size});
+        complete.push_back(true);
+      }
+      stored.back().block_hashes.push_back(b.identity.sequence_hash);
+      if (b.tokens.size() == options_.page_size) {
+        stored.back().token_ids.insert(stored.back().token_ids.end(), b.tokens.begin(), b.tokens.end());
+      } else {
+        complete.back() = false;
+      }
+    }
+  }
+  for (std::size_t e = 0; e < stored.size(); ++e) {
+    if (!complete[e]) stored[e].token_ids.clear();
+    options_.events->on_stored(std::move(stored[e]));
+  }
+}
+
+void G4Path::report_gone(std::span<const SequenceHash> hashes, const RemoteResult& r) {
+  if (options_.events == nullptr) return;
+  BlocksRemoved removed{CacheLevel::kG4, {}};
+  {
+    MutexLock lock(&put_mu_);
+    for (std::size_t i = 0; i < hashes.size() && i < r.blocks.size(); ++i) {
+      if (r.blocks[i].code() != absl::StatusCode::kNotFound) continue;
+      if (put_.erase(hashes[i].value()) != 0) removed.block_hashes.push_back(hashes[i]);
+    }
+  }
+  if (!removed.block_hashes.empty()) options_.events->on_removed(std::move(removed));
+}
+
 void G4Path::shutdown() { store_->shutdown(); }
 
 G4Stats G4Path::stats() const {
@@ -129,12 +175,15 @@ G4Stats G4Path::stats() const {
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<G4Path>> make_redis_g4_path(const G4Config& config, const ModelConfig& model) {
+absl::StatusOr<std::unique_ptr<G4Path>> make_redis_g4_path(const G4Config& config, const ModelConfig& model,
+                                                           EventSink* events) {
   auto store = RedisStore::create(config, model_fingerprint(model), model.bytes_per_block());
   if (!store.ok()) return store.status();
   G4Path::Options options;
   options.deadline_ms = config.deadline_ms;
   options.max_batch_blocks = config.max_batch_blocks;
+  options.events = events;
+  options.page_size = model.page_size;
   return std::make_unique<G4Path>(*std::move(store), options);
 }
 

@@ -442,16 +442,19 @@ class OffloadManager::Impl final : public ReleaseObserver {
 
     // Bytes: G2 and G3 straight into G1 (G3 through a host staging area when G1 is device memory), G4 fetched.
     std::vector<BlockIdentity> identity(targets.size());
+    std::vector<std::span<const std::uint32_t>> tokens(targets.size());  // G2/G3's, for G1's Stored event
     std::vector<std::uint8_t> priority(targets.size(), kDefaultRetentionPriority);
     for (std::size_t t = 0; t < targets.size(); ++t) {
       const std::size_t pos = fill[t];
       switch (m.tiers[pos]) {
         case CacheLevel::kG2:
           identity[t] = m.g2[index[pos]].identity();
+          tokens[t] = m.g2[index[pos]].tokens();
           priority[t] = m.g2[index[pos]].priority();
           break;
         case CacheLevel::kG3:
           identity[t] = m.g3[index[pos]].identity();
+          tokens[t] = m.g3[index[pos]].tokens();
           priority[t] = m.g3[index[pos]].priority();
           break;
         default:  // G4: a pool's registered identity (identities only), or what the fetch brings (bytes)
@@ -492,7 +495,7 @@ class OffloadManager::Impl final : public ReleaseObserver {
     for (std::size_t t = 0; t < targets.size() && fill[t] < cut; ++t) {
       targets[t].set_origin(m.tiers[fill[t]]);
       targets[t].set_priority(priority[t]);
-      if (!targets[t].apply(identity[t]).ok()) {
+      if (!targets[t].apply(identity[t], tokens[t]).ok()) {
         cut = fill[t];
         break;
       }

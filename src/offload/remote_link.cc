@@ -21,7 +21,7 @@ void RemoteLink::process(std::span<const LinkOp> ops, std::span<const BlockId> s
         to_pin.push_back(ops[i].hash());
         pin_ops.push_back(&ops[i]);
       } else {
-        puts.push_back(G4Path::PutBlock{ops[i].identity, sources[i]});
+        puts.push_back(G4Path::PutBlock{ops[i].identity, sources[i], g2_.pool->slot_tokens(sources[i])});
       }
     }
   }
@@ -34,7 +34,7 @@ void RemoteLink::process(std::span<const LinkOp> ops, std::span<const BlockId> s
         if (lost_source(to_pin[i])) add(&LinkStats::dropped_evicted);
         continue;
       }
-      puts.push_back(G4Path::PutBlock{pin_ops[i]->identity, found[i].id()});
+      puts.push_back(G4Path::PutBlock{pin_ops[i]->identity, found[i].id(), found[i].tokens()});
       pinned.push_back(std::move(found[i]));
     }
   }

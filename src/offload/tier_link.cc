@@ -584,7 +584,9 @@ void PoolLink<U, D>::write_batch(Outbox& out, std::span<const LinkOp> ops, std::
       }
     }
     targets[j].set_priority(op.priority);
-    if (!targets[j].apply(op.identity).ok()) continue;
+    // With the source's tokens (still in its slot: pinned, or evicted and not yet rewritten), so that
+    // D's Stored event carries them.
+    if (!targets[j].apply(op.identity, up_.pool->slot_tokens(sources[j])).ok()) continue;
     if (bytes && down_.hooks) down_.hooks->after_write(targets[j].id(), op.identity);
     arrived_op.push_back(go[j]);
     arrived_ids.push_back(targets[j].id());

@@ -91,9 +91,12 @@ absl::Status mutable_apply_tokens(PoolCore* core, BlockId id, MutableState& stat
 }
 
 absl::Status mutable_apply_identity(PoolCore* core, BlockId id, MutableState& state, BlockIdentity& identity,
-                                    const BlockIdentity& from) {
+                                    const BlockIdentity& from, std::span<const std::uint32_t> tokens) {
   if (state != MutableState::kReset) return wrong_state("apply", state, "Reset");
-  set_row_has_tokens(core, id, false);
+  std::span<std::uint32_t> row = token_row(core, id);
+  const bool keep = !row.empty() && tokens.size() == row.size();
+  if (keep) std::copy(tokens.begin(), tokens.end(), row.begin());
+  set_row_has_tokens(core, id, keep);
   identity = from;
   state = MutableState::kComplete;
   return absl::OkStatus();

@@ -2,6 +2,8 @@
 //
 //   kvbm events tail ENDPOINT [--replay ENDPOINT] [--from-seq S] [--topic T] [--count N] [--timeout-ms T]
 //       subscribes and prints every decoded event, one line each
+//   kvbm events decode FILE
+//       decodes one batch's msgpack payload (a file, or - for stdin) and prints its events, or the error
 //   kvbm events bench [--events N] [--batch-events K] [--blocks-per-event B] [--block-size S]
 //       events/s through EventManager → ZMQ PUB (tcp loopback) → ZmqSubscriber decode
 //
@@ -12,7 +14,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <variant>
@@ -105,6 +109,32 @@ int run_tail(const TailArgs& args) {
   return 0;
 }
 
+// Reads one payload; prints `batch ts=T rank=R events=N` and one line per event, exit 0; or the decoder's
+// error, or that the file cannot be read: exit 2 (bad input, the CLI's scheme).
+int run_decode(const std::string& path) {
+  std::string payload;
+  if (path == "-") {
+    payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      std::cerr << "kvbm events decode: " << path << ": cannot open\n";
+      return 2;
+    }
+    payload.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto batch = decode_event_batch(payload);
+  if (!batch.ok()) {
+    std::cerr << "kvbm events decode: " << path << ": " << batch.status().message() << "\n";
+    return 2;
+  }
+  std::cout << "batch ts=" << absl::StrFormat("%.6f", batch->timestamp)
+            << " rank=" << (batch->data_parallel_rank ? absl::StrCat(*batch->data_parallel_rank) : std::string("-"))
+            << " events=" << batch->events.size() << "\n";
+  for (const KvEvent& e : batch->events) std::cout << format_event(0, e) << "\n";
+  return 0;
+}
+
 // Every event of `kvbm events bench` may sit in the queue at once: bounds on the count and on the tokens they
 // carry (4 bytes each), so that a typo is refused rather than filling memory.
 constexpr std::uint64_t kMaxBenchEvents = 10'000'000;
@@ -172,7 +202,7 @@ int run_bench(const BenchArgs& args) {
     }
   });
   for (int i = 0; i < 500 && !connected.load(); ++i) {
-    m.enqueue(AllBlocksClearedEvent{});
+    (void)m.enqueue(AllBlocksClearedEvent{});  // carries no tokens: never refused
     m.flush();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -268,6 +298,12 @@ void add_events_command(CLI::App& app, int* exit_code) {
   tail->add_option("--timeout-ms", tail_args->timeout_ms, "stop when no batch arrives for this long (default: never)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{365} * 24 * 3600 * 1000));
   tail->callback([tail_args, exit_code] { *exit_code = run_tail(*tail_args); });
+
+  auto decode_path = std::make_shared<std::string>();
+  CLI::App* decode =
+      group->add_subcommand("decode", "Decode one batch's msgpack payload (any of the three shapes) and print it");
+  decode->add_option("file", *decode_path, "the payload, or - for stdin")->required();
+  decode->callback([decode_path, exit_code] { *exit_code = run_decode(*decode_path); });
 
   auto bench_args = std::make_shared<BenchArgs>();
   CLI::App* bench = group->add_subcommand("bench", "Events/s through EventManager, ZMQ on loopback and decode");

@@ -23,12 +23,13 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kvbm/core/size.h"
 #include "kvbm/events/event_manager.h"
 #include "kvbm/events/event_metrics.h"
-#include "kvbm/events/zmq_publisher.h"
+#include "kvbm/events/events_from_config.h"
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/replay/compare.h"
 #include "kvbm/replay/generator.h"
@@ -63,7 +64,13 @@ struct ReplayFlags : TraceSourceFlags, ModelFlags {
   std::string compare;
   std::string out_csv = "kvbm_sweep.csv";
   std::string out_svg = "kvbm_sweep.svg";
+  // Events (issue 26): each flag is its events.* key, set before --set.
   std::string events;
+  std::string events_replay;
+  std::string events_topic;
+  std::string events_rank;
+  std::string events_format;
+  std::string events_nats;
   std::optional<std::uint32_t> metrics_port;  // metrics (issue 8/8)
 };
 
@@ -209,6 +216,16 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceSource& 
       return absl::InvalidArgumentError("--metrics-port needs a replaying manager (not --eviction optimal)");
     if (absl::Status s = set_key(c, "--metrics-port", "metrics.port", absl::StrCat(*f.metrics_port)); !s.ok()) return s;
   }
+  for (const auto& [flag, key, value] :
+       {std::tuple<const char*, const char*, const std::string&>{"--events", "events.endpoint", f.events},
+        {"--events-replay", "events.replay_endpoint", f.events_replay},
+        {"--events-topic", "events.topic", f.events_topic},
+        {"--events-rank", "events.data_parallel_rank", f.events_rank},
+        {"--events-format", "events.batch_format", f.events_format},
+        {"--events-nats", "events.nats_url", f.events_nats}}) {
+    if (value.empty()) continue;
+    if (absl::Status s = set_key(c, flag, key, value); !s.ok()) return s;
+  }
   // A model's block may be larger than the default cap on bytes in flight (Llama-3.1-405B at 1024 tokens
   // is 504 MiB): a link copies at least one block per batch anyway, so the cap rises to one block rather
   // than failing the plan. An explicit --set below one block is still refused by validate().
@@ -276,21 +293,15 @@ int run(const ReplayFlags& f) {
     options.expected_requests = count_lines(f.trace);
   }
 
+  // Events: the events.* keys (--events and the --events-* flags set them), checked and bound here,
+  // before any request is replayed.
   std::unique_ptr<EventManager> events;
-  if (!f.events.empty()) {
-    ZmqPublisherOptions zo;
-    zo.endpoint = f.events;
-    auto pub = ZmqPublisher::create(zo);
-    if (!pub.ok()) {
-      std::fprintf(stderr, "kvbm replay: --events: %s\n", std::string(pub.status().message()).c_str());
-      return kExitBadInput;
-    }
-    std::vector<std::unique_ptr<EventPublisher>> pubs;
-    pubs.push_back(*std::move(pub));
-    auto em = EventManager::create(EventManagerOptions{}, std::move(pubs));
+  if (options.config.events.enabled()) {
+    auto em = make_event_manager(options.config.events);
     if (!em.ok()) {
-      std::fprintf(stderr, "kvbm replay: --events: %s\n", std::string(em.status().message()).c_str());
-      return kExitFailure;
+      std::fprintf(stderr, "kvbm replay: %s%s\n",
+                   f.events.empty() ? "" : "--events: ", std::string(em.status().message()).c_str());
+      return em.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput : kExitFailure;
     }
     events = *std::move(em);
     options.events = events.get();
@@ -398,7 +409,18 @@ void add_replay_command(CLI::App& app, int* exit_code) {
                   "(names as --eviction, optimal included), metadata only");
   cmd->add_option("--out-csv", flags->out_csv, "--sweep: CSV file (default kvbm_sweep.csv)");
   cmd->add_option("--out-svg", flags->out_svg, "--sweep: SVG chart (default kvbm_sweep.svg)");
-  cmd->add_option("--events", flags->events, "Publish KV events on this ZMQ PUB endpoint (e.g. tcp://*:5557)");
+  cmd->add_option("--events", flags->events,
+                  "Publish KV events on this ZMQ PUB endpoint, e.g. tcp://*:5557 (= --set events.endpoint=E)");
+  cmd->add_option("--events-replay", flags->events_replay,
+                  "ZMQ ROUTER endpoint answering replay requests (= --set events.replay_endpoint=E)");
+  cmd->add_option("--events-topic", flags->events_topic, "Topic frame of every event message (= events.topic)");
+  cmd->add_option("--events-rank", flags->events_rank,
+                  "Data-parallel rank: batches carry it, tcp ports are offset by it (= events.data_parallel_rank)");
+  cmd->add_option(
+      "--events-format", flags->events_format,
+      "array (default: [ts, events, rank]) or map ({ts, events, data_parallel_rank}) (= events.batch_format)");
+  cmd->add_option("--events-nats", flags->events_nats,
+                  "Also publish on NATS: nats://HOST:PORT[,...] (= events.nats_url; subject: events.nats_subject)");
   cmd->add_option("--metrics-port", flags->metrics_port,
                   "Serve Prometheus metrics on GET /metrics at this port while replaying (= --set metrics.port=N; "
                   "address: metrics.bind)")

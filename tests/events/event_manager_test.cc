@@ -77,6 +77,20 @@ class Collector {
 
 KvEvent removed(std::uint64_t hash) { return BlockRemovedEvent{{hash}, "GPU"}; }
 
+// The synthesized tokens, written from the formula of event_manager.h (not with its code).
+std::vector<std::uint32_t> synthesized(const std::vector<std::uint64_t>& hashes, std::uint32_t block_size) {
+  std::vector<std::uint32_t> out;
+  for (std::uint64_t h : hashes) {
+    for (std::uint32_t i = 0; i < block_size; ++i) {
+      std::uint64_t z = h + i + 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      out.push_back(static_cast<std::uint32_t>((z ^ (z >> 31)) >> 33));
+    }
+  }
+  return out;
+}
+
 std::uint64_t first_hash(const KvEvent& e) { return std::get<BlockRemovedEvent>(e).block_hashes.at(0); }
 
 std::unique_ptr<EventManager> make_manager(EventManagerOptions options, Collector& c) {
@@ -92,7 +106,9 @@ TEST(EventManagerTest, OptionsAreValidatedByName) {
     EventManagerOptions options;
     std::string field;
   };
-  std::vector<Case> cases(4);
+  std::vector<Case> cases(5);
+  cases[4].options.max_batch_bytes = 0;
+  cases[4].field = "max_batch_bytes";
   cases[0].options.queue_capacity = 0;
   cases[0].field = "queue_capacity";
   cases[1].options.max_batch_events = 0;
@@ -115,10 +131,10 @@ TEST(EventManagerTest, OptionsAreValidatedByName) {
 TEST(EventManagerTest, BatchesByCount) {
   Collector c;
   auto m = make_manager({.max_batch_events = 4, .max_batch_delay = 60s}, c);
-  for (std::uint64_t i = 0; i < 8; ++i) m->enqueue(removed(i));
+  for (std::uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   ASSERT_TRUE(c.wait_events(8));  // two full batches go out without waiting for the delay
-  m->enqueue(removed(8));
-  m->enqueue(removed(9));
+  ASSERT_TRUE(m->enqueue(removed(8)).ok());
+  ASSERT_TRUE(m->enqueue(removed(9)).ok());
   m->flush();  // the partial batch goes out now, not after 60 s
   EXPECT_THAT(c.batch_sizes(), ElementsAre(4, 4, 2));
   std::vector<std::uint64_t> order;
@@ -134,7 +150,7 @@ TEST(EventManagerTest, BatchesByTime) {
   Collector c;
   auto m = make_manager({.max_batch_events = 1000, .max_batch_delay = 30ms, .data_parallel_rank = 3}, c);
   const auto start = std::chrono::steady_clock::now();
-  for (std::uint64_t i = 0; i < 3; ++i) m->enqueue(removed(i));
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   ASSERT_TRUE(c.wait_events(3));  // no flush: the delay alone publishes the batch
   EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
   ASSERT_THAT(c.batch_sizes(), ElementsAre(3));
@@ -161,12 +177,12 @@ TEST(EventManagerTest, OverflowDropsOldestAndCounts) {
   pubs.push_back(std::move(blocking));
   auto m =
       *EventManager::create({.queue_capacity = 4, .max_batch_events = 100, .max_batch_delay = 0ms}, std::move(pubs));
-  m->enqueue(removed(0));
+  ASSERT_TRUE(m->enqueue(removed(0)).ok());
   {
     std::unique_lock lock(gate_mu);
     gate_cv.wait(lock, [&] { return entered; });  // the publisher thread now holds event 0
   }
-  for (std::uint64_t i = 1; i <= 10; ++i) m->enqueue(removed(i));
+  for (std::uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   EXPECT_EQ(m->stats().dropped, 6u);  // 1..6 pushed out by 7..10
   {
     std::lock_guard lock(gate_mu);
@@ -190,7 +206,7 @@ TEST(EventManagerTest, LargestMaxBatchEventsPublishesEachEventOnce) {
   Collector c;
   auto m = make_manager(
       {.queue_capacity = 2, .max_batch_events = std::numeric_limits<std::size_t>::max(), .max_batch_delay = 60s}, c);
-  for (std::uint64_t i = 0; i < 3; ++i) m->enqueue(removed(i));
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   m->flush();
   std::vector<std::uint64_t> got;
   for (const KvEvent& e : c.events()) got.push_back(first_hash(e));
@@ -202,10 +218,10 @@ TEST(EventManagerTest, LargestMaxBatchEventsPublishesEachEventOnce) {
 TEST(EventManagerTest, ShutdownFlushesAndLaterEventsCountAsDropped) {
   Collector c;
   auto m = make_manager({.max_batch_events = 1000, .max_batch_delay = 60s}, c);
-  for (std::uint64_t i = 0; i < 5; ++i) m->enqueue(removed(i));
+  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   m->shutdown();
   EXPECT_THAT(c.batch_sizes(), ElementsAre(5));
-  m->enqueue(removed(99));
+  ASSERT_TRUE(m->enqueue(removed(99)).ok());
   m->flush();  // returns at once after shutdown
   m->shutdown();
   EXPECT_EQ(m->stats().sent, 5u);
@@ -216,7 +232,7 @@ TEST(EventManagerTest, DestructorFlushes) {
   Collector c;
   {
     auto m = make_manager({.max_batch_events = 1000, .max_batch_delay = 60s}, c);
-    for (std::uint64_t i = 0; i < 7; ++i) m->enqueue(removed(i));
+    for (std::uint64_t i = 0; i < 7; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   }
   EXPECT_EQ(c.events().size(), 7u);
 }
@@ -252,7 +268,7 @@ TEST(EventManagerTest, PublishErrorsAreCountedAndOtherPublishersStillRun) {
   pubs.push_back(std::move(failing));
   pubs.push_back(c.publisher());
   auto m = *EventManager::create({.max_batch_events = 2, .max_batch_delay = 60s}, std::move(pubs));
-  for (std::uint64_t i = 0; i < 4; ++i) m->enqueue(removed(i));
+  for (std::uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
   m->flush();
   EXPECT_EQ(m->stats().publish_errors, 2u);
   EXPECT_EQ(m->stats().sent, 4u);
@@ -292,12 +308,12 @@ TEST(EventManagerTest, ReusedSlotsCarryOnlyTheNewEventsFields) {
   m->on_stored(stored({8}, std::nullopt, {}, CacheLevel::kG2));
   m->on_stored(stored({9, 10}, 3, {1, 2, 3, 4}, CacheLevel::kG1));
   m->on_cleared(CacheLevel::kG1);
-  expected.push_back(BlockStoredEvent{{8}, std::nullopt, {}, 2, std::nullopt, "CPU", std::nullopt});
+  expected.push_back(BlockStoredEvent{{8}, std::nullopt, synthesized({8}, 2), 2, std::nullopt, "CPU", std::nullopt});
   expected.push_back(BlockStoredEvent{{9, 10}, 3, {1, 2, 3, 4}, 2, std::nullopt, "GPU", std::nullopt});
   expected.push_back(AllBlocksClearedEvent{});
   m->flush();
   m->on_removed(BlocksRemoved{CacheLevel::kG1, {SequenceHash{11}}});
-  m->enqueue(BlockRemovedEvent{{12, 13, 14}, std::nullopt});
+  ASSERT_TRUE(m->enqueue(BlockRemovedEvent{{12, 13, 14}, std::nullopt}).ok());
   expected.push_back(BlockRemovedEvent{{11}, "GPU"});
   expected.push_back(BlockRemovedEvent{{12, 13, 14}, std::nullopt});
   m->flush();
@@ -315,6 +331,98 @@ TEST(EventManagerTest, ReusedSlotsCarryOnlyTheNewEventsFields) {
   EXPECT_EQ(decoded, expected);
 }
 
+// Issue 26: every BlockStored leaves with blocks × block_size tokens; a block reported without them (trace
+// replay, identity-only tiers) gets the synthesized ones, real tokens pass unchanged.
+TEST(EventManagerTest, StoredWithoutTokensGetsSynthesizedTokens) {
+  Collector c;
+  auto m = make_manager({.max_batch_delay = 60s}, c);
+  m->on_stored(
+      BlocksStored{CacheLevel::kG3, {SequenceHash{5}, SequenceHash{0xFFFFFFFFFFFFFFFFull}}, std::nullopt, {}, 16});
+  m->on_stored(BlocksStored{CacheLevel::kG1, {SequenceHash{6}}, SequenceHash{5}, {1, 2, 3, 4}, 4});
+  m->flush();
+  const std::vector<KvEvent> got = c.events();
+  ASSERT_EQ(got.size(), 2u);
+  const auto& s = std::get<BlockStoredEvent>(got[0]);
+  EXPECT_EQ(s.token_ids, synthesized({5, 0xFFFFFFFFFFFFFFFFull}, 16));
+  EXPECT_EQ(s.token_ids.size(), 32u);
+  EXPECT_NE(std::vector<std::uint32_t>(s.token_ids.begin(), s.token_ids.begin() + 16),
+            std::vector<std::uint32_t>(s.token_ids.begin() + 16, s.token_ids.end()));
+  EXPECT_EQ(std::get<BlockStoredEvent>(got[1]).token_ids, (std::vector<std::uint32_t>{1, 2, 3, 4}));
+}
+
+TEST(EventManagerTest, EnqueueRefusesStoredWithWrongTokenCount) {
+  Collector c;
+  auto m = make_manager({.max_batch_delay = 60s}, c);
+  BlockStoredEvent e;
+  e.block_hashes = {1, 2};
+  e.block_size = 4;
+  e.token_ids = {1, 2, 3};
+  const absl::Status s = m->enqueue(e);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("BlockStored has 3 token_ids for 2 block(s) × block_size 4, expected 8"));
+  e.token_ids.assign(8, 7);
+  ASSERT_TRUE(m->enqueue(e).ok());
+  m->flush();
+  EXPECT_EQ(c.events(), std::vector<KvEvent>{e});
+}
+
+// Issue 26: with tokens in every BlockStored a batch of 256 events can pass NATS's 1 MiB max_payload (a
+// replay's 1.4 MB batch was refused and lost). A payload over max_batch_bytes is split in halves.
+TEST(EventManagerTest, PayloadsOverMaxBatchBytesAreSplit) {
+  auto payload = std::make_unique<PayloadPublisher>();
+  PayloadPublisher* raw = payload.get();
+  std::vector<std::unique_ptr<EventPublisher>> pubs;
+  pubs.push_back(std::move(payload));
+  auto m = *EventManager::create({.max_batch_events = 256, .max_batch_delay = 60s, .max_batch_bytes = 2000},
+                                 std::move(pubs));
+  std::vector<std::uint64_t> expected;
+  for (std::uint64_t i = 0; i < 10; ++i) {  // ~640 bytes of tokens each
+    m->on_stored(BlocksStored{CacheLevel::kG1, {SequenceHash{i}}, std::nullopt, {}, 128});
+    expected.push_back(i);
+  }
+  BlocksStored huge{CacheLevel::kG1, {SequenceHash{99}}, std::nullopt, {}, 1024};  // alone over the limit
+  m->on_stored(huge);
+  expected.push_back(99);
+  m->flush();
+  std::vector<std::uint64_t> got;
+  MutexLock lock(&raw->mu);
+  EXPECT_GT(raw->payloads.size(), 4u);
+  for (const std::string& p : raw->payloads) {
+    auto batch = decode_event_batch(p);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    EXPECT_TRUE(p.size() <= 2000 || batch->events.size() == 1) << p.size();
+    for (const KvEvent& e : batch->events) got.push_back(std::get<BlockStoredEvent>(e).block_hashes[0]);
+  }
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(m->stats().sent, 11u);
+  EXPECT_EQ(m->stats().batches, raw->payloads.size());
+}
+
+TEST(EventManagerTest, MediaNamesAndMapBatchFormat) {
+  auto payload = std::make_unique<PayloadPublisher>();
+  PayloadPublisher* raw = payload.get();
+  std::vector<std::unique_ptr<EventPublisher>> pubs;
+  pubs.push_back(std::move(payload));
+  EventManagerOptions o{.max_batch_delay = 60s, .data_parallel_rank = 1, .batch_format = BatchFormat::kMap};
+  o.media[static_cast<std::size_t>(CacheLevel::kG2)] = "cpu_tier";
+  auto m = *EventManager::create(o, std::move(pubs));
+  m->on_removed(BlocksRemoved{CacheLevel::kG2, {SequenceHash{4}}});
+  m->flush();
+  MutexLock lock(&raw->mu);
+  ASSERT_EQ(raw->payloads.size(), 1u);
+  EXPECT_EQ(static_cast<unsigned char>(raw->payloads[0][0]), 0x83u);  // fixmap of 3: ts, events, rank
+  auto batch = decode_event_batch(raw->payloads[0]);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(batch->data_parallel_rank, 1);
+  EXPECT_EQ(batch->events, (std::vector<KvEvent>{BlockRemovedEvent{{4}, "cpu_tier"}}));
+
+  o.media[static_cast<std::size_t>(CacheLevel::kG3)] = "";
+  auto bad = EventManager::create(o, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("medium of G3 must not be empty"));
+}
+
 TEST(EventManagerTest, ConcurrentProducersLoseNothingUnlessDropped) {
   Collector c;
   auto m = make_manager({.queue_capacity = 64, .max_batch_events = 16, .max_batch_delay = 1ms}, c);
@@ -324,7 +432,8 @@ TEST(EventManagerTest, ConcurrentProducersLoseNothingUnlessDropped) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        m->enqueue(removed(static_cast<std::uint64_t>(t) * kPerThread + static_cast<std::uint64_t>(i)));
+        ASSERT_TRUE(
+            m->enqueue(removed(static_cast<std::uint64_t>(t) * kPerThread + static_cast<std::uint64_t>(i))).ok());
         if (i % 500 == 0) m->flush();
       }
     });

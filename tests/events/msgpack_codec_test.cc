@@ -19,7 +19,7 @@ EventBatch sample_batch() {
   BlockStoredEvent stored;
   stored.block_hashes = {1, 0x8000000000000000ull, 0xFFFFFFFFFFFFFFFFull};
   stored.parent_block_hash = 0xDEADBEEFCAFEF00Dull;
-  for (std::uint32_t i = 0; i < 12; ++i) stored.token_ids.push_back(i * 1000003u);
+  for (std::uint32_t i = 0; i < 11; ++i) stored.token_ids.push_back(i * 1000003u);
   stored.token_ids.push_back(0xFFFFFFFFu);
   stored.block_size = 4;
   stored.medium = "GPU";
@@ -27,6 +27,7 @@ EventBatch sample_batch() {
   BlockStoredEvent first;
   first.block_hashes = {42};
   first.block_size = 16;
+  for (std::uint32_t i = 0; i < 16; ++i) first.token_ids.push_back(i);
   first.medium = "CPU";
   BlockRemovedEvent removed;
   removed.block_hashes = {7, 0x9000000000000001ull};
@@ -96,7 +97,7 @@ TEST(MsgpackCodecTest, EncodesTheWireTypes) {
 // the smallest encoding of each value, on both sides of every width boundary.
 TEST(MsgpackCodecTest, IntegerArraysAreTheBytesMsgpackPackerWrites) {
   BlockStoredEvent e;
-  e.token_ids = {0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x12345678, 0xffffffffu};
+  e.token_ids = {0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x12345678, 0x7fffffffu, 0xffffffffu};
   e.block_hashes = {0,
                     0x7f,
                     0x80,
@@ -108,7 +109,7 @@ TEST(MsgpackCodecTest, IntegerArraysAreTheBytesMsgpackPackerWrites) {
                     0x100000000ull,
                     0x8000000000000000ull,
                     0xffffffffffffffffull};
-  e.block_size = 16;
+  e.block_size = 1;  // one token per block: 11 tokens for 11 blocks
   const std::string payload = encode_event_batch(EventBatch{1.0, {e}, std::nullopt});
   Buf tokens;
   Packer tp(tokens);
@@ -172,8 +173,10 @@ TEST(MsgpackCodecTest, DecodesPositionalArrayForm) {
   pk.pack_array(1);
   pk.pack_uint64(4);
   pk.pack_nil();
-  pk.pack_array(0);
-  pk.pack_uint32(16);
+  pk.pack_array(2);
+  pk.pack_uint32(5);
+  pk.pack_uint32(6);
+  pk.pack_uint32(2);
   pk.pack_nil();
   pk.pack_array(3);
   str(pk, "BlockRemoved");
@@ -218,9 +221,11 @@ TEST(MsgpackCodecTest, MapFormIgnoresOptionalAndUnknownKeys) {
   str(pk, "parent_block_hash");
   pk.pack_nil();
   str(pk, "token_ids");
-  pk.pack_array(0);
+  pk.pack_array(2);
+  pk.pack_uint32(7);
+  pk.pack_uint32(8);
   str(pk, "block_size");
-  pk.pack_uint32(16);
+  pk.pack_uint32(2);
   str(pk, "group_idx");
   pk.pack_uint32(1);
   str(pk, "future_field");
@@ -228,7 +233,77 @@ TEST(MsgpackCodecTest, MapFormIgnoresOptionalAndUnknownKeys) {
   pk.pack_uint32(0);
   auto decoded = decode_event_batch(b.s);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
-  EXPECT_EQ(std::get<BlockStoredEvent>(decoded->events[0]).block_size, 16u);
+  EXPECT_EQ(std::get<BlockStoredEvent>(decoded->events[0]).block_size, 2u);
+}
+
+// Shape C (vLLM main): the batch is a map; the rank key is omitted when nil; unknown keys are ignored.
+TEST(MsgpackCodecTest, DecodesMapBatch) {
+  for (const bool with_rank : {false, true}) {
+    Buf b;
+    Packer pk(b);
+    pk.pack_map(with_rank ? 4 : 3);
+    str(pk, "events");  // any key order
+    pk.pack_array(1);
+    pk.pack_map(2);
+    str(pk, "type");
+    str(pk, "BlockRemoved");
+    str(pk, "block_hashes");
+    pk.pack_array(1);
+    pk.pack_int64(-1);  // a signed hash: the same 64 bits as 2^64 - 1
+    str(pk, "future_batch_field");
+    pk.pack_array(0);
+    str(pk, "ts");
+    pk.pack_uint32(17);  // an integer timestamp
+    if (with_rank) {
+      str(pk, "data_parallel_rank");
+      pk.pack_uint32(3);
+    }
+    auto decoded = decode_event_batch(b.s);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->timestamp, 17.0);
+    EXPECT_EQ(std::get<BlockRemovedEvent>(decoded->events[0]).block_hashes,
+              (std::vector<std::uint64_t>{0xFFFFFFFFFFFFFFFFull}));
+    EXPECT_EQ(decoded->data_parallel_rank, with_rank ? std::optional<std::int64_t>(3) : std::nullopt);
+  }
+}
+
+// Shapes A/B: the rank may be missing, and positions after it are ignored.
+TEST(MsgpackCodecTest, ArrayBatchRankOptionalExtraPositionsIgnored) {
+  for (const std::uint32_t items : {2u, 5u}) {
+    Buf b;
+    Packer pk(b);
+    pk.pack_array(items);
+    pk.pack_double(2.5);
+    pk.pack_array(1);
+    pk.pack_array(1);
+    str(pk, "AllBlocksCleared");
+    for (std::uint32_t i = 2; i < items; ++i) pk.pack_uint32(i);
+    auto decoded = decode_event_batch(b.s);
+    ASSERT_TRUE(decoded.ok()) << items << ": " << decoded.status();
+    EXPECT_EQ(decoded->events.size(), 1u);
+    EXPECT_EQ(decoded->data_parallel_rank, items > 2 ? std::optional<std::int64_t>(2) : std::nullopt);
+  }
+}
+
+TEST(MsgpackCodecTest, EncodesShapeCOnRequest) {
+  EventBatch batch = sample_batch();
+  for (const bool with_rank : {true, false}) {
+    batch.data_parallel_rank = with_rank ? std::optional<std::int64_t>(2) : std::nullopt;
+    const std::string payload = encode_event_batch(batch, BatchFormat::kMap);
+    msgpack::object_handle h = msgpack::unpack(payload.data(), payload.size());
+    ASSERT_EQ(h.get().type, msgpack::type::MAP);
+    std::vector<std::string> keys;
+    for (std::uint32_t i = 0; i < h.get().via.map.size; ++i)
+      keys.push_back(h.get().via.map.ptr[i].key.as<std::string>());
+    EXPECT_EQ(keys, with_rank ? (std::vector<std::string>{"ts", "events", "data_parallel_rank"})
+                              : (std::vector<std::string>{"ts", "events"}));
+    auto decoded = decode_event_batch(payload);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(*decoded, batch);
+  }
+  // The default stays shape B.
+  const std::string b = encode_event_batch(batch);
+  EXPECT_EQ(msgpack::unpack(b.data(), b.size()).get().type, msgpack::type::ARRAY);
 }
 
 // A one-event batch around a hand-built event.
@@ -255,8 +330,47 @@ TEST(MsgpackCodecTest, RejectsMalformedInputWithClearErrors) {
       {"empty", "", "empty payload"},
       {"truncated", good.substr(0, good.size() / 2), "truncated"},
       {"trailing", good + "x", "trailing bytes"},
-      {"not an array", std::string("\x81\xa1t\x01", 4), "batch: expected array"},
-      {"two items", batch_with([](Packer& pk) { pk.pack_nil(); }, 2), "array of 3 items, got 2"},
+      {"neither array nor map", std::string("\xa1t", 2),
+       "batch: expected array [ts, events, data_parallel_rank] or map"},
+      {"map without ts", std::string("\x81\xa1t\x01", 4), "batch: map without \"ts\""},
+      {"one item", std::string("\x91\x01", 2), "expected an array [ts, events, data_parallel_rank], got 1 item(s)"},
+      {"bin hash", batch_with([](Packer& pk) {
+         pk.pack_map(2);
+         str(pk, "type");
+         str(pk, "BlockRemoved");
+         str(pk, "block_hashes");
+         pk.pack_array(1);
+         pk.pack_bin(32);
+         pk.pack_bin_body(std::string(32, 'h').data(), 32);
+       }),
+       "events[0].block_hashes[0]: 32-byte bin hash: kvbm reads 64-bit integer block hashes only"},
+      {"short tokens", batch_with([](Packer& pk) {
+         pk.pack_map(5);
+         str(pk, "type");
+         str(pk, "BlockStored");
+         str(pk, "block_hashes");
+         pk.pack_array(2);
+         pk.pack_uint32(1);
+         pk.pack_uint32(2);
+         str(pk, "parent_block_hash");
+         pk.pack_nil();
+         str(pk, "token_ids");
+         pk.pack_array(3);
+         for (int i = 0; i < 3; ++i) pk.pack_uint32(1);
+         str(pk, "block_size");
+         pk.pack_uint32(4);
+       }),
+       "events[0]: BlockStored has 3 token_ids for 2 block(s) × block_size 4, expected 8"},
+      {"short tokens, positional", batch_with([](Packer& pk) {
+         pk.pack_array(5);
+         str(pk, "BlockStored");
+         pk.pack_array(1);
+         pk.pack_uint32(1);
+         pk.pack_nil();
+         pk.pack_array(0);
+         pk.pack_uint32(16);
+       }),
+       "BlockStored has 0 token_ids for 1 block(s) × block_size 16, expected 16"},
       {"event neither map nor array", batch_with([](Packer& pk) { pk.pack_uint32(1); }),
        "events[0]: expected map or array"},
       {"unknown type", batch_with([](Packer& pk) {

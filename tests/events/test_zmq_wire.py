@@ -154,7 +154,9 @@ def check_known_batches(batches, rank):
 
     assert set(s5) == STORED_KEYS
     assert s5["block_hashes"] == [7] and s5["parent_block_hash"] == 1
-    assert s5["token_ids"] == [] and s5["block_size"] == 16
+    assert s5["token_ids"] == list(range(200, 216)) and s5["block_size"] == 16
+    for s in (s1, s2, s5):  # the rule Dynamo's router enforces
+        assert len(s["token_ids"]) == len(s["block_hashes"]) * s["block_size"]
     assert s5["medium"] is None and s5["lora_id"] is None and s5["lora_name"] == "adapter-x"
 
 

@@ -12,7 +12,7 @@
 //   2. BlockStored  G2 "CPU": hashes [0x123456789abcdef0], parent 2^64-1, tokens 100..103, block_size 4
 //   3. BlockRemoved G3 "DISK" [2^63] and BlockRemoved G4 "REMOTE" [5, 6]
 //   4. AllBlocksCleared
-//   5. BlockStored (enqueued as is) hashes [7], parent 1, tokens [], block_size 16, medium nil,
+//   5. BlockStored (enqueued as is) hashes [7], parent 1, tokens 200..215, block_size 16, medium nil,
 //      lora_name "adapter-x"
 #include <cstdint>
 #include <iostream>
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line == "ping") {
-      m.enqueue(kvbm::AllBlocksClearedEvent{});
+      (void)m.enqueue(kvbm::AllBlocksClearedEvent{});  // carries no tokens: never refused
       m.flush();
     } else if (line == "publish") {
       const std::uint64_t first = zmq->next_sequence();
@@ -102,8 +102,12 @@ int main(int argc, char** argv) {
       lora.block_hashes = {7};
       lora.parent_block_hash = 1;
       lora.block_size = 16;
+      for (std::uint32_t t = 200; t < 216; ++t) lora.token_ids.push_back(t);
       lora.lora_name = "adapter-x";
-      m.enqueue(lora);
+      if (absl::Status s = m.enqueue(lora); !s.ok()) {
+        std::cerr << s << "\n";
+        return 1;
+      }
       m.flush();
       std::cout << "published " << first << " " << zmq->next_sequence() - first << std::endl;
     } else if (line == "quit") {

@@ -86,7 +86,18 @@ TEST(ZmqEndpointTest, BindRuleAndPortOffset) {
   EXPECT_EQ(*zmq_offset_endpoint("tcp://*:5557", 3), "tcp://*:5560");
   EXPECT_EQ(*zmq_offset_endpoint("tcp://[::1]:5557", 1), "tcp://[::1]:5558");
   EXPECT_EQ(*zmq_offset_endpoint("tcp://127.0.0.1:*", 2), "tcp://127.0.0.1:*");
-  EXPECT_EQ(*zmq_offset_endpoint("ipc:///tmp/x", 2), "ipc:///tmp/x");
+  EXPECT_EQ(*zmq_offset_endpoint("ipc:///tmp/x", std::nullopt), "ipc:///tmp/x");
+  EXPECT_EQ(*zmq_offset_endpoint("inproc://x", std::nullopt), "inproc://x");
+  EXPECT_EQ(*zmq_offset_endpoint("tcp://*:5557", std::nullopt), "tcp://*:5557");
+  // Issue 26, as vLLM: an inproc name takes the rank as a suffix; an ipc path with a rank is refused
+  // (it was used unchanged, so two ranks bound the same path).
+  EXPECT_EQ(*zmq_offset_endpoint("inproc://x", 2), "inproc://x_dp2");
+  for (const std::int64_t rank : {0, 2}) {
+    auto ipc = zmq_offset_endpoint("ipc:///tmp/x", rank);
+    ASSERT_FALSE(ipc.ok());
+    EXPECT_THAT(std::string(ipc.status().message()),
+                HasSubstr("zmq: endpoint \"ipc:///tmp/x\": an ipc:// endpoint cannot take a data-parallel rank"));
+  }
   for (const char* bad : {"udp://x:1", "tcp://nohost", "tcp://h:port", "tcp://h:70000", "inproc://", ""}) {
     auto r = zmq_offset_endpoint(bad, 0);
     ASSERT_FALSE(r.ok()) << bad;
@@ -401,7 +412,9 @@ TEST(ZmqTest, HighWaterMarkDropsAreRecoveredByReplay) {
   const std::uint64_t base = sync(*p, *s) + 1;
   // Large batches, published without reading: the kernel buffers and both HWMs overflow.
   EventBatch big = batch_of(0);
-  std::get<BlockStoredEvent>(big.events[0]).token_ids.assign(64 * 1024, 7);
+  auto& big_stored = std::get<BlockStoredEvent>(big.events[0]);
+  big_stored.block_size = 32 * 1024;  // 2 blocks × 32 Ki tokens: a large payload that is still valid
+  big_stored.token_ids.assign(64 * 1024, 7);
   const std::string payload = encode_event_batch(big);
   constexpr std::uint64_t kBatches = 200;
   for (std::uint64_t i = 0; i < kBatches; ++i) ASSERT_TRUE(p->publish_payload(payload).ok());
@@ -438,7 +451,7 @@ TEST(ZmqTest, EventManagerThroughZmq) {
   auto m =
       *EventManager::create({.max_batch_events = 2, .max_batch_delay = 60s, .data_parallel_rank = 0}, std::move(pubs));
   auto s = make_subscriber(*raw, 0);  // replay recovers whatever went out before the subscription
-  for (std::uint64_t i = 0; i < 6; ++i) m->enqueue(BlockRemovedEvent{{i}, "CPU"});
+  for (std::uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(m->enqueue(BlockRemovedEvent{{i}, "CPU"}).ok());
   m->flush();
   std::vector<std::uint64_t> hashes;
   // The subscriber learns of the gap on the first live batch it sees: keep publishing until it has all.
@@ -446,7 +459,7 @@ TEST(ZmqTest, EventManagerThroughZmq) {
     auto got = s->next(20ms);
     ASSERT_TRUE(got.ok()) << got.status();
     if (!got->has_value()) {
-      m->enqueue(AllBlocksClearedEvent{});
+      ASSERT_TRUE(m->enqueue(AllBlocksClearedEvent{}).ok());
       m->flush();
       continue;
     }

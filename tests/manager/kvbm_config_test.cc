@@ -432,3 +432,57 @@ TEST(KvbmConfigCheckTest, TableHeadersThatCrashedTheTomlParser) {
 
 }  // namespace
 }  // namespace kvbm
+
+namespace kvbm {
+namespace {
+
+// Issue 26: the events.* keys from TOML, the environment and --set; the rank's "none"; errors naming the key.
+TEST(KvbmConfigEventsTest, EventsKeysFromEverySource) {
+  auto c = KvbmConfig::from_toml(
+      "[events]\nendpoint = \"tcp://*:5557\"\nreplay_endpoint = \"tcp://*:5558\"\ntopic = \"kv\"\n"
+      "data_parallel_rank = 2\nhwm = 10\nreplay_buffer_batches = 5\nbatch_format = \"map\"\n"
+      "nats_url = \"nats://127.0.0.1:4222\"\nnats_subject = \"kv.events\"\nmedium_g2 = \"host\"\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->events.endpoint, "tcp://*:5557");
+  EXPECT_EQ(c->events.replay_endpoint, "tcp://*:5558");
+  EXPECT_EQ(c->events.topic, "kv");
+  EXPECT_EQ(c->events.data_parallel_rank, 2);
+  EXPECT_EQ(c->events.hwm, 10u);
+  EXPECT_EQ(c->events.replay_buffer_batches, 5u);
+  EXPECT_EQ(c->events.batch_format, BatchFormat::kMap);
+  EXPECT_EQ(c->events.nats_url, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c->events.nats_subject, "kv.events");
+  EXPECT_EQ(c->events.media[1], "host");
+  EXPECT_TRUE(c->events.enabled());
+  // The resolved configuration round-trips, rank included ("none" when unset).
+  auto back = KvbmConfig::from_toml(c->to_toml());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->to_toml(), c->to_toml());
+  EXPECT_THAT(KvbmConfig{}.to_toml(), HasSubstr("data_parallel_rank = \"none\""));
+
+  std::map<std::string, std::string> env = {{"KVBM_EVENTS_DATA_PARALLEL_RANK", "none"},
+                                            {"KVBM_EVENTS_MEDIUM_G3", "ssd"}};
+  ASSERT_TRUE(c->apply_env([&](const char* name) -> const char* {
+                 auto it = env.find(name);
+                 return it == env.end() ? nullptr : it->second.c_str();
+               }).ok());
+  EXPECT_EQ(c->events.data_parallel_rank, -1);
+  EXPECT_EQ(c->events.media[2], "ssd");
+
+  std::vector<absl::Status> errors;
+  c->apply_overrides({"events.data_parallel_rank=-3", "events.batch_format=tuple", "events.medium_g1="}, &errors);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_THAT(std::string(errors[0].message()),
+              HasSubstr("events.data_parallel_rank must be none or an integer in [0, 65535], got '-3'"));
+  EXPECT_THAT(std::string(errors[1].message()),
+              HasSubstr("events.batch_format must be one of array, map, got 'tuple'"));
+  EXPECT_THAT(std::string(c->validate().message()), HasSubstr("events.medium_g1 must be a non-empty string"));
+  EXPECT_FALSE(KvbmConfig{}.events.enabled());
+  KvbmConfig replay_only;
+  replay_only.events.replay_endpoint = "tcp://*:5558";
+  EXPECT_THAT(std::string(replay_only.validate().message()),
+              HasSubstr("events.replay_endpoint \"tcp://*:5558\" needs events.endpoint"));
+}
+
+}  // namespace
+}  // namespace kvbm

@@ -5,9 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -16,6 +18,7 @@
 #include "kvbm/storage/disk_file.h"
 #include "support/block_bytes.h"
 #include "support/latched_io_backend.h"
+#include "support/recording_event_sink.h"
 #include "support/wait_until.h"
 
 namespace kvbm {
@@ -148,6 +151,51 @@ TEST(MultiTierTest, EvictedFromG1IsFoundInG2ThenG3) {
   EXPECT_EQ(stats.g3_to_g1, 4u);
   EXPECT_EQ(stats.checksum_failures, 0u);
   EXPECT_EQ(m.status(CacheLevel::kG2).inactive + m.status(CacheLevel::kG2).active, 8u);
+}
+
+// Issue 26: the Stored events of G2 and G3 (offloads) and of G1 blocks onboarded from below carry the
+// blocks' own tokens, blocks × page_size of them, as G1's do (they were empty before).
+TEST(MultiTierTest, StoredEventsOfEveryTierCarryTheBlocksTokens) {
+  testing::RecordingEventSink sink;
+  auto kvbm = KvBlockManager::create(tiered_config(4, 8, 64), &sink);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  std::map<std::uint64_t, std::vector<std::uint32_t>> tokens_of;
+  const auto remember = [&](const TokenBlockSequence& seq) {
+    for (std::size_t i = 0; i < seq.num_full_blocks(); ++i) {
+      const TokenBlock b = seq.block(i);
+      tokens_of[b.sequence_hash.value()].assign(b.tokens.begin(), b.tokens.end());
+    }
+  };
+  const TokenBlockSequence first = run_request(m, 100, 4);
+  remember(first);
+  m.flush();
+  for (std::uint32_t t : {1000u, 2000u, 3000u}) {  // first: out of G1, then out of G2
+    remember(run_request(m, t, 4));
+    m.flush();
+  }
+  MatchResult in_g3 = m.match(first.sequence_hashes());
+  ASSERT_EQ(in_g3.g3.size(), 4u);
+  auto blocks = m.onboard(std::move(in_g3))->wait();
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  m.release(*std::move(blocks));
+  m.flush();
+
+  std::array<std::size_t, kNumCacheLevels> blocks_stored{};
+  std::size_t onboarded_g1 = 0;
+  for (const BlocksStored& e : sink.stored()) {
+    ASSERT_EQ(e.token_ids.size(), e.block_hashes.size() * m.page_size()) << cache_level_name(e.level);
+    for (std::size_t i = 0; i < e.block_hashes.size(); ++i) {
+      const std::vector<std::uint32_t> got(e.token_ids.begin() + static_cast<std::ptrdiff_t>(i * m.page_size()),
+                                           e.token_ids.begin() + static_cast<std::ptrdiff_t>((i + 1) * m.page_size()));
+      EXPECT_EQ(got, tokens_of.at(e.block_hashes[i].value())) << cache_level_name(e.level) << " block " << i;
+      if (e.level == CacheLevel::kG1 && e.block_hashes[i] == first.sequence_hashes()[0]) ++onboarded_g1;
+    }
+    blocks_stored[static_cast<std::size_t>(e.level)] += e.block_hashes.size();
+  }
+  EXPECT_EQ(onboarded_g1, 2u);  // registered by the request, then again when onboarded from G3
+  EXPECT_GE(blocks_stored[static_cast<std::size_t>(CacheLevel::kG2)], 16u);
+  EXPECT_GE(blocks_stored[static_cast<std::size_t>(CacheLevel::kG3)], 16u);
 }
 
 // Blocks a request reuses from G2 are touched there when released, not copied again.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import pathlib
 import re
+import socket
 import struct
 import sys
 import threading
@@ -423,11 +424,65 @@ def test_event_callback():
     stored = [e for e in events if e["type"] == "stored"]
     assert stored[0] == {"type": "stored", "block_hashes": seq.sequence_hashes, "parent": None,
                          "tokens": list(range(8)), "block_size": PAGE, "medium": "GPU"}
-    assert any(e["medium"] == "CPU" and e["block_hashes"] == seq.sequence_hashes for e in stored[1:])
+    cpu = [e for e in stored[1:] if e["medium"] == "CPU"]
+    assert [h for e in cpu for h in e["block_hashes"]] == seq.sequence_hashes
+    # Issue 26: a G2 copy's event carries the block's own tokens (it had none).
+    assert [t for e in cpu for t in e["tokens"]] == list(range(8))
     m.reset()
     m.flush()
     assert events[-1]["type"] in ("cleared", "removed")
     assert m.event_stats()["sent"] == len(events)
+
+
+def test_events_keys_publish_on_zmq_beside_the_callback():
+    """Issue 26: the events.* keys reach the Python module: a ZMQ PUB (here bound, with a rank that offsets
+    its port) carries the same events as the callback, every BlockStored with blocks × block_size tokens."""
+    import msgpack
+    import zmq
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    events = []
+    m = kvbm.KvBlockManager({**WITH_G2, "events": {"endpoint": f"tcp://127.0.0.1:{port - 1}".replace("127.0.0.1", "*"),
+                                                   "data_parallel_rank": 1, "batch_format": "map"}},
+                            on_event=events.append)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        # Wait until the subscription is live: publish a block at a time until one batch arrives.
+        live = False
+        for i in range(200):
+            _, reg = fill_request(m, [1000 + 4 * i + k for k in range(4)])
+            m.release(reg)
+            m.flush()
+            if sub.poll(50):
+                live = True
+                break
+        assert live, "no batch reached the subscriber"
+        while sub.poll(100):
+            sub.recv_multipart()
+        seq, reg = fill_request(m, list(range(8)))
+        m.release(reg)
+        m.flush()
+        stored = []
+        while sub.poll(1000):
+            topic, _seq, payload = sub.recv_multipart()
+            batch = msgpack.unpackb(payload, raw=False)
+            assert batch["data_parallel_rank"] == 1
+            stored += [e for e in batch["events"] if e["type"] == "BlockStored"]
+        assert {e["medium"] for e in stored} == {"GPU", "CPU"}
+        for e in stored:
+            assert len(e["token_ids"]) == len(e["block_hashes"]) * e["block_size"]
+            if e["block_hashes"] == seq.sequence_hashes:
+                assert e["token_ids"] == list(range(8))
+    finally:
+        sub.close(0)
+        ctx.term()
+    with pytest.raises(ValueError, match="an ipc:// endpoint cannot take a data-parallel rank"):
+        kvbm.KvBlockManager({**SMALL, "events": {"endpoint": "ipc:///tmp/kvbm-py-events", "data_parallel_rank": 1}})
 
 
 def test_event_callback_exception_does_not_break_kvbm(monkeypatch):

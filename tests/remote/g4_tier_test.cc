@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <numeric>
@@ -12,6 +13,7 @@
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/remote/redis_store.h"
 #include "support/block_bytes.h"
+#include "support/recording_event_sink.h"
 #include "support/redis_server.h"
 #include "support/wait_until.h"
 
@@ -137,6 +139,54 @@ TEST_F(G4TierTest, BlocksEvictedFromG1AndG2ComeBackFromG4ByteExact) {
   EXPECT_THAT(text, ::testing::HasSubstr("kvbm_g4_hit_blocks_total 4\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("kvbm_g4_errors_total{kind=\"corrupt\"} 0\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("kvbm_g4_available 1\n"));
+}
+
+// Issue 26 item 4: what kvbm puts in G4 is reported as Stored with medium REMOTE (and the blocks'
+// tokens); a key it put and later finds gone (deleted here, as expiry or Redis eviction would) is reported
+// Removed once; a key it never put is not.
+TEST_F(G4TierTest, PutsAreStoredEventsAndKeysFoundGoneAreRemoved) {
+  testing::RecordingEventSink sink;
+  auto created = KvBlockManager::create(g4_config(server_), &sink);
+  ASSERT_TRUE(created.ok()) << created.status();
+  KvBlockManager& m = **created;
+  ASSERT_TRUE(wait_until([&] { return m.offload_stats().g4.health == RemoteHealth::kAvailable; }, 10s));
+  const TokenBlockSequence prompt = make_seq(m, 100, 4);
+  run_request(m, prompt);
+  m.flush();
+  std::vector<SequenceHash> in_g4;
+  for (const BlocksStored& e : sink.stored()) {
+    if (e.level != CacheLevel::kG4) continue;
+    ASSERT_EQ(e.token_ids.size(), e.block_hashes.size() * m.page_size());
+    for (std::size_t i = 0; i < e.block_hashes.size(); ++i) {
+      const std::size_t at = static_cast<std::size_t>(
+          std::find(prompt.sequence_hashes().begin(), prompt.sequence_hashes().end(), e.block_hashes[i]) -
+          prompt.sequence_hashes().begin());
+      ASSERT_LT(at, 4u);
+      const TokenBlock b = prompt.block(at);
+      EXPECT_TRUE(std::equal(b.tokens.begin(), b.tokens.end(), e.token_ids.begin() + i * m.page_size()));
+      in_g4.push_back(e.block_hashes[i]);
+    }
+  }
+  ASSERT_EQ(in_g4.size(), 4u);
+
+  // Block 2 disappears from Redis; a lookup past G1/G2 finds it gone.
+  auto store = RedisStore::create(g4_config(server_).g4, model_fingerprint(kModel), kModel.bytes_per_block());
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_NE(server_.command({"DEL", (*store)->key_of(prompt.sequence_hashes()[2])}), nullptr);
+  ASSERT_TRUE(m.reset().ok());  // G1 and G2 forget the prompt; G4 keeps what Redis has
+  sink.clear();
+  MatchResult found = m.match(prompt.sequence_hashes());
+  EXPECT_EQ(found.g4.size(), 2u);
+  found = MatchResult{};
+  (void)m.match(prompt.sequence_hashes());  // reported once
+  const TokenBlockSequence never_put = make_seq(m, 900, 2);
+  (void)m.match(never_put.sequence_hashes());
+  m.flush();
+  std::vector<SequenceHash> removed;
+  for (const BlocksRemoved& e : sink.removed()) {
+    if (e.level == CacheLevel::kG4) removed.insert(removed.end(), e.block_hashes.begin(), e.block_hashes.end());
+  }
+  EXPECT_EQ(removed, std::vector<SequenceHash>{prompt.sequence_hashes()[2]});
 }
 
 TEST_F(G4TierTest, TwoWorkersSharingOneRedisReuseEachOthersBlocks) {

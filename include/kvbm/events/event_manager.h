@@ -1,12 +1,15 @@
 // EventManager: turns what block pools report (EventSink) into published KV event batches (DESIGN.md §5).
 //
 // The pools call on_stored / on_removed / on_cleared after releasing their locks; each call becomes one
-// KvEvent (one BlockStored per register call) and is appended to a bounded FIFO queue. One publisher
+// KvEvent (one BlockStored per register call) and is appended to a bounded FIFO queue. Every BlockStored
+// leaves with blocks × block_size token ids (the wire format's rule, which routers enforce): a pool that
+// reports a block without its tokens (trace replay registers hash ids only; a G3 file re-indexed at
+// start-up; keep_tokens = false) gets synthesize_block_tokens() of its hashes instead. One publisher
 // thread takes every queued event at once — as soon as `max_batch_events` are waiting, or
 // `max_batch_delay` after the first one arrived, whichever is first — and publishes them in batches of
-// at most `max_batch_events`: it encodes each batch once (encode_event_batch) and hands it to every
-// EventPublisher in order. Taking the queue is a swap, so a pool reporting an event meanwhile does not
-// wait for the lock while events are moved.
+// at most `max_batch_events` (split further while a payload is over `max_batch_bytes`): it encodes each
+// batch once (encode_event_batch) and hands it to every EventPublisher in order. Taking the queue is a swap, so a pool
+// reporting an event meanwhile does not wait for the lock while events are moved.
 //
 // Drop policy: when the queue holds `queue_capacity` events, a new event pushes out the OLDEST queued
 // one (a router would rather miss history than the present); every event dropped that way, or reported
@@ -26,6 +29,7 @@
 #include <absl/base/thread_annotations.h>
 #include <absl/status/statusor.h>
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -33,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -42,15 +47,30 @@
 #include "kvbm/core/mutex.h"
 #include "kvbm/events/event_publisher.h"
 #include "kvbm/events/kv_event.h"
+#include "kvbm/events/msgpack_codec.h"
 
 namespace kvbm {
 
 struct EventManagerOptions {
-  std::size_t queue_capacity = 65536;              // events, > 0; the oldest is dropped beyond this
-  std::size_t max_batch_events = 256;              // events per published batch, > 0
-  std::chrono::milliseconds max_batch_delay{10};   // how long a batch may wait to fill, >= 0
+  std::size_t queue_capacity = 65536;             // events, > 0; the oldest is dropped beyond this
+  std::size_t max_batch_events = 256;             // events per published batch, > 0
+  std::chrono::milliseconds max_batch_delay{10};  // how long a batch may wait to fill, >= 0
+  // A batch whose payload is larger is split in halves (down to single events), > 0. Below NATS's
+  // default max_payload (1 MiB), which refuses larger messages.
+  std::size_t max_batch_bytes = 1000000;
   std::optional<std::int64_t> data_parallel_rank;  // the batch's third item; >= 0 when set
+  BatchFormat batch_format = BatchFormat::kArray;  // shape B; kMap = shape C (specs/kv-events-wire-format.md)
+  // The `medium` of each tier's events, indexed by CacheLevel; each non-empty.
+  std::array<std::string, kNumCacheLevels> media = {"GPU", "CPU", "DISK", "REMOTE"};
 };
+
+// The tokens kvbm publishes for a block it holds without them: token i of the block with hash h is
+// splitmix64(h + i) >> 33 (31 bits; splitmix64 as in Steele et al.: z += 0x9E3779B97F4A7C15, then
+// z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9, z = (z ^ z >> 27) * 0x94D049BB133111EB, z ^ z >> 31). Distinct
+// blocks get distinct token blocks, deterministically. `out` is overwritten (its capacity reused) with
+// hashes.size() × block_size tokens.
+void synthesize_block_tokens(std::span<const std::uint64_t> hashes, std::uint32_t block_size,
+                             std::vector<std::uint32_t>& out);
 
 // Counters since creation. sent + dropped + (queued or in flight) = every event reported.
 struct EventManagerStats {
@@ -90,8 +110,9 @@ class EventManager final : public EventSink {
   void on_removed(BlocksRemoved event) override;
   void on_cleared(CacheLevel level) override;
 
-  // Enqueues an event as is (for callers that build KvEvents themselves, e.g. trace replay).
-  void enqueue(KvEvent event);
+  // Enqueues an event as is (for callers that build KvEvents themselves). InvalidArgument, and nothing
+  // queued, for a BlockStored whose token_ids are not blocks × block_size long.
+  [[nodiscard]] absl::Status enqueue(KvEvent event);
 
   // Returns once every event enqueued before the call has been published or dropped. Publishes what is
   // queued now, without waiting for max_batch_delay.

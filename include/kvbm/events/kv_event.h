@@ -1,7 +1,7 @@
 // The KV cache events of specs/kv-events-wire-format.md (vLLM-compatible), as C++ values.
 //
-// Publishers encode EventBatch values to the wire (msgpack map form); subscribers decode both the map
-// form and the older positional-array form into them; the router index consumes them.
+// Publishers encode EventBatch values to the wire (events as maps, batch shape B or C); subscribers decode
+// every shape into them; the router index consumes them.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,10 @@ namespace kvbm {
 struct BlockStoredEvent {
   std::vector<std::uint64_t> block_hashes;         // kvbm sequence hashes (each names a whole prefix)
   std::optional<std::uint64_t> parent_block_hash;  // parent of block_hashes[0]
-  std::vector<std::uint32_t> token_ids;            // tokens of exactly these blocks (may be empty)
+  // Tokens of exactly these blocks, in order: block_hashes.size() × block_size of them (the wire format's
+  // rule; stored_token_count()). kvbm synthesizes them for blocks it holds without tokens
+  // (synthesize_block_tokens, event_manager.h).
+  std::vector<std::uint32_t> token_ids;
   std::uint32_t block_size = 0;
   std::optional<std::int64_t> lora_id;  // kvbm always publishes nil
   std::optional<std::string> medium;    // "GPU" | "CPU" | "DISK" | "REMOTE"
@@ -34,6 +37,11 @@ struct AllBlocksClearedEvent {
 };
 
 using KvEvent = std::variant<BlockStoredEvent, BlockRemovedEvent, AllBlocksClearedEvent>;
+
+// How many token_ids a BlockStored must carry: blocks × block_size.
+[[nodiscard]] inline std::uint64_t stored_token_count(const BlockStoredEvent& e) {
+  return std::uint64_t{e.block_hashes.size()} * e.block_size;
+}
 
 // One published batch: `[timestamp, events, data_parallel_rank]` on the wire.
 struct EventBatch {

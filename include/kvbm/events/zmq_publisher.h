@@ -4,7 +4,7 @@
 // Every batch is one three-frame message: [topic, sequence (8 bytes big-endian, from 0, +1 per batch),
 // msgpack payload]. The PUB socket binds when its endpoint holds `*` or `::` or starts with ipc:// or
 // inproc://, and connects otherwise. With a data-parallel rank r, a tcp endpoint's port becomes port + r
-// (for both sockets; a `*` port stays ephemeral; other transports are used as given). Batches go only
+// (for both sockets; a `*` port stays ephemeral), an inproc name gets `_dp{r}`, an ipc path is refused. Batches go only
 // to peers whose connection is complete (ZMQ_IMMEDIATE): a connecting PUB drops what it publishes while
 // its peer is away, as a bound PUB does with no subscriber (a subscriber catches up through replay).
 //
@@ -104,9 +104,12 @@ class ZmqPublisher final : public EventPublisher {
 // Endpoint rules of the wire format, exposed for the subscriber and tests.
 // Whether the PUB side binds `endpoint` (holds `*` or `::`, or is ipc:// / inproc://).
 [[nodiscard]] bool zmq_endpoint_binds(std::string_view endpoint);
-// `endpoint` checked (tcp://HOST:PORT, ipc://PATH, inproc://NAME) and, for tcp with a numeric port,
-// offset by `rank`. InvalidArgument naming `field` and the endpoint otherwise.
-[[nodiscard]] absl::StatusOr<std::string> zmq_offset_endpoint(std::string_view endpoint, std::int64_t rank,
+// `endpoint` checked (tcp://HOST:PORT, ipc://PATH, inproc://NAME) and, with a data-parallel `rank`, made
+// that rank's, as vLLM does: a tcp port becomes port + rank (a `*` port stays), an inproc name gets
+// `_dp{rank}`, and an ipc path is refused (every rank would bind the same path). InvalidArgument naming
+// `field` and the endpoint otherwise.
+[[nodiscard]] absl::StatusOr<std::string> zmq_offset_endpoint(std::string_view endpoint,
+                                                              std::optional<std::int64_t> rank,
                                                               std::string_view field = "endpoint");
 
 }  // namespace kvbm

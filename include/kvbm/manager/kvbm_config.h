@@ -5,7 +5,8 @@
 // `--set key=value` flags, see apply_overrides) after loading. validate() checks everything once, at construction of
 // the manager; every error names the key and the allowed range.
 //
-// Keys are `section.name` (model.*, g1.*, g2.*, g3.*, offload.*) plus top-level `keep_tokens`; the
+// Keys are `section.name` (model.*, g1.*, g2.*, g3.*, g4.*, offload.*, metrics.*, events.*) plus top-level
+// `keep_tokens`; the
 // environment variable of a key is KVBM_ + the key upper-cased with '.' → '_' (KVBM_G2_BYTES).
 // config_keys() lists every key with its type, allowed values and meaning; the README's reference is
 // checked against it by a test.
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvbm/core/events_config.h"
 #include "kvbm/core/model_config.h"
 #include "kvbm/core/types.h"
 #include "kvbm/layout/layout.h"
@@ -81,6 +83,7 @@ struct KvbmConfig {
   OffloadConfig offload;
   MetricsConfig metrics;    // metrics.port (0 = off), metrics.bind
   G4Config g4;              // g4.*: the remote tier (issue 7/8); off while g4.endpoints is empty
+  EventsConfig events;      // events.*: KV event publishing (issue 26); off while no endpoint is set
   bool keep_tokens = true;  // keep token ids per G1 block (Stored events carry them; append needs them)
 
   // Everything checked; InvalidArgument naming the key and the allowed range. The first error of check().

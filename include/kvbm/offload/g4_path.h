@@ -13,9 +13,16 @@
 //           returns the longest intact prefix. A missing, damaged, late or unavailable block ends the prefix
 //           there: a miss, never wrong bytes.
 //
+// Events (issue 26), with Options::events: a BlockStored (medium of G4, "REMOTE") for the blocks each put
+// stored, with the tokens the caller gives; a BlockRemoved for a key this path put that match() or fetch()
+// then finds gone (NotFound: expired, evicted by Redis, deleted); a node that is down or late tells
+// nothing. The hashes this path put are kept (a hash set of 8-byte keys) to tell a key it put from one
+// another worker put, until they are found gone.
+//
 // Thread-safety: all methods are thread-safe.
 #pragma once
 
+#include <absl/container/flat_hash_set.h>
 #include <absl/status/statusor.h>
 
 #include <cstdint>
@@ -23,6 +30,7 @@
 #include <span>
 #include <vector>
 
+#include "kvbm/core/event_sink.h"
 #include "kvbm/core/mutex.h"
 #include "kvbm/pool/block_pool.h"
 #include "kvbm/remote/remote_config.h"
@@ -56,11 +64,16 @@ class G4Path {
   struct Options {
     std::uint32_t deadline_ms = 20;
     std::uint32_t max_batch_blocks = 64;
+    EventSink* events = nullptr;  // not owned, must outlive the path; null = no events
+    std::uint32_t page_size = 0;  // block_size of the Stored events
   };
   // A block to put: its identity and the slot of the host tier (put()'s `memory`) holding its bytes.
   struct PutBlock {
     BlockIdentity identity;
     BlockId slot;
+    // Its tokens, for the Stored event; empty when the host tier keeps none (the event manager then
+    // synthesizes them).
+    std::span<const std::uint32_t> tokens = {};
   };
   // A fetched block: its identity and payload (the block's bytes in canonical order).
   struct Fetched {
@@ -95,16 +108,23 @@ class G4Path {
 
  private:
   void add(std::uint64_t G4Stats::*field, std::uint64_t n);
+  // Events: the blocks of `part` that were stored; the keys of `hashes` this path put and found gone.
+  void report_stored(std::span<const PutBlock> part, const RemoteResult& r);
+  void report_gone(std::span<const SequenceHash> hashes, const RemoteResult& r);
 
   const std::unique_ptr<RemoteStore> store_;
   const Options options_;
 
   mutable Mutex stats_mu_;
   G4Stats stats_ ABSL_GUARDED_BY(stats_mu_);
+
+  Mutex put_mu_;
+  absl::flat_hash_set<std::uint64_t> put_ ABSL_GUARDED_BY(put_mu_);  // with events: hashes put, not seen gone
 };
 
 // A G4Path on Redis for `config` (validated), values sized and fingerprinted for `model`.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<G4Path>> make_redis_g4_path(const G4Config& config,
-                                                                         const ModelConfig& model);
+                                                                         const ModelConfig& model,
+                                                                         EventSink* events = nullptr);
 
 }  // namespace kvbm

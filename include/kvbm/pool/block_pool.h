@@ -176,6 +176,10 @@ class MutableBlock {
   [[nodiscard]] absl::Status apply(const TokenBlock& block);
   // Reset → Complete from an identity alone: no tokens (metadata-only use, e.g. trace replay).
   [[nodiscard]] absl::Status apply(const BlockIdentity& identity);
+  // Reset → Complete from an identity and the block's tokens, as a copy from another tier brings them:
+  // kept when this pool keeps tokens and there are exactly page_size of them (else as apply(identity)),
+  // so that its Stored event carries them.
+  [[nodiscard]] absl::Status apply(const BlockIdentity& identity, std::span<const std::uint32_t> tokens);
 
   // The block's bytes of (layer, outer); empty when the pool has no memory bound or indices are out of range.
   [[nodiscard]] std::span<std::byte> chunk(std::uint32_t layer, std::uint32_t outer) const;
@@ -444,6 +448,12 @@ class BlockPool {
     if (!id) return std::nullopt;
     return ImmutableBlock<L>(core_.get(), *id, hash);
   }
+  // The token ids of slot `id`: a block registered here (e.g. pinned for a copy), or an EvictedBlock's
+  // slot whose new MutableBlock has not been written yet. Empty when the pool keeps no tokens or the block
+  // was stored without them.
+  [[nodiscard]] std::span<const std::uint32_t> slot_tokens(BlockId id) const {
+    return detail::registered_tokens(core_.get(), id);
+  }
   // Whether a pin_for_copy() and its release leave the eviction policy exactly as it was (EvictionPolicy::
   // pins_keep_state): a copy that needs no pin may then skip it without changing a later decision.
   [[nodiscard]] bool pins_keep_state() const { return detail::pins_keep_state(core_.get()); }
@@ -497,7 +507,7 @@ absl::Status mutable_commit(PoolCore* core, BlockId id, MutableState& state, std
 absl::Status mutable_apply_tokens(PoolCore* core, BlockId id, MutableState& state, std::uint32_t& num_tokens,
                                   BlockIdentity& identity, const TokenBlock& block);
 absl::Status mutable_apply_identity(PoolCore* core, BlockId id, MutableState& state, BlockIdentity& identity,
-                                    const BlockIdentity& from);
+                                    const BlockIdentity& from, std::span<const std::uint32_t> tokens = {});
 std::span<std::byte> chunk_bytes(const PoolCore* core, BlockId id, std::uint32_t layer, std::uint32_t outer);
 }  // namespace detail
 
@@ -525,6 +535,11 @@ template <CacheLevel L>
 absl::Status MutableBlock<L>::apply(const BlockIdentity& identity) {
   if (core_ == nullptr) return absl::FailedPreconditionError("MutableBlock::apply: handle is empty");
   return detail::mutable_apply_identity(core_, id_, state_, identity_, identity);
+}
+template <CacheLevel L>
+absl::Status MutableBlock<L>::apply(const BlockIdentity& identity, std::span<const std::uint32_t> tokens) {
+  if (core_ == nullptr) return absl::FailedPreconditionError("MutableBlock::apply: handle is empty");
+  return detail::mutable_apply_identity(core_, id_, state_, identity_, identity, tokens);
 }
 template <CacheLevel L>
 std::span<std::byte> MutableBlock<L>::chunk(std::uint32_t layer, std::uint32_t outer) const {
