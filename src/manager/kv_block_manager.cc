@@ -47,26 +47,77 @@ absl::StatusOr<std::unique_ptr<Storage>> make_memory(const std::string& tier, co
   return storage;
 }
 
-// Builds one tier: layout, storage, memory binding, pool (and checksums and persistence for disk). With
-// `identities_only`, just the layout (for the model's block size) and a pool without memory.
+// A user layout for tier `name` must describe this model's blocks, as many as the tier is configured for.
+absl::Status check_user_layout(const std::string& name, const KvbmConfig& config, std::uint32_t blocks,
+                               const Layout& layout) {
+  if (layout.model() != config.model) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the user layout (", layout.name(), ") is for model ",
+                                                   layout.model().to_string(), ", the configuration's model is ",
+                                                   config.model.to_string()));
+  }
+  if (layout.num_blocks() != blocks) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the user layout (", layout.name(), ") has ",
+                                                   layout.num_blocks(), " blocks, the configuration gives the tier ",
+                                                   blocks, " (", name, ".num_blocks / ", name, ".bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+// A user storage for tier `name` must hold its layout: as many regions, each at least as large.
+absl::Status check_user_storage(const std::string& name, std::uint32_t blocks, const Layout& layout,
+                                const Storage& storage) {
+  const std::vector<std::uint64_t> needed = layout.region_sizes();
+  const std::vector<std::uint64_t> has = storage.region_sizes();
+  if (has.size() != needed.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the user storage has ", has.size(),
+                                                   " region(s), the tier's layout (", layout.name(), ") needs ",
+                                                   needed.size()));
+  }
+  for (std::size_t i = 0; i < needed.size(); ++i) {
+    if (has[i] < needed[i]) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": the user storage's region ", i, " holds ", has[i],
+                                                     " bytes, the tier's ", blocks, " blocks need ", needed[i],
+                                                     " (layout ", layout.name(), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Builds one tier: layout, storage, memory binding, pool (and checksums and persistence for disk), taking
+// the layout and storage from `parts` where given. With `identities_only`, just the layout (for the
+// model's block size) and a pool without memory.
 template <CacheLevel L>
 absl::StatusOr<std::unique_ptr<Tier<L>>> make_tier(const KvbmConfig& config, EventSink* events, bool identities_only,
-                                                   ReleaseObserver* on_release, PersistentG3** persist_out) {
+                                                   ReleaseObserver* on_release, PersistentG3** persist_out,
+                                                   TierParts parts) {
   const std::string name = absl::AsciiStrToLower(std::string(cache_level_name(L)));
   const TierConfig& tc = config.tier(L);
   const std::uint32_t blocks = config.tier_blocks(L);
   auto tier = std::make_unique<Tier<L>>();
 
-  LayoutConfig layout_config = tc.layout;
-  if (L == CacheLevel::kG3)
-    layout_config.alignment = std::max<std::uint64_t>(layout_config.alignment, DiskFile::kAlignment);
-  auto layout = make_layout(config.model, blocks, layout_config);
-  if (!layout.ok()) return absl::Status(layout.status().code(), absl::StrCat(name, ": ", layout.status().message()));
-  tier->layout = *std::move(layout);
+  if (parts.layout) {
+    if (absl::Status s = check_user_layout(name, config, blocks, *parts.layout); !s.ok()) return s;
+    tier->layout = std::move(parts.layout);
+  } else {
+    LayoutConfig layout_config = tc.layout;
+    if (L == CacheLevel::kG3)
+      layout_config.alignment = std::max<std::uint64_t>(layout_config.alignment, DiskFile::kAlignment);
+    auto layout = make_layout(config.model, blocks, layout_config);
+    if (!layout.ok()) return absl::Status(layout.status().code(), absl::StrCat(name, ": ", layout.status().message()));
+    tier->layout = *std::move(layout);
+  }
 
   PersistentG3* persist = nullptr;
   if (!identities_only) {
-    if constexpr (L == CacheLevel::kG3) {
+    if (parts.storage) {
+      if (L == CacheLevel::kG3 && tc.persist) {
+        return absl::InvalidArgumentError(
+            "g3: g3.persist keeps its index in kvbm's own disk file; it cannot be combined with a user storage");
+      }
+      if (absl::Status s = check_user_storage(name, blocks, *tier->layout, *parts.storage); !s.ok()) return s;
+      if (L == CacheLevel::kG3) tier->checksums = std::make_unique<BlockChecksums>(blocks);
+      tier->storage = std::move(parts.storage);
+    } else if constexpr (L == CacheLevel::kG3) {
       tier->checksums = std::make_unique<BlockChecksums>(blocks);
       DiskFile::Options options;
       options.directory = tc.directory;
@@ -155,27 +206,120 @@ bool holds_foreign(const std::vector<ImmutableBlock<L>>& blocks, const Tier<L>* 
                      [&](const ImmutableBlock<L>& b) { return tier == nullptr || !tier->pool->owns(b); });
 }
 
+// What ManagerParts can be checked against before anything is built: each piece belongs to a tier that is
+// on, and holds bytes; the G4 store fits the model and has a G2 to come through.
+absl::Status check_parts(const KvbmConfig& config, const ManagerParts& parts, bool identities_only) {
+  const std::pair<const TierParts*, CacheLevel> tiers[] = {
+      {&parts.g1, CacheLevel::kG1}, {&parts.g2, CacheLevel::kG2}, {&parts.g3, CacheLevel::kG3}};
+  for (const auto& [tier, level] : tiers) {
+    if (tier->empty()) continue;
+    const std::string name = absl::AsciiStrToLower(std::string(cache_level_name(level)));
+    if (!config.tier(level).enabled()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": user parts were given for a tier that is off; set ", name,
+                                                     ".num_blocks or ", name, ".bytes"));
+    }
+    if (identities_only && tier->storage) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": a user storage was given, but the tiers hold identities only (kvbm replay --no-data)"));
+    }
+  }
+  if (!parts.g4) return absl::OkStatus();
+  if (config.g4.enabled()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("g4: both g4.endpoints (", config.g4.endpoints, ") and a user RemoteStore were given; use one"));
+  }
+  if (identities_only) {
+    return absl::InvalidArgumentError(
+        "g4: a user RemoteStore was given, but the tiers hold identities only (kvbm replay --no-data)");
+  }
+  if (!config.g2.enabled()) {
+    return absl::InvalidArgumentError(
+        "g4: a user RemoteStore needs a G2 tier (blocks reach G4 from host memory): set g2.num_blocks or g2.bytes");
+  }
+  if (parts.g4->payload_bytes() != config.model.bytes_per_block()) {
+    return absl::InvalidArgumentError(absl::StrCat("g4: the user RemoteStore's payload_bytes() is ",
+                                                   parts.g4->payload_bytes(), ", the model's blocks are ",
+                                                   config.model.bytes_per_block(), " bytes"));
+  }
+  if (parts.g4->fingerprint() != model_fingerprint(config.model)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("g4: the user RemoteStore's fingerprint() is ", absl::Hex(parts.g4->fingerprint()),
+                     ", the model's is model_fingerprint(model) = ", absl::Hex(model_fingerprint(config.model))));
+  }
+  return absl::OkStatus();
+}
+
+// Every copy the tier chain makes between the local tiers — G1 ↔ G2, G2 ↔ G3, G3 → G1 (onboarding) — has a
+// transfer path, and G2 is host-addressable when G4 is on (values are packed from it and fetched into it).
+absl::Status check_paths(const TierStack& tiers, bool g4) {
+  if (g4 && !tiers.g2->memory->host_addressable()) {
+    return absl::InvalidArgumentError(absl::StrCat("g2: G4 needs a host-addressable G2, the user storage is ",
+                                                   std::string(storage_kind_name(tiers.g2->storage->kind())),
+                                                   " without host bytes (Storage::host_region)"));
+  }
+  struct Pair {
+    const char* name;
+    TierView src;
+    TierView dst;
+  };
+  std::vector<Pair> pairs;
+  const TierView g1 = tiers.g1->view();
+  if (tiers.g2) {
+    const TierView g2 = tiers.g2->view();
+    pairs.push_back({"g1 -> g2", g1, g2});
+    pairs.push_back({"g2 -> g1", g2, g1});
+    if (tiers.g3) {
+      const TierView g3 = tiers.g3->view();
+      pairs.push_back({"g2 -> g3", g2, g3});
+      pairs.push_back({"g3 -> g2", g3, g2});
+      pairs.push_back({"g3 -> g1", g3, g1});
+    }
+  }
+  for (const Pair& p : pairs) {
+    if (absl::Status s = TransferEngine::check_path(p.src, p.dst); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(p.name, " has no copy path for the given parts: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, Options options) {
+  return create(config, ManagerParts{}, std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, ManagerParts parts) {
+  return create(config, std::move(parts), Options{});
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const KvbmConfig& config, ManagerParts parts,
+                                                                       Options options) {
   if (absl::Status s = config.validate(); !s.ok()) return s;
+  if (absl::Status s = check_parts(config, parts, options.identities_only); !s.ok()) return s;
+  const bool user_parts = !parts.g1.empty() || !parts.g2.empty() || !parts.g3.empty() || parts.g4 != nullptr;
   std::unique_ptr<KvBlockManager> m(new KvBlockManager(config));
   m->identities_only_ = options.identities_only;
   const bool bytes = !options.identities_only;
 
-  auto g1 = make_tier<CacheLevel::kG1>(config, options.events, !bytes,
-                                       config.g2.enabled() ? &m->release_relay_ : nullptr, nullptr);
+  auto g1 = make_tier<CacheLevel::kG1>(
+      config, options.events, !bytes, config.g2.enabled() ? &m->release_relay_ : nullptr, nullptr, std::move(parts.g1));
   if (!g1.ok()) return g1.status();
   m->tiers_.g1 = *std::move(g1);
   if (config.g2.enabled()) {
-    auto g2 = make_tier<CacheLevel::kG2>(config, options.events, !bytes, nullptr, nullptr);
+    auto g2 = make_tier<CacheLevel::kG2>(config, options.events, !bytes, nullptr, nullptr, std::move(parts.g2));
     if (!g2.ok()) return g2.status();
     m->tiers_.g2 = *std::move(g2);
   }
   if (config.g3.enabled()) {
-    auto g3 = make_tier<CacheLevel::kG3>(config, options.events, !bytes, nullptr, &m->g3_persist_);
+    auto g3 = make_tier<CacheLevel::kG3>(config, options.events, !bytes, nullptr, &m->g3_persist_, std::move(parts.g3));
     if (!g3.ok()) return g3.status();
     m->tiers_.g3 = *std::move(g3);
+  }
+  // User pieces: every copy the chain can make between them must have a path (a custom layout on the disk
+  // file, device memory without CUDA, ...) — an error now rather than failed copies later.
+  if (user_parts && bytes) {
+    if (absl::Status s = check_paths(m->tiers_, parts.g4 != nullptr || config.g4.enabled()); !s.ok()) return s;
   }
   if (config.g4.enabled() && !bytes) {  // identities only: G4 as an LRU pool of its planned capacity
     const std::uint32_t blocks = config.tier_blocks(CacheLevel::kG4);
@@ -222,6 +366,11 @@ absl::StatusOr<std::unique_ptr<KvBlockManager>> KvBlockManager::create(const Kvb
       auto path = make_redis_g4_path(config.g4, config.model, options.events);
       if (!path.ok()) return path.status();
       offload.g4 = *std::move(path);
+    } else if (parts.g4) {  // a user backend (check_parts: bytes, G2, no endpoints)
+      G4Path::Options g4_options;
+      g4_options.deadline_ms = config.g4.deadline_ms;
+      g4_options.max_batch_blocks = config.g4.max_batch_blocks;
+      offload.g4 = std::make_unique<G4Path>(std::move(parts.g4), g4_options);
     }
     m->offload_ = std::make_unique<OffloadManager>(&m->tiers_, m->engine_.get(), config.offload, std::move(offload));
     m->release_relay_.set(m->offload_->g1_release_observer());

@@ -15,7 +15,7 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-G4Path::G4Path(std::unique_ptr<RemoteStore> store, Options options) : store_(std::move(store)), options_(options) {}
+G4Path::G4Path(std::shared_ptr<RemoteStore> store, Options options) : store_(std::move(store)), options_(options) {}
 
 G4Path::~G4Path() { shutdown(); }
 

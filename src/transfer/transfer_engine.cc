@@ -313,4 +313,8 @@ TransferResult TransferEngine::run(const TransferRequest& request) { return impl
 
 TransferStats TransferEngine::stats() const { return impl_->stats(); }
 
+absl::Status TransferEngine::check_path(const TierView& src, const TierView& dst) {
+  return detail::plan_transfer(TransferRequest{src, dst, {}}).status();
+}
+
 }  // namespace kvbm

@@ -13,6 +13,10 @@
 //   kvbm->release(std::move(*registered)); kvbm->release(std::move(*hits));  // tail first; now written
 //                                                       // down the tier chain (G2, G3) in the background
 //
+// Custom backends: create(config, parts) builds the same manager around user-supplied pieces — a tier's
+// Storage (memory the user owns or maps), its Layout (LayoutKind::kCustom), and the G4 RemoteStore in place
+// of Redis. Everything else (pools, chain, metrics, events) is what the configuration gives.
+//
 // Thread-safety: every method may be called concurrently. Handles must not outlive the manager
 // (a debug build aborts when they do).
 #pragma once
@@ -33,9 +37,35 @@
 #include "kvbm/offload/offload_manager.h"
 #include "kvbm/offload/persistent_g3.h"
 #include "kvbm/offload/tier.h"
+#include "kvbm/remote/remote_store.h"
 #include "kvbm/transfer/transfer_engine.h"
 
 namespace kvbm {
+
+// User-supplied pieces of one local tier (G1-G3); a null piece is built from the configuration as usual.
+// The tier itself must be on in the configuration (its capacity decides the block count).
+//   layout   REQUIRES: model() == config.model, num_blocks() == the tier's configured blocks.
+//   storage  REQUIRES: regions that hold the tier's layout (count and sizes, Layout::check_storage). The
+//            manager owns the Storage object; memory it merely points at must outlive the manager. G2's must
+//            be host-addressable when G4 is on (values are packed from it); G3's replaces the disk file
+//            (not with g3.persist). Whatever copies the chain makes must have a path (TransferEngine).
+struct TierParts {
+  std::unique_ptr<Layout> layout;
+  std::unique_ptr<Storage> storage;
+  [[nodiscard]] bool empty() const { return layout == nullptr && storage == nullptr; }
+};
+
+// What KvBlockManager::create(config, parts) builds around. Every piece is optional.
+struct ManagerParts {
+  TierParts g1;
+  TierParts g2;
+  TierParts g3;
+  // The remote tier's store instead of Redis: G4 is on with it (g4.endpoints must then be empty) and needs
+  // G2. REQUIRES: payload_bytes() == config.model.bytes_per_block(), fingerprint() ==
+  // model_fingerprint(config.model). g4.deadline_ms and g4.max_batch_blocks apply; the manager calls
+  // shutdown() when it goes.
+  std::shared_ptr<RemoteStore> g4;
+};
 
 class KvBlockManager {
  public:
@@ -55,6 +85,13 @@ class KvBlockManager {
   // Validates `config` and allocates every tier up front (a G3 directory without room is an error here).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
                                                                               Options options);
+  // The same, around user-supplied pieces (ManagerParts). A piece that does not fit the configuration —
+  // storage too small for the tier's blocks, a layout of another geometry or block count, a store of
+  // another block size — is InvalidArgument naming the tier and both values; nothing is kept.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
+                                                                              ManagerParts parts, Options options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
+                                                                              ManagerParts parts);
   // `events` (not owned, may be null) must outlive the manager; `io` replaces the disk I/O backend.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBlockManager>> create(const KvbmConfig& config,
                                                                               EventSink* events = nullptr,

@@ -1,6 +1,7 @@
 // G4Path: the remote tier (G4) as the tier chain reaches it — puts, deadline-bounded lookups, fetches
-// (DESIGN.md §4: remoteness is a property of a tier). The OffloadManager owns one when g4.endpoints is set;
-// its G2 → G4 link calls put() on the link's lane, match() and fetch() serve matching and onboarding.
+// (DESIGN.md §4: remoteness is a property of a tier). The OffloadManager owns one when g4.endpoints is set
+// (Redis) or a user RemoteStore is given (ManagerParts::g4); its G2 → G4 link calls put() on the link's
+// lane, match() and fetch() serve matching and onboarding.
 //
 //   put     the caller hands blocks whose bytes sit in slots of a host tier it keeps stable meanwhile; each
 //           becomes a value (canonical order, header with identity and checksum: kvbm/remote/remote_store.h)
@@ -86,7 +87,9 @@ class G4Path {
     RemoteResult values;
   };
 
-  G4Path(std::unique_ptr<RemoteStore> store, Options options);
+  // `store` may also be held by its creator (a user backend, KvBlockManager::create with parts); shutdown()
+  // shuts it down for everyone.
+  G4Path(std::shared_ptr<RemoteStore> store, Options options);
   ~G4Path();
   G4Path(const G4Path&) = delete;
   G4Path& operator=(const G4Path&) = delete;
@@ -112,7 +115,7 @@ class G4Path {
   void report_stored(std::span<const PutBlock> part, const RemoteResult& r);
   void report_gone(std::span<const SequenceHash> hashes, const RemoteResult& r);
 
-  const std::unique_ptr<RemoteStore> store_;
+  const std::shared_ptr<RemoteStore> store_;
   const Options options_;
 
   mutable Mutex stats_mu_;

@@ -113,6 +113,9 @@ class TransferEngine {
   [[nodiscard]] std::shared_ptr<TransferCompletion> submit(TransferRequest request);
   // Runs a batch on the calling thread and returns its result.
   [[nodiscard]] TransferResult run(const TransferRequest& request);
+  // Whether batches from `src` to `dst` have a copy path that both sides suit (the request-level checks of
+  // submit(), without blocks): for callers that validate a pair of tiers once, when they are built.
+  [[nodiscard]] static absl::Status check_path(const TierView& src, const TierView& dst);
 
   [[nodiscard]] TransferStats stats() const;
   [[nodiscard]] const IoBackend& io() const { return *io_; }
