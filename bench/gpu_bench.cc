@@ -100,7 +100,7 @@ void run_per_region(const TransferRequest& request, cudaStream_t stream, bool sr
   const ModelConfig& model = src.layout().model();
   auto address = [](const TierMemory& tier, const RegionRef& ref) -> std::byte* {
     if (tier.storage().kind() == StorageKind::kDevice) {
-      return static_cast<std::byte*>(device_region(tier.storage(), ref.region)) + ref.offset;
+      return static_cast<std::byte*>(tier.storage().device_region(ref.region)) + ref.offset;
     }
     return tier.storage().host_region(ref.region).data() + ref.offset;
   };

@@ -6,41 +6,21 @@
 //
 // DLPack before 1.0 cannot mark a tensor read-only: a consumer of an ImmutableBlock's chunk_view() must
 // not write through it (NumPy arrays from chunk()/view() are read-only and enforce it).
+//
+// Device memory (a G1 with memory = "device"): chunk_view() exports the chunk's device address as a
+// (kDLCUDA, device) tensor, so torch.from_dlpack gives a CUDA tensor without a copy. NumPy views, chunk() and
+// chunk_checksum() need host bytes and say so. kvbm's own copies into G1 have finished (synchronised on the
+// host) before a handle is returned, so the consumer's stream has nothing to wait for: __dlpack__ ignores it.
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
 #include <absl/strings/str_cat.h>
 
 #include "bindings.h"
+#include "dlpack.h"
 #include "kvbm/core/hashing.h"
 
 namespace kvbm::python {
 namespace {
-
-// ---- DLPack (v0.8 ABI: the structs of dlpack.h, which NumPy and PyTorch consume) ----
-struct DLDevice {
-  std::int32_t device_type;  // kDLCPU = 1
-  std::int32_t device_id;
-};
-struct DLDataType {
-  std::uint8_t code;  // kDLInt 0, kDLUInt 1, kDLFloat 2, kDLBfloat 4, kDLComplex 5
-  std::uint8_t bits;
-  std::uint16_t lanes;
-};
-struct DLTensor {
-  void* data;
-  DLDevice device;
-  std::int32_t ndim;
-  DLDataType dtype;
-  std::int64_t* shape;
-  std::int64_t* strides;  // in elements
-  std::uint64_t byte_offset;
-};
-struct DLManagedTensor {
-  DLTensor dl_tensor;
-  void* manager_ctx;
-  void (*deleter)(DLManagedTensor* self);
-};
-constexpr std::int32_t kDLCPU = 1;
 
 // An element type given by the caller: a NumPy dtype (or anything np.dtype() takes), a torch dtype, or
 // "bfloat16" (DLPack only: NumPy has no bfloat16).
@@ -100,7 +80,8 @@ std::int64_t columns(std::uint64_t nbytes, std::uint64_t rows, const ElementType
 
 // A typed window on block memory, with the object that keeps it valid.
 struct Region {
-  std::byte* data = nullptr;
+  std::byte* data = nullptr;  // a device address when device is kDLCUDA: never dereferenced here
+  DLDevice device{kDLCPU, 0};
   std::vector<std::int64_t> shape;  // elements; C order
   ElementType type;
   bool readonly = false;
@@ -108,6 +89,10 @@ struct Region {
 };
 
 py::array to_numpy(const Region& r, const py::handle& base) {
+  if (r.device.device_type != kDLCPU) {
+    throw py::value_error(absl::StrCat("this chunk is in GPU memory (CUDA device ", r.device.device_id,
+                                       "): NumPy cannot view it; use chunk_view() and torch.from_dlpack"));
+  }
   if (r.type.numpy.is_none()) {
     throw py::value_error("NumPy has no " + r.type.name + ": use chunk_view() and torch.from_dlpack");
   }
@@ -160,7 +145,7 @@ py::capsule to_dlpack(const py::object& self) {
   }
   auto* tensor = new DLManagedTensor{};
   tensor->dl_tensor.data = view.region.data;
-  tensor->dl_tensor.device = {kDLCPU, 0};
+  tensor->dl_tensor.device = view.region.device;
   tensor->dl_tensor.ndim = static_cast<std::int32_t>(ctx->shape.size());
   tensor->dl_tensor.dtype = view.region.type.dl;
   tensor->dl_tensor.shape = ctx->shape.data();
@@ -189,23 +174,59 @@ void check_indices(const ModelConfig& model, std::uint32_t layer, std::uint32_t 
   }
 }
 
+// Where one chunk's bytes are: host bytes, or a device address.
+struct ChunkMemory {
+  std::byte* data = nullptr;
+  std::uint64_t size = 0;
+  DLDevice device{kDLCPU, 0};
+};
+
+template <typename Block>
+ChunkMemory chunk_memory(const Block& block, std::uint32_t layer, std::uint32_t outer) {
+  const std::optional<StorageKind> kind = block.memory_kind();
+  if (!kind) throw py::value_error("this manager's G1 has no memory bound to its blocks");
+  const std::optional<DLDevice> device = dlpack_device(*kind, block.device_id());
+  if (!device) {
+    throw py::value_error(
+        absl::StrCat("G1 memory of kind ", std::string(storage_kind_name(*kind)), " cannot be viewed"));
+  }
+  if (device->device_type == kDLCUDA) {
+    const DeviceChunk chunk = block.device_chunk(layer, outer);
+    return {reinterpret_cast<std::byte*>(chunk.address), chunk.size, *device};  // NOLINT: an address, not read
+  }
+  const auto bytes = block.chunk(layer, outer);
+  return {const_cast<std::byte*>(bytes.data()), bytes.size(), *device};  // NOLINT: read-only views use flags
+}
+
+// Host bytes of a chunk, for reading here: ValueError for device memory.
+std::span<const std::byte> host_bytes(const ChunkMemory& chunk, const char* what) {
+  if (chunk.device.device_type != kDLCPU) {
+    throw py::value_error(absl::StrCat(what, " reads host memory; this G1 is GPU memory (CUDA device ",
+                                       chunk.device.device_id, "): use chunk_view() and torch.from_dlpack"));
+  }
+  return {chunk.data, chunk.size};
+}
+
 // One chunk: (page_size, columns).
-Region chunk_region(const StatePtr& state, std::span<const std::byte> bytes, const py::object& dtype, bool readonly,
+Region chunk_region(const StatePtr& state, const ChunkMemory& chunk, const py::object& dtype, bool readonly,
                     py::object owner) {
-  if (bytes.empty()) throw py::value_error("this manager's G1 has no memory bound to its blocks");
+  if (chunk.data == nullptr || chunk.size == 0) {
+    throw py::value_error("this manager's G1 has no memory bound to its blocks");
+  }
   const ModelConfig& model = model_of(state);
   Region r;
   r.type = parse_dtype(dtype);
-  r.data = const_cast<std::byte*>(bytes.data());  // NOLINT: read-only views are enforced by flags
-  r.shape = {static_cast<std::int64_t>(model.page_size), columns(bytes.size(), model.page_size, r.type)};
+  r.data = chunk.data;
+  r.device = chunk.device;
+  r.shape = {static_cast<std::int64_t>(model.page_size), columns(chunk.size, model.page_size, r.type)};
   r.readonly = readonly;
   r.owner = std::move(owner);
   return r;
 }
 
 // The whole block: (num_layers, outer_dim, page_size, columns). Only for layouts that keep a block in one piece.
-Region block_region(const StatePtr& state, std::span<const std::byte> first_chunk, const py::object& dtype,
-                    bool readonly, py::object owner) {
+Region block_region(const StatePtr& state, const ChunkMemory& first_chunk, const py::object& dtype, bool readonly,
+                    py::object owner) {
   if (!state->kvbm->g1_layout().block_is_contiguous()) {
     throw py::value_error(absl::StrCat("view(): the G1 layout (", state->kvbm->g1_layout().name(),
                                        ") does not keep a block in one piece; use chunk(layer, outer)"));
@@ -241,15 +262,17 @@ py::object pin(const PyImmutableBlock& b) {
 Region mutable_chunk(const py::object& self, std::uint32_t layer, std::uint32_t outer, const py::object& dtype) {
   PyMutableBlock& b = self.cast<PyMutableBlock&>();
   check_indices(model_of(b.state), layer, outer);
-  return chunk_region(b.state, live(b).chunk(layer, outer), dtype, false, self);
+  return chunk_region(b.state, chunk_memory(live(b), layer, outer), dtype, false, self);
 }
 Region immutable_chunk(const PyImmutableBlock& b, std::uint32_t layer, std::uint32_t outer, const py::object& dtype) {
   check_indices(model_of(b.state), layer, outer);
-  return chunk_region(b.state, live(b).chunk(layer, outer), dtype, true, pin(b));
+  return chunk_region(b.state, chunk_memory(live(b), layer, outer), dtype, true, pin(b));
 }
 
 // xxh3_64 of a chunk's bytes, read by kvbm through the handle (no Python buffer involved).
-std::uint64_t chunk_checksum(std::span<const std::byte> bytes) {
+template <typename Block>
+std::uint64_t chunk_checksum(const Block& block, std::uint32_t layer, std::uint32_t outer) {
+  const std::span<const std::byte> bytes = host_bytes(chunk_memory(block, layer, outer), "chunk_checksum()");
   if (bytes.empty()) throw py::value_error("this manager's G1 has no memory bound to its blocks");
   return xxh3_64(bytes.data(), bytes.size(), 0);
 }
@@ -270,6 +293,10 @@ py::object optional_hash(const std::optional<SequenceHash>& h) {
   return h ? py::object(py::int_(h->value())) : py::object(py::none());
 }
 
+std::string memory_kind_name(const std::optional<StorageKind>& kind) {
+  return kind ? std::string(storage_kind_name(*kind)) : std::string("none");
+}
+
 constexpr const char* kDtypeDoc =
     "dtype: a NumPy dtype (default uint8) or 'bfloat16' (DLPack only); each token row of the chunk "
     "(inner_dim × dtype_bytes bytes) must be a whole number of elements.";
@@ -285,13 +312,17 @@ py::list wrap_blocks(const StatePtr& state, std::vector<G1Block>&& blocks) {
 void bind_blocks(py::module_& m) {
   py::class_<ChunkView>(m, "ChunkView", R"doc(
 A zero-copy tensor view of block memory: ``np.from_dlpack(v)``, ``torch.from_dlpack(v)`` or ``np.asarray(v)``.
-It keeps the block (and the manager) alive while it or anything made from it exists. Always on the CPU.
+It keeps the block (and the manager) alive while it or anything made from it exists. On the CPU for a host G1;
+for a device G1 (memory = "device") a CUDA tensor on that GPU (``torch.from_dlpack``; NumPy cannot view it).
 Views of an ImmutableBlock must not be written through: DLPack < 1.0 cannot mark them read-only.
 )doc")
       .def(
           "__dlpack__", [](const py::object& self, const py::object& /*stream*/) { return to_dlpack(self); },
           py::arg("stream") = py::none(), "A DLPack capsule ('dltensor') of this memory.")
-      .def("__dlpack_device__", [](const ChunkView&) { return py::make_tuple(kDLCPU, 0); })
+      .def(
+          "__dlpack_device__",
+          [](const ChunkView& v) { return py::make_tuple(v.region.device.device_type, v.region.device.device_id); },
+          "(1, 0) for host memory (kDLCPU; pinned memory too); (2, device) for GPU memory (kDLCUDA).")
       .def(
           "__array__",
           [](const py::object& self, const py::object& dtype, const py::object& /*copy*/) {
@@ -309,7 +340,7 @@ Views of an ImmutableBlock must not be written through: DLPack < 1.0 cannot mark
       .def_property_readonly("readonly", [](const ChunkView& v) { return v.region.readonly; })
       .def_property_readonly(
           "data_ptr", [](const ChunkView& v) { return reinterpret_cast<std::uintptr_t>(v.region.data); },
-          "Address of the first byte (for checking that views share memory).");
+          "Address of the first byte (for checking that views share memory); a device address for GPU memory.");
 
   py::class_<PyMutableBlock>(m, "MutableBlock", R"doc(
 A G1 block being filled, owned by this handle alone. States: 'reset' → init() → 'partial' → append() up to
@@ -322,6 +353,12 @@ slot to the free list.
           "id", [](PyMutableBlock& b) { return live(b).id().value(); }, "Slot index in G1.")
       .def_property_readonly("state", [](PyMutableBlock& b) { return state_name(live(b).state()); })
       .def_property_readonly("num_tokens", [](PyMutableBlock& b) { return live(b).num_tokens(); })
+      .def_property_readonly(
+          "memory_kind", [](PyMutableBlock& b) { return memory_kind_name(live(b).memory_kind()); },
+          "Where G1's bytes are: 'system', 'pinned' or 'device' (GPU); 'none' when no memory is bound.")
+      .def_property_readonly(
+          "device_id", [](PyMutableBlock& b) { return live(b).device_id(); },
+          "The CUDA device of a device G1; -1 for host memory.")
       .def_property(
           "priority", [](PyMutableBlock& b) { return live(b).priority(); },
           [](PyMutableBlock& b, std::uint8_t p) { live(b).set_priority(p); },
@@ -374,7 +411,7 @@ slot to the free list.
           "view",
           [](const py::object& self, const py::object& dtype) {
             PyMutableBlock& b = self.cast<PyMutableBlock&>();
-            return to_numpy(block_region(b.state, live(b).chunk(0, 0), dtype, false, self), self);
+            return to_numpy(block_region(b.state, chunk_memory(live(b), 0, 0), dtype, false, self), self);
           },
           py::arg("dtype") = "uint8",
           "The whole block as a writable array (num_layers, outer_dim, page_size, columns); layouts that keep "
@@ -390,7 +427,7 @@ slot to the free list.
           "chunk_checksum",
           [](PyMutableBlock& b, std::uint32_t layer, std::uint32_t outer) {
             check_indices(model_of(b.state), layer, outer);
-            return chunk_checksum(live(b).chunk(layer, outer));
+            return chunk_checksum(live(b), layer, outer);
           },
           py::arg("layer"), py::arg("outer"), "xxh3_64 (seed 0) of the chunk's bytes, as kvbm reads them.")
       .def(
@@ -424,6 +461,12 @@ collection drops this reference; the last one makes the block inactive (evictabl
           "Sequence hash of the previous block; None for a first block.")
       .def_property_readonly("priority", [](const PyImmutableBlock& b) { return live(b).priority(); })
       .def_property_readonly(
+          "memory_kind", [](const PyImmutableBlock& b) { return memory_kind_name(live(b).memory_kind()); },
+          "Where G1's bytes are: 'system', 'pinned' or 'device' (GPU); 'none' when no memory is bound.")
+      .def_property_readonly(
+          "device_id", [](const PyImmutableBlock& b) { return live(b).device_id(); },
+          "The CUDA device of a device G1; -1 for host memory.")
+      .def_property_readonly(
           "tokens",
           [](const PyImmutableBlock& b) {
             auto t = live(b).tokens();
@@ -444,7 +487,7 @@ collection drops this reference; the last one makes the block inactive (evictabl
       .def(
           "view",
           [](const PyImmutableBlock& b, const py::object& dtype) {
-            Region r = block_region(b.state, live(b).chunk(0, 0), dtype, true, pin(b));
+            Region r = block_region(b.state, chunk_memory(live(b), 0, 0), dtype, true, pin(b));
             return to_numpy(r, r.owner);
           },
           py::arg("dtype") = "uint8",
@@ -461,7 +504,7 @@ collection drops this reference; the last one makes the block inactive (evictabl
           "chunk_checksum",
           [](const PyImmutableBlock& b, std::uint32_t layer, std::uint32_t outer) {
             check_indices(model_of(b.state), layer, outer);
-            return chunk_checksum(live(b).chunk(layer, outer));
+            return chunk_checksum(live(b), layer, outer);
           },
           py::arg("layer"), py::arg("outer"), "xxh3_64 (seed 0) of the chunk's bytes, as kvbm reads them.")
       .def(

@@ -5,7 +5,10 @@
 #
 # Benchmark targets (issue 2/8): host <-> device >= 0.85x one large pinned cudaMemcpy; the
 # LayerSeparate gather/scatter kernel >= 5x one cudaMemcpyAsync per region.
-# Exit status: non-zero when the build or cuda_path_test fails (benchmark figures are not asserted).
+# Also the Python device-memory tests (tests/python/test_device_memory.py: torch.from_dlpack on a device G1
+# block), when the Python module builds and PyTorch with CUDA is installed (they skip otherwise).
+# Exit status: non-zero when the build, cuda_path_test or the Python device tests fail (benchmark figures are
+# not asserted).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -41,6 +44,8 @@ main() {
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVBM_WITH_CUDA=ON -DKVBM_BUILD_BENCH=OFF \
     "${compilers[@]}" || { echo "gpu_check: configure failed"; exit 1; }
   cmake --build "$build" -j "$jobs" --target cuda_path_test kvbm_bench_gpu || { echo "gpu_check: build failed"; exit 1; }
+  python_rc=0
+  if cmake --build "$build" -j "$jobs" --target kvbm_python; then have_module=1; else have_module=0; fi
   echo "build: $(( $(date +%s) - start )) s"
 
   echo "==== cuda_path_test"
@@ -48,12 +53,21 @@ main() {
   test_rc=$?
   echo "cuda_path_test exit status: $test_rc"
 
+  echo "==== Python device memory (tests/python/test_device_memory.py)"
+  if [[ $have_module -eq 1 ]]; then
+    PYTHONPATH="$build/python" /usr/bin/python3 -m pytest -q -rs tests/python/test_device_memory.py
+    python_rc=$?
+    echo "test_device_memory exit status: $python_rc"
+  else
+    echo "the Python module (kvbm_python) did not build here: skipped"
+  fi
+
   echo "==== kvbm_bench_gpu"
   "$build/bin/kvbm_bench_gpu" --total-mib "${KVBM_GPU_BENCH_MIB:-512}" --iters "${KVBM_GPU_BENCH_ITERS:-5}"
   bench_rc=$?
   echo "kvbm_bench_gpu exit status: $bench_rc"
 
-  [[ $test_rc -eq 0 && $bench_rc -eq 0 ]]
+  [[ $test_rc -eq 0 && $python_rc -eq 0 && $bench_rc -eq 0 ]]
 }
 
 if [[ -n "${OUT:-}" ]]; then

@@ -110,4 +110,23 @@ std::span<std::byte> chunk_bytes(const PoolCore* core, BlockId id, std::uint32_t
   return memory->chunk(id.value(), layer, outer);
 }
 
+DeviceChunk device_chunk_of(const PoolCore* core, BlockId id, std::uint32_t layer, std::uint32_t outer) {
+  const TierMemory* memory = tier_memory(core);
+  if (memory == nullptr || !memory->device_addressable()) return {};
+  const ModelConfig& model = memory->layout().model();
+  if (layer >= model.num_layers || outer >= model.outer_dim) return {};
+  return memory->device_chunk(id.value(), layer, outer);
+}
+
+std::optional<StorageKind> memory_kind(const PoolCore* core) {
+  const TierMemory* memory = tier_memory(core);
+  if (memory == nullptr) return std::nullopt;
+  return memory->storage().kind();
+}
+
+int memory_device(const PoolCore* core) {
+  const TierMemory* memory = tier_memory(core);
+  return memory == nullptr ? -1 : memory->storage().device();
+}
+
 }  // namespace kvbm::detail

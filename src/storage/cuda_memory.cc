@@ -82,7 +82,7 @@ class PinnedMemory final : public Storage {
 };
 
 // Device memory on one GPU: one cudaMalloc per region, owned (RAII). Not host-addressable; its device
-// addresses come from device_region(), which recognises it with dynamic_cast.
+// addresses are device_region().
 class DeviceMemory final : public Storage {
  public:
   static absl::StatusOr<std::unique_ptr<Storage>> create(std::vector<std::uint64_t> sizes, int device) {
@@ -126,7 +126,10 @@ class DeviceMemory final : public Storage {
   std::size_t num_regions() const override { return regions_.size(); }
   std::uint64_t region_size(std::size_t index) const override { return regions_[index].second; }
   std::span<std::byte> host_region(std::size_t) const override { return {}; }
-  [[nodiscard]] void* device_ptr(std::size_t index) const { return regions_[index].first; }
+  void* device_region(std::size_t index) const override {
+    return index < regions_.size() ? regions_[index].first : nullptr;
+  }
+  int device() const override { return device_; }
 
  private:
   explicit DeviceMemory(int device) : device_(device) {}
@@ -153,12 +156,6 @@ absl::StatusOr<std::unique_ptr<Storage>> make_pinned_memory(std::vector<std::uin
 
 absl::StatusOr<std::unique_ptr<Storage>> make_device_memory(std::vector<std::uint64_t> region_sizes, int device) {
   return DeviceMemory::create(std::move(region_sizes), device);
-}
-
-void* device_region(const Storage& storage, std::size_t index) {
-  const auto* device = dynamic_cast<const DeviceMemory*>(&storage);
-  if (device == nullptr || index >= device->num_regions()) return nullptr;
-  return device->device_ptr(index);
 }
 
 }  // namespace kvbm

@@ -19,6 +19,4 @@ absl::StatusOr<std::unique_ptr<Storage>> make_device_memory(std::vector<std::uin
       "device memory (device ", device, "): kvbm was built without CUDA (KVBM_WITH_CUDA=OFF or no toolkit found)"));
 }
 
-void* device_region(const Storage&, std::size_t) { return nullptr; }
-
 }  // namespace kvbm

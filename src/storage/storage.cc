@@ -39,17 +39,16 @@ absl::StatusOr<TierMemory> TierMemory::bind(const Layout* layout, const Storage*
   if (storage == nullptr) return absl::InvalidArgumentError("TierMemory::bind: storage must not be null");
   if (absl::Status status = layout->check_storage(storage->region_sizes()); !status.ok()) return status;
   bool host = storage->num_regions() > 0;
+  bool device = host;
   for (std::size_t i = 0; i < storage->num_regions(); ++i) {
-    if (storage->host_region(i).empty()) {
-      host = false;
-      break;
-    }
+    if (storage->host_region(i).empty()) host = false;
+    if (storage->device_region(i) == nullptr) device = false;
   }
-  return TierMemory(layout, storage, host);
+  return TierMemory(layout, storage, host, device);
 }
 
-TierMemory::TierMemory(const Layout* layout, const Storage* storage, bool host)
-    : layout_(layout), storage_(storage), host_addressable_(host) {}
+TierMemory::TierMemory(const Layout* layout, const Storage* storage, bool host, bool device)
+    : layout_(layout), storage_(storage), host_addressable_(host), device_addressable_(device) {}
 
 void TierMemory::pack(std::uint32_t block, std::span<std::byte> out) const {
   std::size_t at = 0;

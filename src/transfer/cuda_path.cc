@@ -48,7 +48,7 @@ absl::StatusOr<Side> resolve_side(const char* what, const TierMemory* tier) {
   side.copy_base.resize(n);
   if (storage.kind() == StorageKind::kDevice) {
     for (std::size_t i = 0; i < n; ++i) {
-      side.copy_base[i] = static_cast<std::byte*>(device_region(storage, i));
+      side.copy_base[i] = static_cast<std::byte*>(storage.device_region(i));
       if (side.copy_base[i] == nullptr) {
         return absl::InvalidArgumentError(
             absl::StrCat("cuda transfer: ", what, " region ", i, " has no device address (not a kvbm DeviceMemory)"));

@@ -1077,6 +1077,84 @@ TEST(TierMemoryTest, ChunksAreTheLayoutsBytes) {
   const std::uint64_t offset = id.value() * layout_fc->block_stride();
   EXPECT_EQ(r.chunk(0, 0).data(), region.data() + offset);
   EXPECT_TRUE(r.chunk(5, 0).empty());
+  // Host memory: reported as such, with no device address.
+  EXPECT_EQ(r.memory_kind(), StorageKind::kSystem);
+  EXPECT_EQ(r.device_id(), -1);
+  EXPECT_TRUE(r.device_chunk(0, 0).empty());
+  EXPECT_EQ(r.device_chunk(0, 0).device, -1);
+}
+
+// Device memory as the pool sees it: regions with device addresses and no host bytes. The addresses are
+// made up, which is safe because nothing on the host may dereference them (the CUDA build's real
+// DeviceMemory is checked the same way in tests/transfer/cuda_path_test.cc where a GPU is present).
+class DeviceAddressedStorage final : public Storage {
+ public:
+  explicit DeviceAddressedStorage(std::vector<std::uint64_t> sizes) : sizes_(std::move(sizes)) {}
+  static constexpr std::uintptr_t kBase = 0x7f0000000000;
+  static constexpr std::uintptr_t kRegionSpacing = 0x100000000;
+  StorageKind kind() const override { return StorageKind::kDevice; }
+  std::size_t num_regions() const override { return sizes_.size(); }
+  std::uint64_t region_size(std::size_t index) const override { return sizes_[index]; }
+  std::span<std::byte> host_region(std::size_t) const override { return {}; }
+  void* device_region(std::size_t index) const override {
+    return index < sizes_.size() ? reinterpret_cast<void*>(kBase + index * kRegionSpacing) : nullptr;
+  }
+  int device() const override { return 3; }
+
+ private:
+  std::vector<std::uint64_t> sizes_;
+};
+
+TEST(TierMemoryTest, DeviceMemoryChunksAreDeviceAddressesOfTheLayout) {
+  const ModelConfig model{.num_layers = 3, .outer_dim = 2, .page_size = 4, .inner_dim = 8, .dtype_bytes = 2};
+  for (const bool outer_contiguous : {false, true}) {
+    auto layout = LayerSeparateLayout::create(model, 5, outer_contiguous);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    DeviceAddressedStorage storage((*layout)->region_sizes());
+    auto tier = TierMemory::bind(layout->get(), &storage);
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    EXPECT_FALSE(tier->host_addressable());
+    EXPECT_TRUE(tier->device_addressable());
+    BlockPoolConfig c = config(5, 4);
+    c.memory = &*tier;
+    auto pool = make_pool(c);
+    ASSERT_NE(pool, nullptr);
+
+    auto blocks = pool->allocate(3);
+    ASSERT_TRUE(blocks.ok());
+    const Mutable& b = (*blocks)[2];
+    EXPECT_EQ(b.memory_kind(), StorageKind::kDevice);
+    EXPECT_EQ(b.device_id(), 3);
+    for (std::uint32_t layer = 0; layer < model.num_layers; ++layer) {
+      for (std::uint32_t outer = 0; outer < model.outer_dim; ++outer) {
+        const RegionRef ref = (*layout)->region_unchecked(b.id().value(), layer, outer);
+        const DeviceChunk chunk = b.device_chunk(layer, outer);
+        EXPECT_EQ(chunk.address,
+                  DeviceAddressedStorage::kBase + ref.region * DeviceAddressedStorage::kRegionSpacing + ref.offset)
+            << "layer " << layer << " outer " << outer;
+        EXPECT_EQ(chunk.size, model.bytes_per_chunk());
+        EXPECT_EQ(chunk.device, 3);
+        EXPECT_TRUE(b.chunk(layer, outer).empty()) << "device bytes are not host bytes";
+      }
+    }
+    EXPECT_TRUE(b.device_chunk(3, 0).empty()) << "layer out of range";
+    EXPECT_TRUE(b.device_chunk(0, 2).empty()) << "outer out of range";
+
+    auto chain = chain_of(1, 1);
+    Mutable first = std::move((*blocks)[0]);
+    ASSERT_TRUE(first.apply(chain[0]).ok());
+    const BlockId id = first.id();
+    const DeviceChunk before = first.device_chunk(1, 1);
+    auto registered = pool->register_blocks(std::span<Mutable>(&first, 1));
+    ASSERT_TRUE(registered.ok());
+    const Immutable& r = (*registered)[0];
+    EXPECT_EQ(r.id(), id);
+    EXPECT_EQ(r.memory_kind(), StorageKind::kDevice);
+    EXPECT_EQ(r.device_id(), 3);
+    EXPECT_EQ(r.device_chunk(1, 1).address, before.address);
+    EXPECT_EQ(r.device_chunk(1, 1).size, before.size);
+    EXPECT_TRUE(r.chunk(1, 1).empty());
+  }
 }
 
 TEST(TierMemoryTest, PoolWithoutMemoryHasNoBytes) {
@@ -1084,8 +1162,13 @@ TEST(TierMemoryTest, PoolWithoutMemoryHasNoBytes) {
   auto held = register_chain(*pool, std::span<const BlockIdentity>(chain_of(1, 1)));
   ASSERT_TRUE(held.ok());
   EXPECT_TRUE((*held)[0].chunk(0, 0).empty());
+  EXPECT_EQ((*held)[0].memory_kind(), std::nullopt);
+  EXPECT_EQ((*held)[0].device_id(), -1);
+  EXPECT_TRUE((*held)[0].device_chunk(0, 0).empty());
   Immutable empty;
   EXPECT_TRUE(empty.chunk(0, 0).empty());
+  EXPECT_EQ(empty.memory_kind(), std::nullopt);
+  EXPECT_TRUE(empty.device_chunk(0, 0).empty());
   EXPECT_TRUE(empty.tokens().empty());
 }
 

@@ -2,7 +2,8 @@
 //   build without CUDA        the factories and the path report Unimplemented "built without CUDA"
 //   CUDA build, no device     availability is false, allocations fail cleanly; device tests skip
 //   CUDA build with a device  byte-exact host → device → host round trips for every layout pair, with
-//                             pinned and pageable host memory, and the kernel and per-chunk paths agree
+//                             pinned and pageable host memory, and the kernel and per-chunk paths agree;
+//                             a device G1's block handles give the device addresses of kvbm's G1 bytes
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,10 +16,13 @@
 #include <vector>
 
 #include "kvbm/layout/layout.h"
+#include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/storage/cuda_memory.h"
 #include "kvbm/storage/storage.h"
 #include "transfer/cuda_path.h"
 #ifdef KVBM_WITH_CUDA
+#include <cuda_runtime_api.h>
+
 #include "transfer/cuda_kernels.h"
 #endif
 
@@ -44,7 +48,7 @@ TEST(CudaBuildTest, WithoutCudaEverythingSaysBuiltWithoutCuda) {
 
   auto host = SystemMemory::create({4096});
   ASSERT_TRUE(host.ok()) << host.status();
-  EXPECT_EQ(device_region(**host, 0), nullptr);
+  EXPECT_EQ((*host)->device_region(0), nullptr);
 
   TransferRequest request;
   request.blocks = {{BlockId(0), BlockId(1)}, {BlockId(2), BlockId(3)}};
@@ -194,14 +198,16 @@ TEST_F(CudaDeviceTest, MemoryKindsAndRegions) {
   ASSERT_TRUE(pinned.ok()) << pinned.status();
   EXPECT_EQ((*pinned)->kind(), StorageKind::kPinned);
   EXPECT_EQ((*pinned)->host_region(1).size(), 100u);
-  EXPECT_EQ(device_region(**pinned, 0), nullptr);
+  EXPECT_EQ((*pinned)->device_region(0), nullptr);
+  EXPECT_EQ((*pinned)->device(), -1);
   auto device = make_device_memory({4096, 100}, 0);
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ((*device)->kind(), StorageKind::kDevice);
   EXPECT_TRUE((*device)->host_region(0).empty());
-  EXPECT_NE(device_region(**device, 0), nullptr);
-  EXPECT_NE(device_region(**device, 1), nullptr);
-  EXPECT_EQ(device_region(**device, 2), nullptr);
+  EXPECT_NE((*device)->device_region(0), nullptr);
+  EXPECT_NE((*device)->device_region(1), nullptr);
+  EXPECT_EQ((*device)->device_region(2), nullptr);
+  EXPECT_EQ((*device)->device(), 0);
   auto bad = make_device_memory({4096}, 1 << 20);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
@@ -316,6 +322,99 @@ TEST_F(CudaDeviceTest, OutOfRangeBlockFailsOnlyThatBlock) {
   EXPECT_TRUE(result.blocks[1].ok());
   EXPECT_EQ(result.blocks[2].code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(result.bytes, 2 * model.bytes_per_block());
+}
+
+// A device G1 through the manager's block handles: memory_kind() and device_id() say where the bytes are, and
+// device_chunk() is the device address of kvbm's own G1 bytes for (layer, outer): what an engine writes there
+// through CUDA is what kvbm copies down to G2.
+#ifdef KVBM_WITH_CUDA
+TEST_F(CudaDeviceTest, DeviceG1HandlesGiveTheDeviceAddressesOfTheirChunks) {
+  KvbmConfig config;
+  config.model = ModelConfig{.num_layers = 2, .outer_dim = 2, .page_size = 4, .inner_dim = 64, .dtype_bytes = 2};
+  config.g1.num_blocks = 4;
+  config.g1.memory = MemoryKind::kDevice;
+  config.g1.layout.kind = LayoutKind::kLayerSeparate;
+  config.g2.num_blocks = 1;  // one slot: the block written through to G2 is slot 0 there
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_TRUE(kvbm.ok()) << kvbm.status();
+  KvBlockManager& m = **kvbm;
+  const Storage* g1 = m.tier_storage(CacheLevel::kG1);
+  ASSERT_NE(g1, nullptr);
+  EXPECT_EQ(g1->kind(), StorageKind::kDevice);
+
+  std::vector<std::uint32_t> tokens(config.model.page_size);
+  std::iota(tokens.begin(), tokens.end(), 7u);
+  auto seq = m.make_sequence(tokens);
+  ASSERT_TRUE(seq.ok()) << seq.status();
+  auto blocks = m.allocate(1);
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  G1MutableBlock& b = (*blocks)[0];
+  EXPECT_EQ(b.memory_kind(), StorageKind::kDevice);
+  EXPECT_EQ(b.device_id(), 0);
+  const std::uint64_t chunk_bytes = config.model.bytes_per_chunk();
+  auto pattern = [&](std::uint32_t layer, std::uint32_t outer) {
+    std::vector<std::byte> bytes(chunk_bytes);
+    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>(i * 7 + layer * 31 + outer * 3);
+    return bytes;
+  };
+  for (std::uint32_t layer = 0; layer < config.model.num_layers; ++layer) {
+    for (std::uint32_t outer = 0; outer < config.model.outer_dim; ++outer) {
+      EXPECT_TRUE(b.chunk(layer, outer).empty()) << "device bytes are not host bytes";
+      const DeviceChunk chunk = b.device_chunk(layer, outer);
+      const RegionRef ref = m.g1_layout().region_unchecked(b.id().value(), layer, outer);
+      EXPECT_EQ(chunk.address, reinterpret_cast<std::uintptr_t>(g1->device_region(ref.region)) + ref.offset);
+      EXPECT_EQ(chunk.size, chunk_bytes);
+      EXPECT_EQ(chunk.device, 0);
+      cudaPointerAttributes attributes{};
+      ASSERT_EQ(cudaPointerGetAttributes(&attributes, reinterpret_cast<void*>(chunk.address)), cudaSuccess);
+      EXPECT_EQ(attributes.type, cudaMemoryTypeDevice);
+      EXPECT_EQ(attributes.device, 0);
+      const std::vector<std::byte> want = pattern(layer, outer);
+      ASSERT_EQ(cudaMemcpy(reinterpret_cast<void*>(chunk.address), want.data(), want.size(), cudaMemcpyHostToDevice),
+                cudaSuccess);
+    }
+  }
+  ASSERT_TRUE(b.apply(seq->block(0)).ok());
+  auto registered = m.register_blocks(std::span<G1MutableBlock>(*blocks));
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  const SequenceHash hash = (*registered)[0].sequence_hash();
+  {
+    const G1Block& r = (*registered)[0];
+    EXPECT_EQ(r.memory_kind(), StorageKind::kDevice);
+    EXPECT_EQ(r.device_id(), 0);
+    const DeviceChunk chunk = r.device_chunk(1, 1);
+    std::vector<std::byte> got(chunk.size);
+    ASSERT_EQ(cudaMemcpy(got.data(), reinterpret_cast<const void*>(chunk.address), got.size(), cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_EQ(got, pattern(1, 1));
+  }
+  registered->clear();  // released: written through to G2
+  m.flush();
+  ASSERT_TRUE(m.tier_contains(CacheLevel::kG2, hash));
+  const TierMemory* g2 = m.tier_memory(CacheLevel::kG2);
+  ASSERT_NE(g2, nullptr);
+  for (std::uint32_t layer = 0; layer < config.model.num_layers; ++layer) {
+    for (std::uint32_t outer = 0; outer < config.model.outer_dim; ++outer) {
+      const std::span<const std::byte> copied = g2->chunk(0, layer, outer);
+      const std::vector<std::byte> want = pattern(layer, outer);
+      EXPECT_TRUE(std::equal(copied.begin(), copied.end(), want.begin(), want.end()))
+          << "layer " << layer << " outer " << outer;
+    }
+  }
+}
+#endif
+
+// With CUDA built and no device, a device G1 fails at construction naming the tier and the cause.
+TEST(CudaBuildTest, DeviceG1WithoutDeviceFailsNamingTheTier) {
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
+  KvbmConfig config;
+  config.g1.num_blocks = 4;
+  config.g1.memory = MemoryKind::kDevice;
+  auto kvbm = KvBlockManager::create(config);
+  ASSERT_FALSE(kvbm.ok());
+  EXPECT_THAT(std::string(kvbm.status().message()), HasSubstr("g1: device memory"));
+  EXPECT_THAT(std::string(kvbm.status().message()),
+              built_with_cuda() ? HasSubstr("no CUDA device is usable") : HasSubstr("built without CUDA"));
 }
 
 }  // namespace

@@ -114,6 +114,8 @@ void retain_registered(PoolCore* core, BlockId id);
 void release_registered(PoolCore* core, BlockId id);
 std::span<std::uint32_t> token_row(PoolCore* core, BlockId id);
 const TierMemory* tier_memory(const PoolCore* core);
+std::optional<StorageKind> memory_kind(const PoolCore* core);
+int memory_device(const PoolCore* core);
 std::uint32_t page_size(const PoolCore* core);
 std::span<const std::uint32_t> registered_tokens(const PoolCore* core, BlockId id);
 struct RegisteredInfo {
@@ -181,8 +183,18 @@ class MutableBlock {
   // so that its Stored event carries them.
   [[nodiscard]] absl::Status apply(const BlockIdentity& identity, std::span<const std::uint32_t> tokens);
 
-  // The block's bytes of (layer, outer); empty when the pool has no memory bound or indices are out of range.
+  // The block's bytes of (layer, outer); empty when the pool has no memory bound, the memory is not host
+  // addressable (device memory: see device_chunk) or indices are out of range.
   [[nodiscard]] std::span<std::byte> chunk(std::uint32_t layer, std::uint32_t outer) const;
+  // What the pool's memory is (system, pinned, device); nullopt for an empty handle or a pool without memory.
+  [[nodiscard]] std::optional<StorageKind> memory_kind() const {
+    return core_ == nullptr ? std::nullopt : detail::memory_kind(core_);
+  }
+  // The CUDA device the block's bytes are on; -1 unless memory_kind() is kDevice.
+  [[nodiscard]] int device_id() const { return core_ == nullptr ? -1 : detail::memory_device(core_); }
+  // Device address and size of (layer, outer) for device memory, to be written by the engine's kernels or
+  // copies (never dereferenced on the host); empty for other memory or indices out of range.
+  [[nodiscard]] DeviceChunk device_chunk(std::uint32_t layer, std::uint32_t outer) const;
 
  private:
   friend class BlockPool<L>;
@@ -240,8 +252,17 @@ class ImmutableBlock {
   [[nodiscard]] std::uint8_t priority() const { return detail::registered_info(core_, id_).priority; }
   // Token ids of the block; empty when the pool keeps no tokens or the block was registered without them.
   [[nodiscard]] std::span<const std::uint32_t> tokens() const { return detail::registered_tokens(core_, id_); }
-  // The block's bytes of (layer, outer), read-only; empty when no memory is bound or out of range.
+  // The block's bytes of (layer, outer), read-only; empty when no memory is bound, the memory is not host
+  // addressable (device memory: see device_chunk) or out of range.
   [[nodiscard]] std::span<const std::byte> chunk(std::uint32_t layer, std::uint32_t outer) const;
+  // As MutableBlock's: the pool's memory kind (nullopt for an empty handle or no memory) and CUDA device.
+  [[nodiscard]] std::optional<StorageKind> memory_kind() const {
+    return core_ == nullptr ? std::nullopt : detail::memory_kind(core_);
+  }
+  [[nodiscard]] int device_id() const { return core_ == nullptr ? -1 : detail::memory_device(core_); }
+  // Device address and size of (layer, outer) for device memory; the block is registered, so its bytes must
+  // only be read through it. Empty for other memory or indices out of range.
+  [[nodiscard]] DeviceChunk device_chunk(std::uint32_t layer, std::uint32_t outer) const;
 
  private:
   friend class BlockPool<L>;
@@ -509,6 +530,7 @@ absl::Status mutable_apply_tokens(PoolCore* core, BlockId id, MutableState& stat
 absl::Status mutable_apply_identity(PoolCore* core, BlockId id, MutableState& state, BlockIdentity& identity,
                                     const BlockIdentity& from, std::span<const std::uint32_t> tokens = {});
 std::span<std::byte> chunk_bytes(const PoolCore* core, BlockId id, std::uint32_t layer, std::uint32_t outer);
+DeviceChunk device_chunk_of(const PoolCore* core, BlockId id, std::uint32_t layer, std::uint32_t outer);
 }  // namespace detail
 
 template <CacheLevel L>
@@ -548,6 +570,14 @@ std::span<std::byte> MutableBlock<L>::chunk(std::uint32_t layer, std::uint32_t o
 template <CacheLevel L>
 std::span<const std::byte> ImmutableBlock<L>::chunk(std::uint32_t layer, std::uint32_t outer) const {
   return core_ == nullptr ? std::span<const std::byte>{} : detail::chunk_bytes(core_, id_, layer, outer);
+}
+template <CacheLevel L>
+DeviceChunk MutableBlock<L>::device_chunk(std::uint32_t layer, std::uint32_t outer) const {
+  return core_ == nullptr ? DeviceChunk{} : detail::device_chunk_of(core_, id_, layer, outer);
+}
+template <CacheLevel L>
+DeviceChunk ImmutableBlock<L>::device_chunk(std::uint32_t layer, std::uint32_t outer) const {
+  return core_ == nullptr ? DeviceChunk{} : detail::device_chunk_of(core_, id_, layer, outer);
 }
 
 }  // namespace kvbm

@@ -23,10 +23,9 @@ namespace kvbm {
 
 // Page-locked host memory (cudaHostAlloc), one allocation per region. Host-addressable.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> make_pinned_memory(std::vector<std::uint64_t> region_sizes);
-// Device memory (cudaMalloc) on `device`, one allocation per region. Not host-addressable.
+// Device memory (cudaMalloc) on `device`, one allocation per region. Not host-addressable; its regions'
+// device addresses are Storage::device_region(), its ordinal Storage::device().
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> make_device_memory(std::vector<std::uint64_t> region_sizes,
                                                                           int device = 0);
-// The device address of region `index` of a DeviceMemory storage (nullptr for other kinds).
-[[nodiscard]] void* device_region(const Storage& storage, std::size_t index);
 
 }  // namespace kvbm

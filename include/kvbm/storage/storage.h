@@ -29,6 +29,11 @@ class Storage {
   [[nodiscard]] virtual std::uint64_t region_size(std::size_t index) const = 0;
   // Host-addressable bytes of region `index`; empty for storage the CPU cannot address (device, disk).
   [[nodiscard]] virtual std::span<std::byte> host_region(std::size_t index) const = 0;
+  // The device address of region `index` on GPU device(): for CUDA calls and kernels, never dereferenced on
+  // the host. Null for storage that is not device memory (and for an index out of range).
+  [[nodiscard]] virtual void* device_region(std::size_t /*index*/) const { return nullptr; }
+  // The CUDA device ordinal of device memory; -1 for every other kind.
+  [[nodiscard]] virtual int device() const { return -1; }
 
   [[nodiscard]] std::vector<std::uint64_t> region_sizes() const;
   [[nodiscard]] std::uint64_t total_bytes() const;
@@ -65,6 +70,16 @@ class SystemMemory final : public Storage {
   std::vector<std::size_t> mapped_bytes_;
 };
 
+// One chunk of a block in device memory: its address on CUDA device `device` and its size in bytes. The
+// address is for CUDA calls and kernels on that device; the host must never dereference it. Empty (size 0,
+// device -1) where the chunk is not in device memory.
+struct DeviceChunk {
+  std::uintptr_t address = 0;
+  std::uint64_t size = 0;
+  int device = -1;
+  [[nodiscard]] bool empty() const { return size == 0; }
+};
+
 // TierMemory: a Layout bound to a Storage that can hold it. Resolves a block's chunks to host bytes.
 // Owns neither; both must outlive it. Thread-safety: immutable, safe to share.
 class TierMemory {
@@ -75,10 +90,18 @@ class TierMemory {
   [[nodiscard]] const Layout& layout() const { return *layout_; }
   [[nodiscard]] const Storage& storage() const { return *storage_; }
   [[nodiscard]] bool host_addressable() const { return host_addressable_; }
+  // Whether every region is device memory (Storage::device_region is set): device_chunk() then resolves.
+  [[nodiscard]] bool device_addressable() const { return device_addressable_; }
   // Host bytes of (block, layer, outer). REQUIRES: host_addressable() and indices in range.
   [[nodiscard]] std::span<std::byte> chunk(std::uint32_t block, std::uint32_t layer, std::uint32_t outer) const {
     const RegionRef ref = layout_->region_unchecked(block, layer, outer);
     return storage_->host_region(ref.region).subspan(ref.offset, ref.size);
+  }
+  // Device address and size of (block, layer, outer). REQUIRES: device_addressable() and indices in range.
+  [[nodiscard]] DeviceChunk device_chunk(std::uint32_t block, std::uint32_t layer, std::uint32_t outer) const {
+    const RegionRef ref = layout_->region_unchecked(block, layer, outer);
+    return {reinterpret_cast<std::uintptr_t>(storage_->device_region(ref.region)) + ref.offset, ref.size,
+            storage_->device()};
   }
   // Copies block `block`'s bytes, in canonical order (canonical_chunks), into `out`, whatever the layout.
   // REQUIRES: host_addressable(), out.size() == the model's bytes per block.
@@ -88,10 +111,11 @@ class TierMemory {
   [[nodiscard]] bool unpack(std::span<const std::byte> in, std::uint32_t block) const;
 
  private:
-  TierMemory(const Layout* layout, const Storage* storage, bool host);
+  TierMemory(const Layout* layout, const Storage* storage, bool host, bool device);
   const Layout* layout_;
   const Storage* storage_;
   bool host_addressable_;
+  bool device_addressable_;
 };
 
 }  // namespace kvbm
