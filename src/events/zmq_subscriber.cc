@@ -136,6 +136,16 @@ absl::StatusOr<std::optional<std::pair<std::uint64_t, EventBatch>>> ZmqSubscribe
 }
 
 void ZmqSubscriber::on_live(std::uint64_t seq, std::string_view payload) {
+  // One PUB connection delivers in order, so a live number not above the last live one is a new publisher
+  // on the endpoint (a restart): what the old one held is gone, and its numbering starts again at 0.
+  if (last_live_ && seq <= *last_live_) {
+    ++stats_.restarts;
+    EventBatch cleared;
+    cleared.events.emplace_back(AllBlocksClearedEvent{});
+    pending_.emplace_back(seq, std::move(cleared));
+    expected_ = 0;
+  }
+  last_live_ = seq;
   if (expected_ && seq < *expected_) return;  // already delivered (from a replay answer)
   if (expected_ && seq > *expected_) {
     ++stats_.gaps;

@@ -30,6 +30,8 @@ void add_bench_command(CLI::App& app, int* exit_code);
 void add_gen_command(CLI::App& app, int* exit_code);
 void add_replay_command(CLI::App& app, int* exit_code);
 void add_plan_command(CLI::App& app, int* exit_code);
+// `kvbm router`: the standalone KV-aware router (kvbm/router/router.h).
+void add_router_command(CLI::App& app, int* exit_code);
 // `kvbm events tail|bench`. Further `events` subcommands attach to events_group(app), which returns the
 // group (creating it on first use).
 void add_events_command(CLI::App& app, int* exit_code);

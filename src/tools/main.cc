@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   kvbm::tools::add_replay_command(app, &exit_code);
   kvbm::tools::add_plan_command(app, &exit_code);
   kvbm::tools::add_events_command(app, &exit_code);
+  kvbm::tools::add_router_command(app, &exit_code);
   require_decimal_unsigned(app);
   try {
     app.parse(argc, argv);

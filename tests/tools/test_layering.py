@@ -30,9 +30,10 @@ LAYERS = [
      ["core", "layout", "storage", "pool", "transfer", "remote", "metrics", "offload", "manager", "events"]),
     ("replay", ["include/kvbm/replay", "src/replay"], ["kvbm_replay"],
      ["core", "layout", "storage", "pool", "transfer", "remote", "metrics", "offload", "manager", "events", "peer"]),
+    ("router", ["include/kvbm/router", "src/router"], ["kvbm_router"], ["core", "metrics", "events"]),
     ("surfaces", ["src/tools", "python"], ["kvbm", "kvbm_bench_workloads", "kvbm_bench_remote_ucx", "kvbm_python"],
      ["core", "layout", "storage", "pool", "transfer", "remote", "metrics", "offload", "manager", "events", "peer",
-      "replay"]),
+      "replay", "router"]),
 ]
 
 # OFFLOAD_REWRITE_ALLOWED: known violations in files the offload rewrite owns (src/offload,

@@ -8,8 +8,10 @@
 // `expected` on, delivers what comes back, and skips live batches it already delivered that way.
 // Batches the publisher no longer buffers (or all of a gap, without a replay socket) are counted as
 // lost and skipped. A batch that fails to decode is delivered as its error (next() returns it) and the
-// sequence moves on. A publisher restart (sequence back to a lower number) is not detected: older
-// numbers are treated as duplicates.
+// sequence moves on. A publisher restart (a live sequence number not above the previous live one: a new
+// publisher on the endpoint) is delivered as a batch holding one AllBlocksCleared event, numbered like the
+// new publisher's first live batch, and the sequence starts again at 0 (recovered by replay when that
+// batch is not 0).
 //
 // Thread-safety: not thread-safe; one thread calls next()/run(). Owns its own ZMQ context.
 #pragma once
@@ -52,6 +54,7 @@ struct ZmqSubscriberStats {
   std::uint64_t lost = 0;             // sequence numbers never delivered
   std::uint64_t malformed = 0;        // messages with a bad frame structure or payload
   std::uint64_t replay_failures = 0;  // replay requests with no (complete) answer
+  std::uint64_t restarts = 0;         // publisher restarts seen (each delivered as AllBlocksCleared)
 };
 
 class ZmqSubscriber {
@@ -92,7 +95,8 @@ class ZmqSubscriber {
   zmq::socket_t sub_;
   std::optional<zmq::socket_t> replay_;
   std::optional<std::uint64_t> expected_;
-  bool started_ = false;  // the start_seq catch-up has been done
+  std::optional<std::uint64_t> last_live_;  // the last live sequence number received
+  bool started_ = false;                    // the start_seq catch-up has been done
   std::deque<Pending> pending_;
   ZmqSubscriberStats stats_;
 };
