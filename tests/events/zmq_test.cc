@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <thread>
+#include <variant>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -172,6 +173,43 @@ TEST(ZmqTest, PublisherToSubscriberInOrderWithSequenceNumbers) {
   EXPECT_EQ(p->next_sequence(), base + 50);
   EXPECT_EQ(s->stats().gaps, 0u);
   EXPECT_EQ(s->stats().lost, 0u);
+}
+
+// A new publisher on the same endpoint numbers from 0 again: the subscriber must not skip its batches as
+// duplicates; it delivers the restart as AllBlocksCleared (what the old one held is gone), then the batches.
+TEST(ZmqTest, PublisherRestartIsDeliveredAsAllBlocksCleared) {
+  std::unique_ptr<ZmqSubscriber> s;
+  std::string port;
+  {
+    auto a = make_publisher(false);
+    port = a->endpoint().substr(a->endpoint().rfind(':') + 1);
+    s = make_subscriber(*a);
+    sync(*a, *s);
+    for (std::uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(a->publish_payload(encode_event_batch(batch_of(i))).ok());
+    for (std::uint64_t i = 0; i < 100; ++i) {
+      auto got = s->next(5s);
+      ASSERT_TRUE(got.ok() && got->has_value());
+    }
+  }
+  ZmqPublisherOptions o;
+  o.endpoint = "tcp://*:" + port;
+  auto b = ZmqPublisher::create(o);
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::optional<std::pair<std::uint64_t, EventBatch>> first;
+  for (int i = 0; i < 500 && !first; ++i) {
+    ASSERT_TRUE((*b)->publish_payload(encode_event_batch(batch_of(7))).ok());
+    auto got = s->next(20ms);
+    ASSERT_TRUE(got.ok()) << got.status();
+    first = *std::move(got);
+  }
+  ASSERT_TRUE(first.has_value()) << "nothing of the restarted publisher was delivered";
+  ASSERT_EQ(first->second.events.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<AllBlocksClearedEvent>(first->second.events[0]));
+  EXPECT_EQ(s->stats().restarts, 1u);
+  auto next = s->next(5s);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->first, first->first);
+  EXPECT_EQ((*next)->second, batch_of(7));
 }
 
 TEST(ZmqTest, RawFramesMatchTheSpec) {
