@@ -231,6 +231,7 @@ class Router::Http {
       int yes = 1;
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
+    server_.set_tcp_nodelay(true);  // answers are one small write: no Nagle delay behind the last ACK
     server_.set_read_timeout(5, 0);
     server_.set_write_timeout(5, 0);
     server_.Post("/v1/match", [router](const httplib::Request& req, httplib::Response& res) {

@@ -702,6 +702,26 @@ void add_bench_command(CLI::App& app, int* exit_code) {
   replay->add_flag("--json", replay_cli->json, "Print one JSON object instead of the table");
   replay->callback([replay_cli, exit_code] { *exit_code = run_replay_bench(*replay_cli); });
 
+  // `kvbm bench router` (issue 26): match queries/s, router beside KvIndexer in process, same run.
+  auto router_args = std::make_shared<RouterBenchArgs>();
+  CLI::App* router = bench->add_subcommand(
+      "router",
+      "kvbm router match queries/s on N workers x M blocks: KvIndexer in process beside the router's matcher and "
+      "POST /v1/match over loopback HTTP, same index, same run");
+  router->add_option("--workers", router_args->workers, "Workers")
+      ->check(CLI::Range(1u, 10000u))
+      ->capture_default_str();
+  router->add_option("--blocks-per-worker", router_args->blocks_per_worker, "Blocks each worker holds")
+      ->check(CLI::Range(1u, 10000000u))
+      ->capture_default_str();
+  router->add_option("--query-blocks", router_args->query_blocks, "Blocks per query")
+      ->check(CLI::Range(1u, 100000u))
+      ->capture_default_str();
+  router->add_option("--seconds", router_args->seconds, "Measured seconds per figure")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  router->callback([router_args, exit_code] { *exit_code = run_router_bench(*router_args); });
+
   // `kvbm bench remote` (issue 7/8): G4 on Redis beside redis-benchmark, same server, same run.
   auto remote_options = std::make_shared<RemoteCliOptions>();
   CLI::App* remote = bench->add_subcommand(

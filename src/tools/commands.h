@@ -5,6 +5,8 @@
 #include <absl/status/status.h>
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
+
 namespace kvbm::tools {
 
 // Exit codes of every command (README.md "Exit codes"). 0 is success.
@@ -32,6 +34,14 @@ void add_replay_command(CLI::App& app, int* exit_code);
 void add_plan_command(CLI::App& app, int* exit_code);
 // `kvbm router`: the standalone KV-aware router (kvbm/router/router.h).
 void add_router_command(CLI::App& app, int* exit_code);
+// `kvbm bench router` (router_command.cc): match queries/s of the router beside KvIndexer, same run.
+struct RouterBenchArgs {
+  std::uint64_t workers = 100;
+  std::uint64_t blocks_per_worker = 100000;
+  std::uint64_t query_blocks = 128;
+  double seconds = 1.0;
+};
+[[nodiscard]] int run_router_bench(const RouterBenchArgs& args);
 // `kvbm events tail|bench`. Further `events` subcommands attach to events_group(app), which returns the
 // group (creating it on first use).
 void add_events_command(CLI::App& app, int* exit_code);

@@ -101,6 +101,9 @@ class Router {
   [[nodiscard]] MatchAnswer match(std::span<const std::uint64_t> sequence_hashes) const;
   [[nodiscard]] std::string workers_json() const;
   [[nodiscard]] std::string metrics_text() const;
+  // The index the subscribers feed. Exposed so that a program embedding the router (or `kvbm bench router`)
+  // can apply events of its own; worker ids are indexes into the --worker list.
+  [[nodiscard]] KvIndexer& indexer() { return indexer_; }
   // Stops the HTTP server and the subscribers and joins their threads. Idempotent.
   void stop();
 
