@@ -135,14 +135,23 @@ absl::StatusOr<std::optional<std::pair<std::uint64_t, EventBatch>>> ZmqSubscribe
   return std::make_optional(std::make_pair(p.first, *std::move(p.second)));
 }
 
+void ZmqSubscriber::push_cleared(std::uint64_t seq) {
+  EventBatch cleared;
+  cleared.events.emplace_back(AllBlocksClearedEvent{});
+  pending_.emplace_back(seq, std::move(cleared));
+}
+
+void ZmqSubscriber::note_lost(std::uint64_t count, std::uint64_t next_seq) {
+  stats_.lost += count;
+  if (options_.clear_on_loss) push_cleared(next_seq);
+}
+
 void ZmqSubscriber::on_live(std::uint64_t seq, std::string_view payload) {
   // One PUB connection delivers in order, so a live number not above the last live one is a new publisher
   // on the endpoint (a restart): what the old one held is gone, and its numbering starts again at 0.
   if (last_live_ && seq <= *last_live_) {
     ++stats_.restarts;
-    EventBatch cleared;
-    cleared.events.emplace_back(AllBlocksClearedEvent{});
-    pending_.emplace_back(seq, std::move(cleared));
+    push_cleared(seq);
     expected_ = 0;
   }
   last_live_ = seq;
@@ -154,7 +163,7 @@ void ZmqSubscriber::on_live(std::uint64_t seq, std::string_view payload) {
     }
     if (seq < *expected_) return;  // the replay answer held it
   }
-  if (expected_ && seq > *expected_) stats_.lost += seq - *expected_;
+  if (expected_ && seq > *expected_) note_lost(seq - *expected_, seq);
   pending_.emplace_back(seq, decode_event_batch(payload));
   expected_ = seq + 1;
 }
@@ -177,7 +186,7 @@ bool ZmqSubscriber::replay_from(std::uint64_t start) {
       const std::uint64_t seq = decode_zmq_seq(frames[1].to_string_view());
       if (seq == kZmqReplayEndSeq) return true;
       if (seq < *expected_) continue;
-      if (seq > *expected_) stats_.lost += seq - *expected_;  // no longer buffered by the publisher
+      if (seq > *expected_) note_lost(seq - *expected_, seq);  // no longer buffered by the publisher
       pending_.emplace_back(seq, decode_event_batch(frames[2].to_string_view()));
       ++stats_.recovered;
       expected_ = seq + 1;

@@ -301,6 +301,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::start(RouterOptions options) {
     o.replay_endpoint = w.replay_endpoint;
     // With a replay socket, everything the worker still buffers from its first batch on is fetched.
     if (w.replay_endpoint) o.start_seq = 0;
+    o.clear_on_loss = true;  // what a lost batch said is unknown: forget the worker there, rebuild after
     auto sub = ZmqSubscriber::create(o);
     if (!sub.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--worker ", w.name, ": ", sub.status().message()));
@@ -320,21 +321,19 @@ absl::StatusOr<std::unique_ptr<Router>> Router::start(RouterOptions options) {
 
 void Router::subscribe_loop_with(std::size_t worker, ZmqSubscriber& sub) {
   const WorkerId id{worker};
-  std::uint64_t lost_seen = 0;
   while (!stopping_.load()) {
+    // Lost batches and publisher restarts come as AllBlocksCleared batches (clear_on_loss), in stream order.
     auto got = sub.next(std::chrono::milliseconds(50));
-    const ZmqSubscriberStats& st = sub.stats();
-    if (st.lost > lost_seen) {
-      // Batches the worker no longer buffers: what it holds is unknown; forget it and rebuild from here on.
-      indexer_.remove_worker(id);
+    {
       MutexLock lock(&state_mu_);
-      state_[worker].lost = st.lost;
-      ++state_[worker].resyncs;
-      lost_seen = st.lost;
+      state_[worker].lost = sub.stats().lost;
     }
     if (!got.ok()) {
+      // A batch that cannot be decoded is a lost batch too: forget the worker here and rebuild.
+      indexer_.remove_worker(id);
       MutexLock lock(&state_mu_);
       ++state_[worker].decode_errors;
+      ++state_[worker].resyncs;
       continue;
     }
     if (!got->has_value()) continue;

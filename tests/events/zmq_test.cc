@@ -337,6 +337,36 @@ TEST(ZmqTest, BatchesNoLongerBufferedCountAsLost) {
   EXPECT_EQ(s->stats().lost, first);
 }
 
+// clear_on_loss: the batches the publisher no longer buffers come as one AllBlocksCleared batch in their
+// place, numbered like the first batch after them, which follows.
+TEST(ZmqTest, ClearOnLossDeliversAllBlocksClearedWhereBatchesWereLost) {
+  auto p = make_publisher(true, /*buffer=*/4);
+  for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(p->publish_payload(encode_event_batch(batch_of(i))).ok());
+  ZmqSubscriberOptions o;
+  o.endpoint = p->endpoint();
+  o.replay_endpoint = p->replay_endpoint();
+  o.start_seq = 0;
+  o.clear_on_loss = true;
+  auto s = ZmqSubscriber::create(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  std::optional<std::pair<std::uint64_t, EventBatch>> first;
+  for (int i = 0; i < 500 && !first; ++i) {
+    ASSERT_TRUE(p->publish_payload(encode_event_batch(batch_of(10 + static_cast<std::uint64_t>(i)))).ok());
+    auto got = (*s)->next(20ms);
+    ASSERT_TRUE(got.ok()) << got.status();
+    first = *std::move(got);
+  }
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->second.events.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<AllBlocksClearedEvent>(first->second.events[0]));
+  EXPECT_GT((*s)->stats().lost, 0u);
+  EXPECT_EQ(first->first, (*s)->stats().lost);  // numbered like the first batch after the lost ones
+  auto next = (*s)->next(5s);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->first, first->first);
+  EXPECT_EQ((*next)->second, batch_of(first->first));
+}
+
 // A scripted publisher (raw PUB + ROUTER) that skips a sequence number: the subscriber asks for it and
 // delivers it in order.
 class ScriptedPublisher {

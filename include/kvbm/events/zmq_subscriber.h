@@ -11,7 +11,8 @@
 // sequence moves on. A publisher restart (a live sequence number not above the previous live one: a new
 // publisher on the endpoint) is delivered as a batch holding one AllBlocksCleared event, numbered like the
 // new publisher's first live batch, and the sequence starts again at 0 (recovered by replay when that
-// batch is not 0).
+// batch is not 0). A restarted publisher whose first live batch the subscriber sees is numbered above the
+// old one's last is taken for a gap (the wire carries no publisher identity).
 //
 // Thread-safety: not thread-safe; one thread calls next()/run(). Owns its own ZMQ context.
 #pragma once
@@ -44,6 +45,10 @@ struct ZmqSubscriberOptions {
   std::optional<std::uint64_t> start_seq;
   std::chrono::milliseconds replay_timeout{2000};  // per replay message; then the gap counts as lost
   int rcvhwm = 100000;                             // receive high-water mark, >= 0
+  // Lost batches (see stats().lost) are delivered as one batch holding AllBlocksCleared, numbered like the
+  // batch after them: a consumer keeping state (a router's index) drops what it can no longer trust, at
+  // the right place in the stream, and rebuilds from what follows.
+  bool clear_on_loss = false;
 };
 
 struct ZmqSubscriberStats {
@@ -85,6 +90,10 @@ class ZmqSubscriber {
   absl::Status connect_replay();
   // Handles one live message; appends what it makes deliverable to pending_.
   void on_live(std::uint64_t seq, std::string_view payload);
+  // Appends a batch holding one AllBlocksCleared, numbered `seq`.
+  void push_cleared(std::uint64_t seq);
+  // Counts `count` lost batches before `next_seq`; with clear_on_loss, delivers AllBlocksCleared there.
+  void note_lost(std::uint64_t count, std::uint64_t next_seq);
   // Asks for every batch from expected_ on and appends the answer to pending_. False on no answer.
   bool replay_from(std::uint64_t start);
 

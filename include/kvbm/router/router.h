@@ -9,7 +9,9 @@
 //
 // Re-synchronisation: a worker that restarts publishes AllBlocksCleared, which drops what the index holds
 // for it (KvIndexer); a gap its replay socket cannot fill (lost batches) drops it too, since the router can
-// no longer know what the worker holds — it is rebuilt from the events that follow. Both count as a resync.
+// no longer know what the worker holds — it is rebuilt from the events that follow; so does a restarted
+// publisher on the worker's endpoint. The subscriber delivers the last two as AllBlocksCleared at their place
+// in the stream (ZmqSubscriberOptions::clear_on_loss, restart detection). Each counts as a resync.
 //
 // Score (tier weights): a matched block counts the weight of the best medium on which the whole prefix up to
 // it is held (matched_on, KvIndexer), or the smallest weight when the prefix is held only across media. The
