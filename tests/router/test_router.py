@@ -182,10 +182,10 @@ class RouterProc:
         assert self.proc.wait(timeout=20) == 0
 
 
-def start_worker(kvbm_cli, tmp_path, name, endpoints, seed, g1_blocks):
+def start_worker(kvbm_cli, tmp_path, name, endpoints, seed, g1_blocks, trace_format="mooncake"):
     trace = tmp_path / f"{name}-{seed}.jsonl"
     gen = subprocess.run([kvbm_cli, "gen", "--seed", str(seed), "--requests", "60", "--rate", "30",
-                          "--out", str(trace)], capture_output=True, text=True, timeout=60)
+                          "--format", trace_format, "--out", str(trace)], capture_output=True, text=True, timeout=60)
     assert gen.returncode == 0, gen.stderr
     pub, replay = endpoints
     # --timing trace: the replay lasts about two seconds, so both subscribers join while it runs; what they
@@ -263,6 +263,39 @@ def test_router_matches_a_brute_force_model_and_resyncs_a_restart(kvbm_cli, tmp_
         check_answers(router, model, names)
         status, body = http(router.port, "/metrics")
         assert status == 200 and 'kvbm_router_resyncs_total{worker="w0"}' in body
+    finally:
+        router.close()
+        model.close()
+
+
+def test_router_tokens_query_matches_a_token_trace_worker(kvbm_cli, tmp_path):
+    """A worker replaying a token-level trace hashes the trace's tokens (its events carry synthesized tokens,
+    README "Events"): the router hashing a request's tokens must answer as a query by the sequence hashes
+    `kvbm hash` computes for them, and both as the brute-force model of what the worker holds."""
+    endpoints = {"w0": (f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")}
+    model = ModelSubscriber(endpoints)
+    router = RouterProc(kvbm_cli, endpoints)
+    try:
+        w = start_worker(kvbm_cli, tmp_path, "w0", endpoints["w0"], 5, 100000, trace_format="tokens")
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+        wait_in_step(router, model, ["w0"])
+        matched = 0
+        with open(tmp_path / "w0-5.jsonl") as f:
+            requests = [json.loads(line)["tokens"] for line in f][:10]
+        for tokens in requests:
+            tokens = tokens[:16 * 64]
+            run = subprocess.run([kvbm_cli, "hash", "--block-size", "16", *map(str, tokens)], capture_output=True,
+                                 text=True, timeout=30)
+            assert run.returncode == 0, run.stderr
+            hashes = [int(line.split()[1]) for line in run.stdout.splitlines()]
+            by_tokens = json.loads(http(router.port, "/v1/match", {"tokens": tokens, "block_size": 16})[1])
+            by_hashes = json.loads(http(router.port, "/v1/match", {"block_hashes": hashes})[1])
+            assert by_tokens == by_hashes, (by_tokens, by_hashes)
+            want = brute_force(model.held, ["w0"], hashes)
+            assert by_tokens["workers"][0]["matched_blocks"] == want["workers"][0]["matched_blocks"]
+            matched += by_tokens["workers"][0]["matched_blocks"]
+        assert matched > 0, "no request's prefix is held: the test shows nothing"
     finally:
         router.close()
         model.close()
