@@ -17,13 +17,15 @@
 
 #include "kvbm/manager/kv_block_manager.h"
 #include "support/block_bytes.h"
+#include "support/engine_request.h"
 
 namespace kvbm {
 namespace {
 
 using testing::expected_byte;
-using testing::fill;
 using ::testing::HasSubstr;
+using testing::make_seq;
+using testing::run_request;
 using testing::wrong_bytes;
 
 // 2 layers × 2 × 4 tokens × 16 × 2 bytes = 512 bytes per block.
@@ -148,37 +150,6 @@ class DirectoryStore final : public RemoteStore {
   std::atomic<std::uint64_t> puts_{0}, hits_{0};
   std::atomic<bool> shut_down_{false};
 };
-
-TokenBlockSequence make_seq(const KvBlockManager& m, std::uint32_t first_token, std::size_t blocks) {
-  std::vector<std::uint32_t> tokens(blocks * m.page_size());
-  std::iota(tokens.begin(), tokens.end(), first_token);
-  auto seq = m.make_sequence(tokens);
-  EXPECT_TRUE(seq.ok());
-  return *std::move(seq);
-}
-
-// An engine's request: reuse what is cached (checked byte for byte), compute and register the rest, release.
-// Returns how many blocks were reused.
-std::size_t run_request(KvBlockManager& m, const TokenBlockSequence& seq) {
-  auto hits = m.match_and_onboard(seq.sequence_hashes());
-  EXPECT_TRUE(hits.ok()) << hits.status();
-  if (!hits.ok()) return 0;
-  for (const G1Block& b : *hits) EXPECT_EQ(wrong_bytes(b, m.model()), 0u);
-  const std::size_t have = hits->size();
-  auto fresh = m.allocate(seq.num_full_blocks() - have);
-  EXPECT_TRUE(fresh.ok()) << fresh.status();
-  if (!fresh.ok()) return have;
-  for (std::size_t i = 0; i < fresh->size(); ++i) {
-    TokenBlock tb = seq.block(have + i);
-    fill((*fresh)[i], tb.sequence_hash, m.model());
-    EXPECT_TRUE((*fresh)[i].apply(tb).ok());
-  }
-  auto registered = m.register_blocks(*fresh);
-  EXPECT_TRUE(registered.ok()) << registered.status();
-  m.release(*std::move(registered));
-  m.release(*std::move(hits));
-  return have;
-}
 
 // Whether `bytes` (one fully contiguous block, canonical order) are what `h` implies.
 bool holds_block(std::span<const std::byte> bytes, SequenceHash h, const ModelConfig& model) {

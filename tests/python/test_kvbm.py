@@ -598,35 +598,8 @@ def test_type_stubs_name_the_module_api():
     assert public <= set(names), public - set(names)
 
 
-@pytest.fixture
-def redis_port(tmp_path):
-    """A private redis-server on a free local port (G4), stopped after the test."""
-    import shutil
-    import socket
-    import subprocess
-    import time
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def test_g4_is_visible_in_has_tier_status_and_offload_stats(redis_port):
+def test_g4_is_visible_in_has_tier_status_and_offload_stats(redis_server):
+    redis_port, _ = redis_server
     m = kvbm.KvBlockManager({**SMALL, "g1": {"num_blocks": 4}, "g2": {"num_blocks": 4},
                              "g4": {"endpoints": f"127.0.0.1:{redis_port}", "deadline_ms": 2000}})
     assert m.has_tier("g4") is True and m.has_tier("G4") is True and m.has_tier("g3") is False

@@ -13,6 +13,7 @@
 #include "kvbm/manager/kv_block_manager.h"
 #include "kvbm/remote/redis_store.h"
 #include "support/block_bytes.h"
+#include "support/engine_request.h"
 #include "support/recording_event_sink.h"
 #include "support/redis_server.h"
 #include "support/wait_until.h"
@@ -22,8 +23,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using kvbm::testing::wait_until;
-using testing::fill;
+using testing::make_seq;
 using testing::RedisServer;
+using testing::run_request;
 using testing::wrong_bytes;
 
 // 2 layers × 2 × 4 tokens × 64 × 2 bytes = 2 KiB per block.
@@ -51,36 +53,6 @@ std::unique_ptr<KvBlockManager> make_manager(const KvbmConfig& config) {
   if (!m.ok()) return nullptr;
   EXPECT_TRUE(wait_until([&] { return (*m)->offload_stats().g4.health == RemoteHealth::kAvailable; }, 10s));
   return *std::move(m);
-}
-
-TokenBlockSequence make_seq(const KvBlockManager& m, std::uint32_t first_token, std::size_t blocks) {
-  std::vector<std::uint32_t> tokens(blocks * m.page_size());
-  std::iota(tokens.begin(), tokens.end(), first_token);
-  auto seq = m.make_sequence(tokens);
-  EXPECT_TRUE(seq.ok());
-  return *std::move(seq);
-}
-
-// An engine's request: reuse what is cached (any tier), compute and register the rest. Returns how many
-// blocks were reused; every reused block is checked byte for byte.
-std::size_t run_request(KvBlockManager& m, const TokenBlockSequence& seq) {
-  auto hits = m.match_and_onboard(seq.sequence_hashes());
-  EXPECT_TRUE(hits.ok()) << hits.status();
-  if (!hits.ok()) return 0;
-  for (const G1Block& b : *hits) EXPECT_EQ(wrong_bytes(b, m.model()), 0u);
-  const std::size_t have = hits->size();
-  auto fresh = m.allocate(seq.num_full_blocks() - have);
-  EXPECT_TRUE(fresh.ok()) << fresh.status();
-  for (std::size_t i = 0; i < fresh->size(); ++i) {
-    TokenBlock tb = seq.block(have + i);
-    fill((*fresh)[i], tb.sequence_hash, m.model());
-    EXPECT_TRUE((*fresh)[i].apply(tb).ok());
-  }
-  auto registered = m.register_blocks(*fresh);
-  EXPECT_TRUE(registered.ok()) << registered.status();
-  m.release(*std::move(registered));
-  m.release(*std::move(hits));
-  return have;
 }
 
 class G4TierTest : public ::testing::Test {

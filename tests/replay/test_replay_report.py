@@ -313,39 +313,19 @@ def test_mooncake_header_and_width(kvbm_bin):
     assert "over 3537 windows of 1 s" in res.stdout, res.stdout  # timestamps 0 .. 3536999 ms
 
 
-def test_g4_hits_in_text_and_json_and_tiers_add_up(kvbm_bin, tmp_path):
+def test_g4_hits_in_text_and_json_and_tiers_add_up(kvbm_bin, redis_server):
     """Data mode with a real redis-server as G4: the report's g4 row and tiers.g4.hits, and per-tier hits
     summing to the total (G4 hits were missing from both)."""
-    import shutil
-    import socket
-    import time
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    redis = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        args = ["--requests", "200", "--g1-blocks", "200", "--g2-blocks", "100", "--g3-blocks", "0",
-                "--set", f"g4.endpoints=127.0.0.1:{port}", "--set", "g4.deadline_ms=2000"]
-        report = json.loads(run(kvbm_bin, *args, "--json").stdout)
-        tiers = report["tiers"]
-        assert tiers["g4"]["enabled"] and tiers["g4"]["hits"] > 0, tiers["g4"]
-        assert sum(t["hits"] for t in tiers.values()) == report["blocks_hit"]
-        text = run(kvbm_bin, *args).stdout
-        row = re.search(r"^  g4 +\d+ +\S+ \S+ +(\d+) ", text, re.M)
-        assert row and int(row.group(1)) > 0, text
-    finally:
-        redis.terminate()
-        redis.wait(timeout=10)
+    port, _ = redis_server
+    args = ["--requests", "200", "--g1-blocks", "200", "--g2-blocks", "100", "--g3-blocks", "0",
+            "--set", f"g4.endpoints=127.0.0.1:{port}", "--set", "g4.deadline_ms=2000"]
+    report = json.loads(run(kvbm_bin, *args, "--json").stdout)
+    tiers = report["tiers"]
+    assert tiers["g4"]["enabled"] and tiers["g4"]["hits"] > 0, tiers["g4"]
+    assert sum(t["hits"] for t in tiers.values()) == report["blocks_hit"]
+    text = run(kvbm_bin, *args).stdout
+    row = re.search(r"^  g4 +\d+ +\S+ \S+ +(\d+) ", text, re.M)
+    assert row and int(row.group(1)) > 0, text
 
 
 def test_bench_replay_rows_are_kvbm_replay_no_data(kvbm_bin):
