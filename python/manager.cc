@@ -156,7 +156,6 @@ py::dict offload_dict(const Stats& s) {
   return d;
 }
 
-// Moves the handles of `blocks` out of their Python owners (all of this manager, no duplicates).
 // Waits for `op` with the GIL released, taking it back every kSignalCheck to run Python's signal handlers:
 // Ctrl-C (or any handler that raises) ends the wait with that exception, at most kSignalCheck later, while
 // the onboarding itself goes on in the background (its blocks are released when nobody takes them).
@@ -173,6 +172,7 @@ void wait_interruptibly(const OnboardOperation& op) {
   }
 }
 
+// Moves the handles of `blocks` out of their Python owners (all of this manager, no duplicates).
 std::vector<G1MutableBlock> take_mutable(const PyManager& self, const std::vector<PyMutableBlock*>& blocks) {
   std::unordered_set<const PyMutableBlock*> seen;
   for (std::size_t i = 0; i < blocks.size(); ++i) {

@@ -6,6 +6,10 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "kvbm/manager/kvbm_config.h"
 
 namespace kvbm::tools {
 
@@ -24,6 +28,15 @@ inline constexpr int kExitBadInput = 2;  // bad input: flags, values, configurat
     default:
       return kExitFailure;
   }
+}
+
+// Applies the KVBM_* environment over `config` (the first bad value is the error) and warns on stderr,
+// "<command>: warning: ...", about KVBM_* names that are no key (with a did-you-mean).
+[[nodiscard]] inline absl::Status apply_environment(KvbmConfig& config, const char* command) {
+  if (absl::Status s = config.apply_env(); !s.ok()) return s;
+  for (const std::string& w : KvbmConfig::unknown_env_warnings())
+    std::fprintf(stderr, "%s: warning: %s\n", command, w.c_str());
+  return absl::OkStatus();
 }
 
 void add_hash_command(CLI::App& app, int* exit_code);

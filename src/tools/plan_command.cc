@@ -62,13 +62,7 @@ absl::Status build_options(const PlanFlags& f, PlanOptions& o, TraceSource& sour
   c.g1.eviction = c.g2.eviction = c.g3.eviction = EvictionPolicyKind::kLru;
   c.offload.g1_to_g2 = c.offload.g2_to_g3 = OffloadMode::kWriteThrough;
   c.offload.g3_min_frequency = 0;
-  {
-    std::vector<absl::Status> env_errors;
-    c.apply_env_collect(&env_errors);
-    if (!env_errors.empty()) return env_errors.front();
-    for (const std::string& w : KvbmConfig::unknown_env_warnings())
-      std::fprintf(stderr, "kvbm plan: warning: %s\n", w.c_str());
-  }
+  if (absl::Status env = apply_environment(c, "kvbm plan"); !env.ok()) return env;
 
   // The model's real bytes per block: page = block tokens, no scaling.
   auto model = resolve_model(f, *model_file, base.block_tokens, /*default_preset=*/true);

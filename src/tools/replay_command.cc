@@ -133,13 +133,7 @@ absl::Status build_options(const ReplayFlags& f, ReplayOptions& o, TraceSource& 
     c.g3.num_blocks = 16384;
   }
   // KVBM_* environment over the file (or replay's defaults); the flags below and --set override it.
-  {
-    std::vector<absl::Status> env_errors;
-    c.apply_env_collect(&env_errors);
-    if (!env_errors.empty()) return env_errors.front();
-    for (const std::string& w : KvbmConfig::unknown_env_warnings())
-      std::fprintf(stderr, "kvbm replay: warning: %s\n", w.c_str());
-  }
+  if (absl::Status env = apply_environment(c, "kvbm replay"); !env.ok()) return env;
   // Model: --bytes-per-block (an unnamed block size), or a preset or model file (default Llama-3.1-8B
   // unless the config file gives a model) with the dimension flags over it; page = block tokens.
   auto model = resolve_model(f, *model_file, o.block_tokens, /*default_preset=*/!from_file);
