@@ -217,16 +217,32 @@ void EventManager::run() {
     if (queued() == 0) break;  // stopping, and everything is published
     // Let the batch fill up to max_batch_events for at most max_batch_delay, unless someone is waiting.
     const auto deadline = std::chrono::steady_clock::now() + options_.max_batch_delay;
-    while (queued() < options_.max_batch_events && !stopping_ && flush_waiters_ == 0) {
-      if (work_cv_.wait_until(mu_, deadline) == std::cv_status::timeout) break;
+    bool timed_out = false;
+    while (queued() < per_batch && !stopping_ && flush_waiters_ == 0) {
+      if (work_cv_.wait_until(mu_, deadline) == std::cv_status::timeout) {
+        timed_out = true;
+        break;
+      }
     }
     // Everything queued is taken at once, in O(1), so that a pool reporting an event meanwhile never
     // waits for the lock while events are moved; it is published in batches of max_batch_events.
-    const std::size_t first = head_, last = tail_;
+    const std::size_t first = head_;
+    std::size_t last = tail_;
     in_flight_begin_ = accepted_ - queued();
     in_flight_ = true;
     taken.swap(queue_);
     head_ = tail_ = 0;
+    if (!timed_out && !stopping_ && flush_waiters_ == 0) {
+      // Woken by a full batch: publish whole batches only. The events that arrived after it (fewer than
+      // max_batch_events) go back to the queue and wait their turn, so batch boundaries never depend on
+      // how late this thread woke.
+      const std::size_t rest = (last - first) % per_batch;
+      if (queue_.size() < rest) queue_.resize(rest);
+      std::move(taken.begin() + static_cast<std::ptrdiff_t>(last - rest),
+                taken.begin() + static_cast<std::ptrdiff_t>(last), queue_.begin());
+      tail_ = rest;
+      last -= rest;
+    }
     mu_.unlock();
 
     std::uint64_t sent = 0, batches = 0, errors = 0;

@@ -146,6 +146,48 @@ TEST(EventManagerTest, BatchesByCount) {
   EXPECT_EQ(s.dropped, 0u);
 }
 
+// Events that arrive while a batch is being published do not change where the next batches start: the
+// publisher thread, woken by a full batch, publishes whole batches only and leaves the rest queued.
+TEST(EventManagerTest, BatchBoundariesDoNotDependOnWhenThePublisherWakes) {
+  Collector c;
+  Mutex gate_mu;
+  bool first_entered = false, release = false;
+  std::condition_variable_any gate_cv;
+  std::vector<std::unique_ptr<EventPublisher>> pubs;
+  pubs.push_back(std::make_unique<CallbackPublisher>([&](const EventBatch& b) {
+    {
+      MutexLock lock(&gate_mu);
+      if (!first_entered) {
+        first_entered = true;
+        gate_cv.notify_all();
+        while (!release) gate_cv.wait(gate_mu);
+      }
+    }
+    c.add(b);
+  }));
+  auto created = EventManager::create({.max_batch_events = 4, .max_batch_delay = 60s}, std::move(pubs));
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<EventManager> m = *std::move(created);
+  for (std::uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());
+  {
+    MutexLock lock(&gate_mu);
+    while (!first_entered) gate_cv.wait(gate_mu);  // the first batch is being published
+  }
+  for (std::uint64_t i = 4; i < 9; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());  // one batch and one more
+  {
+    MutexLock lock(&gate_mu);
+    release = true;
+  }
+  gate_cv.notify_all();
+  ASSERT_TRUE(c.wait_events(8));  // the second batch went out; the ninth event must still be queued
+  for (std::uint64_t i = 9; i < 12; ++i) ASSERT_TRUE(m->enqueue(removed(i)).ok());  // completes the third batch
+  ASSERT_TRUE(c.wait_events(12));  // all three full batches go out without waiting for the 60 s delay
+  EXPECT_THAT(c.batch_sizes(), ElementsAre(4, 4, 4));
+  std::vector<std::uint64_t> order;
+  for (const KvEvent& e : c.events()) order.push_back(first_hash(e));
+  EXPECT_THAT(order, ElementsAre(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11));
+}
+
 TEST(EventManagerTest, BatchesByTime) {
   Collector c;
   auto m = make_manager({.max_batch_events = 1000, .max_batch_delay = 30ms, .data_parallel_rank = 3}, c);
